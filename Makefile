@@ -1,0 +1,59 @@
+# Thin wrappers around the go command; nothing is hidden.
+GO        ?= go
+PKGS      := ./...
+# Packages with goroutines that talk to each other run under the race detector.
+RACE_PKGS := ./ringbuf/... ./align/... ./keyed/... ./snapshot/... ./engine/... ./connectors/... ./jobrun/...
+FUZZTIME  ?= 10s
+BENCH_COUNT ?= 5
+BENCH_TIME  ?= 1s
+
+.PHONY: build test race bench bench-full profile fuzz lint ci example clean
+
+build:
+	$(GO) build -o bin/streamd ./cmd/streamd
+
+# The README's test command: every test, including the crash tests.
+test:
+	$(GO) test -count=1 $(PKGS)
+
+race:
+	$(GO) test -race -short -count=1 $(RACE_PKGS)
+
+# Benchmark table: medians of BENCH_COUNT interleaved runs, ratios against
+# baselines measured in the same process.
+bench:
+	$(GO) run ./bench/cmd/streamd-bench -count $(BENCH_COUNT) -benchtime $(BENCH_TIME)
+
+# The same at full state sizes (10 M keys, 1 GiB restore).
+bench-full:
+	STREAMD_BENCH_FULL=1 $(GO) run ./bench/cmd/streamd-bench -count $(BENCH_COUNT) -benchtime $(BENCH_TIME)
+
+# CPU and allocation profiles of the standard benchmarks into profiles/.
+profile:
+	$(GO) run ./bench/cmd/streamd-bench -profile profiles -count 1 -benchtime 3s
+
+fuzz:
+	@for pkg in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz'); do \
+	    echo "fuzz $$pkg $$f"; \
+	    $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	  done; \
+	done
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+
+# Runs the README's example job from scratch: 1 M records, checkpoints every
+# 100 ms, output in out/counts/, checkpoints in out/example-data/.
+example: build
+	rm -rf out/counts out/example-data
+	./bin/streamd run --data-dir out/example-data --stats out/counts-stats.json examples/counts.yaml
+	@echo "committed files:"; ls -l out/counts/
+	@echo "first lines:"; head -n 3 $$(ls out/counts/*.jsonl | head -n 1)
+	@echo "records: $$(cat out/counts/*.jsonl | wc -l)"
+
+ci: lint test race
+
+clean:
+	rm -rf bin out streamd-data

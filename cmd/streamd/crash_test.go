@@ -1,0 +1,298 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// buildStreamd builds the binary once per test binary run.
+func buildStreamd(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "streamd")
+	cmd := exec.Command("go", "build", "-o", bin, ".")
+	cmd.Stderr = os.Stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("cannot build streamd: %v", err)
+	}
+	return bin
+}
+
+const crashJob = `name: exactly-once
+parallelism: 2
+checkpointing: {interval: 50ms, mode: %s}
+source: {type: sequence, count: %d, keys: 1000}
+pipeline:
+  - key_by: key
+  - count: {}
+sink: {type: file, path: out/}
+`
+
+// failpoints aimed at by the crash test; each must be hit at least
+// minHits times.
+var failpoints = []struct {
+	name string
+	prob float64
+}{
+	{"snapshot-async", 0.01},            // between blocks of the asynchronous phase
+	{"checkpoint-after-metadata", 0.15}, // metadata durable, sinks not yet told to commit
+	{"sink-after-rename", 0.05},         // file renamed into out/, directory not yet fsynced
+}
+
+const (
+	minKills = 20
+	minHits  = 3
+)
+
+type crashRun struct {
+	exit     int
+	killedBy string // "timer", a failpoint's name, or ""
+	stderr   string
+}
+
+func runOnce(t *testing.T, bin, dir string, fp string, killAfter time.Duration) crashRun {
+	t.Helper()
+	cmd := exec.Command(bin, "run", "--data-dir", "data", "--pin", "off", "job.yaml")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "STREAMD_FAILPOINTS="+fp, fmt.Sprintf("STREAMD_FAILPOINTS_SEED=%d", rand.Uint64()))
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	cmd.Stdout = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var timer *time.Timer
+	timedOut := make(chan struct{})
+	if killAfter > 0 {
+		timer = time.AfterFunc(killAfter, func() {
+			close(timedOut)
+			_ = cmd.Process.Signal(syscall.SIGKILL)
+		})
+	}
+	err := cmd.Wait()
+	if timer != nil {
+		timer.Stop()
+	}
+	r := crashRun{stderr: stderr.String()}
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		r.exit = 0
+	case errors.As(err, &ee):
+		r.exit = ee.ExitCode()
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() && ws.Signal() == syscall.SIGKILL {
+			r.exit = -9
+			for _, f := range failpoints {
+				if strings.Contains(r.stderr, "failpoint "+f.name+" hit") {
+					r.killedBy = f.name
+				}
+			}
+			if r.killedBy == "" {
+				select {
+				case <-timedOut:
+					r.killedBy = "timer"
+				default:
+					r.killedBy = "unknown"
+				}
+			}
+		}
+	default:
+		t.Fatal(err)
+	}
+	return r
+}
+
+type outRecord struct {
+	Key   *int64 `json:"key"`
+	Seq   *int64 `json:"seq"`
+	Count *int64 `json:"count"`
+}
+
+// readOutput reads every committed record and checks the layout contract:
+// only .jsonl files directly in out/, plus the dot-named work folder.
+func readOutput(t *testing.T, out string) []outRecord {
+	t.Helper()
+	entries, err := os.ReadDir(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var recs []outRecord
+	for _, e := range entries {
+		if e.IsDir() {
+			if !strings.HasPrefix(e.Name(), ".") {
+				t.Fatalf("output has a folder %q; only the dot-named work folder is allowed", e.Name())
+			}
+			continue
+		}
+		if !strings.HasSuffix(e.Name(), ".jsonl") {
+			t.Fatalf("output has a file %q that is not .jsonl", e.Name())
+		}
+		f, err := os.Open(filepath.Join(out, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sc := bufio.NewScanner(f)
+		for line := 1; sc.Scan(); line++ {
+			var r outRecord
+			if err := json.Unmarshal(sc.Bytes(), &r); err != nil || r.Key == nil || r.Seq == nil || r.Count == nil {
+				t.Fatalf("%s:%d: bad record %q: %v", e.Name(), line, sc.Text(), err)
+			}
+			if bytes.ContainsAny(sc.Bytes(), "eE.") {
+				t.Fatalf("%s:%d: integers must be JSON integers: %q", e.Name(), line, sc.Text())
+			}
+			recs = append(recs, r)
+		}
+		f.Close()
+		if err := sc.Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return recs
+}
+
+func verifyExactlyOnce(t *testing.T, recs []outRecord, count, keys int64) {
+	t.Helper()
+	seqs := make([][]int64, keys)
+	counts := make([][]int64, keys)
+	for _, r := range recs {
+		k := *r.Key
+		if k < 0 || k >= keys {
+			t.Fatalf("record with key %d outside [0, %d)", k, keys)
+		}
+		seqs[k] = append(seqs[k], *r.Seq)
+		counts[k] = append(counts[k], *r.Count)
+	}
+	if int64(len(recs)) != count {
+		t.Errorf("%d records committed, want exactly %d", len(recs), count)
+	}
+	for k := int64(0); k < keys; k++ {
+		slices.Sort(seqs[k])
+		slices.Sort(counts[k])
+		for i, s := range seqs[k] {
+			if want := k + int64(i)*keys; s != want {
+				t.Fatalf("key %d: seq values are not exactly {i : i %% %d == %d}: position %d has %d, want %d", k, keys, k, i, s, want)
+			}
+		}
+		if want := (count - k + keys - 1) / keys; int64(len(seqs[k])) != want {
+			t.Fatalf("key %d: %d records, want %d", k, len(seqs[k]), want)
+		}
+		for i, c := range counts[k] {
+			if c != int64(i+1) {
+				t.Fatalf("key %d: count values are not exactly 1..%d each once: position %d has %d", k, len(counts[k]), i, c)
+			}
+		}
+	}
+}
+
+func verifyAtLeastOnce(t *testing.T, recs []outRecord, count int64) {
+	t.Helper()
+	seen := make([]bool, count)
+	for _, r := range recs {
+		if *r.Seq < 0 || *r.Seq >= count {
+			t.Fatalf("seq %d out of range", *r.Seq)
+		}
+		seen[*r.Seq] = true
+	}
+	for i, ok := range seen {
+		if !ok {
+			t.Fatalf("seq %d was lost", i)
+		}
+	}
+}
+
+// TestCrashRecovery kills streamd with SIGKILL at random moments and at
+// failpoints, restarting it with the same data dir until it exits 0, and
+// checks the committed output. When a job finishes before enough kills, a
+// new round starts from scratch; every round is verified.
+func TestCrashRecovery(t *testing.T) {
+	if testing.Short() {
+		t.Skip("crash test: builds streamd and kills it many times")
+	}
+	bin := buildStreamd(t)
+	for _, mode := range []string{"exactly_once", "at_least_once"} {
+		t.Run(mode, func(t *testing.T) {
+			crashRounds(t, bin, mode)
+		})
+	}
+}
+
+func crashRounds(t *testing.T, bin, mode string) {
+	const count, keys = 2_000_000, 1000
+	kills := 0
+	hits := make(map[string]int)
+	enough := func() bool {
+		if kills < minKills {
+			return false
+		}
+		if mode != "exactly_once" {
+			return true
+		}
+		for _, f := range failpoints {
+			if hits[f.name] < minHits {
+				return false
+			}
+		}
+		return true
+	}
+	deadline := time.Now().Add(6 * time.Minute)
+	for round := 1; !enough(); round++ {
+		if time.Now().After(deadline) {
+			t.Fatalf("gave up after %v: %d kills, failpoint hits %v", 6*time.Minute, kills, hits)
+		}
+		dir := t.TempDir()
+		if err := os.WriteFile(filepath.Join(dir, "job.yaml"), []byte(fmt.Sprintf(crashJob, mode, count)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		for attempt := 0; ; attempt++ {
+			if attempt > 400 {
+				t.Fatalf("round %d: job did not finish after %d restarts", round, attempt)
+			}
+			fp, killAfter := "", time.Duration(0)
+			if !enough() {
+				switch f := failpoints[rand.IntN(len(failpoints))]; {
+				case mode == "exactly_once" && hits[f.name] < minHits && rand.IntN(2) == 0:
+					fp = fmt.Sprintf("%s=%g", f.name, f.prob)
+					killAfter = 3 * time.Second // in case the failpoint never fires
+				default:
+					killAfter = time.Duration(30+rand.IntN(400)) * time.Millisecond
+				}
+			}
+			r := runOnce(t, bin, dir, fp, killAfter)
+			switch r.exit {
+			case 0:
+			case -9:
+				kills++
+				hits[r.killedBy]++
+				continue
+			default:
+				t.Fatalf("round %d attempt %d: streamd exited %d:\n%s", round, attempt, r.exit, r.stderr)
+			}
+			break
+		}
+		recs := readOutput(t, filepath.Join(dir, "out"))
+		if mode == "exactly_once" {
+			verifyExactlyOnce(t, recs, count, keys)
+		} else {
+			verifyAtLeastOnce(t, recs, count)
+		}
+		t.Logf("%s round %d verified: %d records; %d kills so far, hits %v", mode, round, len(recs), kills, hits)
+		// A finished job run again exits 0 and emits nothing.
+		if r := runOnce(t, bin, dir, "", 0); r.exit != 0 {
+			t.Fatalf("rerun of the finished job exited %d:\n%s", r.exit, r.stderr)
+		}
+		if again := readOutput(t, filepath.Join(dir, "out")); len(again) != len(recs) {
+			t.Fatalf("rerun of the finished job changed the output: %d records, had %d", len(again), len(recs))
+		}
+	}
+}

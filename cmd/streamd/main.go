@@ -1,0 +1,272 @@
+// Command streamd runs streamd jobs.
+//
+//	streamd run [--data-dir DIR] [--stats FILE] [--pin auto|on|off] [--cpuprofile FILE] JOB.yaml
+//	streamd validate JOB.yaml
+//	streamd version
+//
+// Exit status of run: 0 when the job finished and its output is complete
+// (or it was stopped by a signal after a final checkpoint), 2 for a bad
+// command line, a bad spec or a checkpoint that does not fit the job
+// (nothing is written), 1 for a failure while running, 130 after a second
+// signal.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"os"
+	"os/signal"
+	"runtime/pprof"
+	"sort"
+	"syscall"
+	"time"
+
+	"github.com/streamd/streamd/engine"
+	"github.com/streamd/streamd/job"
+	"github.com/streamd/streamd/jobrun"
+	"github.com/streamd/streamd/snapshot"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
+const usage = `usage:
+  streamd run [--data-dir DIR] [--stats FILE] [--pin auto|on|off] [--cpuprofile FILE] JOB.yaml
+  streamd validate JOB.yaml
+  streamd version
+`
+
+// Exit statuses.
+const (
+	exitOK      = 0
+	exitFailure = 1
+	exitUsage   = 2
+	exitSignal  = 130
+)
+
+func main() {
+	os.Exit(mainErr(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func mainErr(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return exitUsage
+	}
+	switch args[0] {
+	case "run":
+		return cmdRun(args[1:], stdout, stderr)
+	case "validate":
+		return cmdValidate(args[1:], stdout, stderr)
+	case "version", "--version":
+		fmt.Fprintln(stdout, "streamd", version)
+		return exitOK
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return exitOK
+	}
+	fmt.Fprintf(stderr, "streamd: unknown command %q\n%s", args[0], usage)
+	return exitUsage
+}
+
+// loadPlan reads, decodes and compiles a job spec.
+func loadPlan(path string) (*job.Plan, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	spec, err := job.Parse(path, data)
+	if err != nil {
+		return nil, err
+	}
+	return job.Compile(spec)
+}
+
+func cmdValidate(args []string, stdout, stderr io.Writer) int {
+	if len(args) != 1 {
+		fmt.Fprint(stderr, usage)
+		return exitUsage
+	}
+	plan, err := loadPlan(args[0])
+	if err != nil {
+		fmt.Fprintf(stderr, "streamd: %v\n", err)
+		return exitUsage
+	}
+	b, err := jobrun.Build(plan, jobrun.Options{})
+	if err != nil {
+		fmt.Fprintf(stderr, "streamd: %v\n", err)
+		return exitUsage
+	}
+	fmt.Fprintf(stdout, "%s: ok\n%s", args[0], b.Job.Describe())
+	return exitOK
+}
+
+func cmdRun(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dataDir := fs.String("data-dir", "streamd-data", "directory of checkpoints (created if missing)")
+	statsPath := fs.String("stats", "", "write checkpoint statistics as JSON to this file when the job ends")
+	pin := fs.String("pin", "auto", "pin task threads to cores: auto, on or off")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile (pprof) of the run to this file")
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	if fs.NArg() != 1 {
+		fmt.Fprintf(stderr, "streamd run: want exactly one JOB.yaml, have %d arguments\n%s", fs.NArg(), usage)
+		return exitUsage
+	}
+	var pinning engine.PinMode
+	switch *pin {
+	case "auto":
+		pinning = engine.PinAuto
+	case "on":
+		pinning = engine.PinOn
+	case "off":
+		pinning = engine.PinOff
+	default:
+		fmt.Fprintf(stderr, "streamd run: --pin must be auto, on or off, not %q\n", *pin)
+		return exitUsage
+	}
+	plan, err := loadPlan(fs.Arg(0))
+	if err != nil {
+		fmt.Fprintf(stderr, "streamd: %v\n", err)
+		return exitUsage
+	}
+	logger := log.New(stderr, "", log.LstdFlags|log.Lmicroseconds)
+	opts := jobrun.Options{Pinning: pinning, Stdout: stdout, Logger: logger.Printf}
+	if c := plan.Spec.Checkpointing; c != nil {
+		comp, err := snapshot.ParseCompression(c.Compression)
+		if err != nil {
+			fmt.Fprintf(stderr, "streamd: %v\n", err)
+			return exitUsage
+		}
+		store, err := snapshot.Open(*dataDir, snapshot.Options{Compression: comp, Logger: logger.Printf})
+		if err != nil {
+			fmt.Fprintf(stderr, "streamd: %v\n", err)
+			return exitFailure
+		}
+		defer store.Close()
+		opts.Store = store
+	}
+	built, err := jobrun.Build(plan, opts)
+	if err != nil {
+		fmt.Fprintf(stderr, "streamd: %v\n", err)
+		return exitUsage
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			fmt.Fprintf(stderr, "streamd: %v\n", err)
+			return exitUsage
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintf(stderr, "streamd: cannot start CPU profile: %v\n", err)
+			return exitFailure
+		}
+		defer pprof.StopCPUProfile()
+	}
+
+	// The first SIGINT/SIGTERM stops the job gracefully (final checkpoint,
+	// commit); the second exits at once.
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	go func() {
+		sig := <-sigs
+		logger.Printf("streamd: %v: stopping job %q (final checkpoint, then exit; signal again to exit at once)", sig, plan.Spec.Name)
+		built.Job.Stop()
+		<-sigs
+		logger.Printf("streamd: second signal: exiting at once")
+		pprof.StopCPUProfile()
+		os.Exit(exitSignal)
+	}()
+
+	start := time.Now()
+	runErr := built.Job.Run(context.Background())
+	elapsed := time.Since(start)
+	stats := built.Job.CheckpointStats()
+	if *statsPath != "" {
+		if err := writeStats(*statsPath, plan.Spec.Name, elapsed, stats); err != nil {
+			fmt.Fprintf(stderr, "streamd: cannot write statistics: %v\n", err)
+		}
+	}
+	if runErr != nil {
+		fmt.Fprintf(stderr, "streamd: %v\n", runErr)
+		if errors.Is(runErr, engine.ErrIncompatible) {
+			return exitUsage
+		}
+		return exitFailure
+	}
+	completed := 0
+	for _, s := range stats {
+		if s.Status == "completed" {
+			completed++
+		}
+	}
+	msg := fmt.Sprintf("streamd: job %q finished in %v", plan.Spec.Name, elapsed.Round(time.Millisecond))
+	if built.Blackhole != nil {
+		msg += fmt.Sprintf(", %d records", built.Blackhole.Count())
+	}
+	if plan.Spec.Checkpointing != nil {
+		msg += fmt.Sprintf(", %d checkpoints completed", completed)
+	}
+	logger.Print(msg)
+	return exitOK
+}
+
+// statsFile is the JSON written by --stats.
+type statsFile struct {
+	Job         string                   `json:"job"`
+	DurationNs  time.Duration            `json:"duration_ns"`
+	Completed   int                      `json:"completed"`
+	Failed      int                      `json:"failed"`
+	Summary     map[string]int64         `json:"summary_ns,omitempty"`
+	Checkpoints []engine.CheckpointStats `json:"checkpoints"`
+}
+
+func writeStats(path, name string, elapsed time.Duration, stats []engine.CheckpointStats) error {
+	sf := statsFile{Job: name, DurationNs: elapsed, Checkpoints: stats}
+	var durations, syncs []int64
+	for _, s := range stats {
+		if s.Status != "completed" {
+			sf.Failed++
+			continue
+		}
+		sf.Completed++
+		durations = append(durations, int64(s.Duration))
+		for _, t := range s.Tasks {
+			syncs = append(syncs, int64(t.SyncPause))
+		}
+	}
+	if len(durations) > 0 {
+		sf.Summary = map[string]int64{
+			"end_to_end_p50": percentile(durations, 0.50),
+			"end_to_end_p99": percentile(durations, 0.99),
+			"end_to_end_max": percentile(durations, 1),
+			"sync_pause_p50": percentile(syncs, 0.50),
+			"sync_pause_p99": percentile(syncs, 0.99),
+		}
+	}
+	b, err := json.MarshalIndent(sf, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o644)
+}
+
+// percentile returns the nearest-rank percentile q in [0, 1] of xs.
+func percentile(xs []int64, q float64) int64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := append([]int64(nil), xs...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	i := int(q*float64(len(s))+0.5) - 1
+	return s[max(0, min(i, len(s)-1))]
+}

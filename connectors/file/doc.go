@@ -1,0 +1,31 @@
+// Package file holds the file source (JSON lines, bounded) and the
+// two-phase-commit file sink, the reference exactly-once sink.
+//
+// # The sink's directory layout (a contract other programs rely on)
+//
+// The sink's directory holds only committed output: files named
+// JOB-TASK-RUN-SEQ.jsonl directly inside it, one record per line. RUN is 64
+// random bits drawn when the writer starts, so a committed name never
+// repeats, even across restarts. Work in progress lives only in the
+// dot-named folder .streamd-inprogress inside the directory, and a file
+// appears in the directory only by an atomic rename once it is complete.
+//
+// # Two-phase commit
+//
+// Records go to a temporary file in .streamd-inprogress. At a checkpoint
+// barrier (PreCommit) the file is flushed, fsynced and closed, the folder is
+// fsynced, and the transaction {checkpoint, temporary name, final name}
+// joins the writer's pending list, which is stored in the checkpoint. When
+// the checkpoint is complete (Commit), every pending transaction up to it is
+// renamed into the directory, and the directory is fsynced. Commit is
+// idempotent: a transaction whose target exists and whose temporary file is
+// gone is already committed. On recovery the sink commits the transactions
+// the restored checkpoint lists and deletes every other temporary file of
+// the job (strays of the crashed run). A pre-commit with nothing written
+// creates no file.
+//
+// Without checkpoints a writer commits its file when its input ends (a
+// crash leaves only temporary files, which the next run deletes).
+//
+// It imports only engine and internal/failpoint.
+package file

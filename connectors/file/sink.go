@@ -1,0 +1,295 @@
+package file
+
+import (
+	"bufio"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/streamd/streamd/engine"
+	"github.com/streamd/streamd/internal/failpoint"
+)
+
+// TempDirName is the dot-named folder inside the sink's directory that
+// holds work in progress.
+const TempDirName = ".streamd-inprogress"
+
+const (
+	tmpSuffix   = ".jsonl.tmp"
+	finalSuffix = ".jsonl"
+	// DefaultBufferBytes is the write buffer of each task's file.
+	DefaultBufferBytes = 256 << 10
+)
+
+// SinkOptions configures a file sink.
+type SinkOptions[T any] struct {
+	// Dir is the output directory, created if missing.
+	Dir string
+	// Encode appends one record, without the newline.
+	Encode func(dst []byte, v *T) []byte
+	// BufferBytes is the write buffer per task. Default DefaultBufferBytes.
+	BufferBytes int
+}
+
+// Sink is the file sink.
+type Sink[T any] struct {
+	opts SinkOptions[T]
+	job  string
+}
+
+// NewSink returns a file sink for job (the job's name prefixes its files,
+// so several jobs may share a directory).
+func NewSink[T any](job string, opts SinkOptions[T]) (*Sink[T], error) {
+	if opts.Dir == "" {
+		return nil, errors.New("file: sink directory is empty")
+	}
+	if opts.Encode == nil {
+		return nil, errors.New("file: sink needs an Encode function")
+	}
+	if opts.BufferBytes == 0 {
+		opts.BufferBytes = DefaultBufferBytes
+	}
+	return &Sink[T]{opts: opts, job: job}, nil
+}
+
+func (s *Sink[T]) tmpDir() string { return filepath.Join(s.opts.Dir, TempDirName) }
+
+// txn is one transaction: a temporary file and its final name.
+type txn struct {
+	Checkpoint uint64 `json:"checkpoint"`
+	Name       string `json:"name"` // without suffix
+}
+
+type sinkState struct {
+	Pending []txn `json:"pending"`
+}
+
+func decodeState(b []byte) (sinkState, error) {
+	var st sinkState
+	if err := json.Unmarshal(b, &st); err != nil {
+		return st, fmt.Errorf("file: cannot decode sink state: %w", err)
+	}
+	for _, t := range st.Pending {
+		if !validName(t.Name) {
+			return st, fmt.Errorf("file: sink state names an invalid file %q", t.Name)
+		}
+	}
+	return st, nil
+}
+
+func validName(n string) bool {
+	return n != "" && !strings.ContainsAny(n, "/\\\x00") && n != "." && n != ".." && !strings.HasPrefix(n, ".")
+}
+
+// Recover commits the transactions the restored checkpoint lists and
+// deletes every other temporary file of this job.
+func (s *Sink[T]) Recover(states [][]byte) error {
+	if err := os.MkdirAll(s.tmpDir(), 0o755); err != nil {
+		return fmt.Errorf("file: cannot create %s: %w", s.tmpDir(), err)
+	}
+	keep := make(map[string]bool)
+	for _, b := range states {
+		st, err := decodeState(b)
+		if err != nil {
+			return err
+		}
+		for _, t := range st.Pending {
+			if err := s.commit(t.Name); err != nil {
+				return err
+			}
+			keep[t.Name] = true
+		}
+	}
+	entries, err := os.ReadDir(s.tmpDir())
+	if err != nil {
+		return fmt.Errorf("file: cannot list %s: %w", s.tmpDir(), err)
+	}
+	prefix := s.job + "-"
+	removed := false
+	for _, e := range entries {
+		name := e.Name()
+		if !strings.HasPrefix(name, prefix) || !strings.HasSuffix(name, tmpSuffix) {
+			continue
+		}
+		if keep[strings.TrimSuffix(name, tmpSuffix)] {
+			continue // cannot happen: committed files left the folder
+		}
+		if err := os.Remove(filepath.Join(s.tmpDir(), name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("file: cannot delete stray temporary file %s: %w", name, err)
+		}
+		removed = true
+	}
+	if removed {
+		return syncDir(s.tmpDir())
+	}
+	return nil
+}
+
+// commit renames a transaction's temporary file into the directory and
+// fsyncs the directory. A transaction whose temporary file is gone and
+// whose target exists is already committed.
+func (s *Sink[T]) commit(name string) error {
+	tmp := filepath.Join(s.tmpDir(), name+tmpSuffix)
+	final := filepath.Join(s.opts.Dir, name+finalSuffix)
+	if err := os.Rename(tmp, final); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			if _, serr := os.Stat(final); serr == nil {
+				// Committed before; make sure the rename is durable.
+				return syncDir(s.opts.Dir)
+			}
+			return fmt.Errorf("file: cannot commit %s: neither the temporary file nor the committed file exists (data of a completed checkpoint is lost)", name)
+		}
+		return fmt.Errorf("file: cannot commit %s: %w", name, err)
+	}
+	failpoint.Hit("sink-after-rename")
+	return syncDir(s.opts.Dir)
+}
+
+// NewWriter creates one task's writer.
+func (s *Sink[T]) NewWriter(ctx engine.SinkContext) (engine.SinkWriter[T], error) {
+	if err := os.MkdirAll(s.tmpDir(), 0o755); err != nil {
+		return nil, fmt.Errorf("file: cannot create %s: %w", s.tmpDir(), err)
+	}
+	var rnd [8]byte
+	if _, err := rand.Read(rnd[:]); err != nil {
+		return nil, err
+	}
+	return &writer[T]{s: s, ctx: ctx, run: hex.EncodeToString(rnd[:])}, nil
+}
+
+type writer[T any] struct {
+	s       *Sink[T]
+	ctx     engine.SinkContext
+	run     string
+	seq     int
+	f       *os.File
+	bw      *bufio.Writer
+	name    string // open transaction, "" if none
+	buf     []byte
+	pending []txn
+	err     error // sticky
+}
+
+func (w *writer[T]) begin() error {
+	w.seq++
+	w.name = fmt.Sprintf("%s-%d-%s-%06d", w.ctx.Job, w.ctx.Index, w.run, w.seq)
+	f, err := os.OpenFile(filepath.Join(w.s.tmpDir(), w.name+tmpSuffix), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	if err != nil {
+		return fmt.Errorf("file: cannot begin transaction: %w", err)
+	}
+	w.f = f
+	if w.bw == nil {
+		w.bw = bufio.NewWriterSize(f, w.s.opts.BufferBytes)
+	} else {
+		w.bw.Reset(f)
+	}
+	return nil
+}
+
+func (w *writer[T]) Write(v *T) error {
+	if w.err != nil {
+		return w.err
+	}
+	if w.name == "" {
+		if w.err = w.begin(); w.err != nil {
+			return w.err
+		}
+	}
+	w.buf = append(w.s.opts.Encode(w.buf[:0], v), '\n')
+	if _, err := w.bw.Write(w.buf); err != nil {
+		w.err = fmt.Errorf("file: cannot write %s: %w", w.name, err)
+	}
+	return w.err
+}
+
+// seal flushes, fsyncs and closes the open transaction's file.
+func (w *writer[T]) seal() error {
+	if err := w.bw.Flush(); err != nil {
+		return fmt.Errorf("file: cannot write %s: %w", w.name, err)
+	}
+	if err := w.f.Sync(); err != nil {
+		return fmt.Errorf("file: cannot fsync %s: %w", w.name, err)
+	}
+	if err := w.f.Close(); err != nil {
+		return fmt.Errorf("file: cannot close %s: %w", w.name, err)
+	}
+	w.f = nil
+	return syncDir(w.s.tmpDir())
+}
+
+func (w *writer[T]) PreCommit(id uint64) ([]byte, error) {
+	if w.err != nil {
+		return nil, w.err
+	}
+	if w.name != "" {
+		if w.err = w.seal(); w.err != nil {
+			return nil, w.err
+		}
+		w.pending = append(w.pending, txn{Checkpoint: id, Name: w.name})
+		w.name = ""
+	}
+	if len(w.pending) == 0 {
+		return nil, nil
+	}
+	return json.Marshal(sinkState{Pending: w.pending})
+}
+
+func (w *writer[T]) Commit(id uint64) error {
+	n := 0
+	for _, t := range w.pending {
+		if t.Checkpoint > id {
+			w.pending[n] = t
+			n++
+			continue
+		}
+		if err := w.s.commit(t.Name); err != nil {
+			return err
+		}
+	}
+	w.pending = w.pending[:n]
+	return nil
+}
+
+func (w *writer[T]) Finish() error {
+	if w.err != nil {
+		return w.err
+	}
+	if w.name == "" {
+		return nil
+	}
+	if err := w.seal(); err != nil {
+		return err
+	}
+	name := w.name
+	w.name = ""
+	return w.s.commit(name)
+}
+
+// Close closes an open file; the temporary file stays for the next
+// recovery to delete (or, if pre-committed, to commit).
+func (w *writer[T]) Close() error {
+	if w.f != nil {
+		err := w.f.Close()
+		w.f = nil
+		return err
+	}
+	return nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("file: cannot open directory %s: %w", dir, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("file: cannot fsync directory %s: %w", dir, err)
+	}
+	return nil
+}

@@ -1,0 +1,267 @@
+package engine
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	"github.com/streamd/streamd/keyed"
+)
+
+// Stream is a typed stream of records of type T.
+type Stream[T any] struct {
+	j *Job
+	n *node
+	// part is the partitioning requested for the next edge (Rebalance,
+	// Broadcast, Forward); 0 = the default.
+	part partitioning
+}
+
+// KeyedStream is a stream partitioned by a key: records with equal keys go
+// to the same task, which owns their keyed state.
+type KeyedStream[T any] struct {
+	Stream[T]
+	key KeySelector[T]
+	// reinterpret: the stream is already partitioned by key (forward edge).
+	reinterpret bool
+}
+
+// KeySelector appends the key of a record to dst and returns the extended
+// slice. Keys are compared and hashed as bytes; use the helpers Int64Key,
+// Uint64Key and StringKey for the common cases.
+type KeySelector[T any] func(dst []byte, v *T) []byte
+
+// Int64Key selects an int64 key, encoded as 8 big-endian bytes.
+func Int64Key[T any](f func(v *T) int64) KeySelector[T] {
+	return func(dst []byte, v *T) []byte { return binary.BigEndian.AppendUint64(dst, uint64(f(v))) }
+}
+
+// Uint64Key selects a uint64 key, encoded as 8 big-endian bytes.
+func Uint64Key[T any](f func(v *T) uint64) KeySelector[T] {
+	return func(dst []byte, v *T) []byte { return binary.BigEndian.AppendUint64(dst, f(v)) }
+}
+
+// StringKey selects a string key, encoded as its bytes.
+func StringKey[T any](f func(v *T) string) KeySelector[T] {
+	return func(dst []byte, v *T) []byte { return append(dst, f(v)...) }
+}
+
+// Source produces the records of a source operator. Each parallel task has
+// its own Source, created by the factory given to FromSource; all methods
+// are called on the task's goroutine.
+type Source[T any] interface {
+	// Open prepares reading. state is the position this task's source
+	// recorded in the checkpoint the job restores from, nil on a fresh
+	// start.
+	Open(ctx SourceContext, state []byte) error
+	// Read fills buf with up to len(buf) records and returns how many. It
+	// returns io.EOF (possibly with n > 0) when the source is exhausted;
+	// (0, nil) means nothing is available right now: the task then waits a
+	// little, handling control messages, and calls Read again. Read should
+	// not block for long: barriers are injected between two Reads.
+	Read(buf []T) (int, error)
+	// Position returns the read position after the records returned so
+	// far; it is stored in the checkpoint. Called between Reads.
+	Position() ([]byte, error)
+	// Close releases resources.
+	Close() error
+}
+
+// SourceContext describes the task a source runs in.
+type SourceContext struct {
+	Job         string
+	Operator    string
+	Index       int
+	Parallelism int
+}
+
+// FromSource adds a source operator; newSource is called once per parallel
+// task.
+func FromSource[T any](j *Job, name string, newSource func(SourceContext) (Source[T], error), opts ...OpOption) Stream[T] {
+	n := &node{name: name, kind: kindSourceNode, out: typeOps[T]{}}
+	n.openSource = func(rt *Runtime, next any, state []byte) (sourceRunner, error) {
+		sc := SourceContext{Job: rt.Job, Operator: name, Index: rt.TaskIndex, Parallelism: rt.Parallelism}
+		src, err := newSource(sc)
+		if err != nil {
+			return nil, err
+		}
+		if err := src.Open(sc, state); err != nil {
+			return nil, err
+		}
+		return &typedSource[T]{src: src, buf: make([]T, rt.batchSize), push: next.(func(*T))}, nil
+	}
+	j.addNode(n, nil, opts)
+	return Stream[T]{j: j, n: n}
+}
+
+// Transform adds an operator at the lowest level of the typed API: build is
+// called once per parallel task and returns the function that processes
+// each record, given next, which passes a record on. Records are passed by
+// pointer and may be modified in place; next may be called any number of
+// times per record (pointers passed to next are not retained by the
+// engine beyond the call). Map, Filter and FlatMap are built on it.
+func Transform[T, U any](s Stream[T], name string, build func(rt *Runtime, next func(*U)) (func(*T), error), opts ...OpOption) Stream[U] {
+	n := &node{name: name, kind: kindOperatorNode, out: typeOps[U]{}, part: s.part}
+	n.build = func(rt *Runtime, next any) (any, error) { return build(rt, next.(func(*U))) }
+	s.j.addNode(n, s.n, opts)
+	return Stream[U]{j: s.j, n: n}
+}
+
+// Map transforms every record.
+func Map[T, U any](s Stream[T], name string, fn func(T) U, opts ...OpOption) Stream[U] {
+	return Transform(s, name, func(_ *Runtime, next func(*U)) (func(*T), error) {
+		var out U
+		return func(v *T) {
+			out = fn(*v)
+			next(&out)
+		}, nil
+	}, opts...)
+}
+
+// Filter keeps the records for which keep returns true.
+func Filter[T any](s Stream[T], name string, keep func(T) bool, opts ...OpOption) Stream[T] {
+	return Transform(s, name, func(_ *Runtime, next func(*T)) (func(*T), error) {
+		return func(v *T) {
+			if keep(*v) {
+				next(v)
+			}
+		}, nil
+	}, opts...)
+}
+
+// FlatMap emits zero or more records per record.
+func FlatMap[T, U any](s Stream[T], name string, fn func(v T, emit func(U)), opts ...OpOption) Stream[U] {
+	return Transform(s, name, func(_ *Runtime, next func(*U)) (func(*T), error) {
+		var out U
+		emit := func(u U) {
+			out = u
+			next(&out)
+		}
+		return func(v *T) { fn(*v, emit) }, nil
+	}, opts...)
+}
+
+// Rebalance distributes the records round robin over the next operator's
+// tasks.
+func Rebalance[T any](s Stream[T]) Stream[T] { return s.withPart(partRebalance) }
+
+// Broadcast sends every record to every task of the next operator.
+func Broadcast[T any](s Stream[T]) Stream[T] { return s.withPart(partBroadcast) }
+
+// Forward sends the records of task i to task i of the next operator, which
+// must have the same parallelism (the default between equal parallelisms).
+func Forward[T any](s Stream[T]) Stream[T] { return s.withPart(partForward) }
+
+func (s Stream[T]) withPart(p partitioning) Stream[T] {
+	s.part = p
+	return s
+}
+
+// KeyBy partitions the stream by key. Operators applied to the result
+// (Process, ProcessRaw) run keyed: each record's key is the current key of
+// the state they access.
+func KeyBy[T any](s Stream[T], key KeySelector[T]) KeyedStream[T] {
+	return KeyedStream[T]{Stream: s, key: key}
+}
+
+// AsKeyed reinterprets a stream that is already partitioned by key — the
+// output of a keyed operator that did not change the key — as keyed, so the
+// next keyed operator chains with it instead of shuffling again (Flink's
+// reinterpretAsKeyedStream). Records must really be partitioned by this key:
+// a record whose key group is not owned by its task makes the job fail.
+func AsKeyed[T any](s Stream[T], key KeySelector[T]) KeyedStream[T] {
+	return KeyedStream[T]{Stream: s, key: key, reinterpret: true}
+}
+
+// KeyedContext is passed to keyed process functions.
+type KeyedContext struct {
+	rt *Runtime
+}
+
+// Key returns the current record's key bytes.
+func (c *KeyedContext) Key() []byte { return c.rt.backend.CurrentKey() }
+
+// Runtime returns the task's runtime.
+func (c *KeyedContext) Runtime() *Runtime { return c.rt }
+
+// ProcessRaw adds a keyed operator at the lowest level: like Transform, but
+// before each record reaches the returned function the engine sets the
+// record's key as the current key of rt.Backend().
+func ProcessRaw[T, U any](ks KeyedStream[T], name string, build func(rt *Runtime, next func(*U)) (func(*T), error), opts ...OpOption) Stream[U] {
+	n := &node{name: name, kind: kindOperatorNode, keyed: true, out: typeOps[U]{}}
+	key := ks.key
+	if ks.reinterpret {
+		n.part = partForward
+	} else {
+		n.part = partKeyed
+		n.route = keyRoute(key)
+	}
+	n.build = func(rt *Runtime, next any) (any, error) {
+		inner, err := build(rt, next.(func(*U)))
+		if err != nil {
+			return nil, err
+		}
+		b := rt.backend
+		var kb []byte
+		return func(v *T) {
+			kb = key(kb[:0], v)
+			b.SetCurrentKey(kb)
+			inner(v)
+		}, nil
+	}
+	ks.j.addNode(n, ks.n, opts)
+	return Stream[U]{j: ks.j, n: n}
+}
+
+// Process adds a keyed process function. open is called once per task, on
+// the task's goroutine, to register state (keyed.NewValueState(rt.Backend(),
+// …)) and returns the function called for each record.
+func Process[T, U any](ks KeyedStream[T], name string, open func(rt *Runtime) (func(ctx *KeyedContext, v T, emit func(U)), error), opts ...OpOption) Stream[U] {
+	return ProcessRaw(ks, name, func(rt *Runtime, next func(*U)) (func(*T), error) {
+		fn, err := open(rt)
+		if err != nil {
+			return nil, err
+		}
+		ctx := &KeyedContext{rt: rt}
+		var out U
+		emit := func(u U) {
+			out = u
+			next(&out)
+		}
+		return func(v *T) { fn(ctx, *v, emit) }, nil
+	}, opts...)
+}
+
+// Runtime is what an operator sees of the task it runs in.
+type Runtime struct {
+	Job            string
+	Operator       string
+	TaskIndex      int
+	Parallelism    int
+	MaxParallelism int
+	batchSize      int
+	backend        *keyed.Backend
+	task           *task
+}
+
+// Backend returns the task's keyed state backend (nil for operators that
+// are not keyed). State names are scoped by the engine: register them with
+// rt.StateName("count").
+func (rt *Runtime) Backend() *keyed.Backend { return rt.backend }
+
+// StateName returns a state name unique to this operator.
+func (rt *Runtime) StateName(name string) string { return rt.Operator + "/" + name }
+
+// KeyGroups returns the key groups the task owns.
+func (rt *Runtime) KeyGroups() keyed.KeyGroupRange {
+	return keyed.RangeForTask(rt.MaxParallelism, rt.Parallelism, rt.TaskIndex)
+}
+
+func (rt *Runtime) String() string {
+	return fmt.Sprintf("%s[%d/%d]", rt.Operator, rt.TaskIndex, rt.Parallelism)
+}
+
+// Parallelism returns the parallelism of the operator that produces s.
+func (s Stream[T]) Parallelism() int { return s.n.parallelism }
+
+// Name returns the name of the operator that produces s.
+func (s Stream[T]) Name() string { return s.n.name }

@@ -1,0 +1,262 @@
+package engine
+
+import (
+	"github.com/streamd/streamd/keyed"
+	"github.com/streamd/streamd/ringbuf"
+)
+
+// elemKind tags what travels in a ring slot. Records, barriers, cancellation
+// markers, watermarks and end-of-input share one in-order stream.
+type elemKind uint8
+
+const (
+	elemRecord elemKind = iota
+	elemBarrier
+	elemCancel
+	elemWatermark
+	elemEnd
+)
+
+// element is one ring slot.
+type element[T any] struct {
+	kind elemKind
+	// id is the checkpoint id of a barrier or cancellation marker, or the
+	// timestamp of a watermark.
+	id  uint64
+	rec T
+}
+
+// outType builds the typed runtime pieces for records of one type.
+type outType interface {
+	newRing(capacity int) any
+	newWriter(t *task, part partitioning, rings []any, route any) outWriter
+	newReader(t *task, rings []any, push any) inputReader
+	fanout(pushes []any) any
+}
+
+type typeOps[T any] struct{}
+
+func (typeOps[T]) newRing(capacity int) any { return ringbuf.New[element[T]](capacity) }
+
+func (typeOps[T]) newWriter(t *task, part partitioning, rings []any, route any) outWriter {
+	ws := make([]*ringWriter[T], len(rings))
+	for i, r := range rings {
+		ring := r.(*ringbuf.Ring[element[T]])
+		ring.SetProducerWaiter(t.waiter)
+		w := &ringWriter[T]{t: t, ring: ring}
+		w.hasRoom = func() bool { return ring.Len() < ring.Cap() || t.cancelled() }
+		ws[i] = w
+	}
+	pw := &partWriter[T]{ws: ws}
+	switch part {
+	case partForward:
+		pw.push = ws[0].push
+	case partRebalance:
+		pw.push = pw.rebalance
+	case partBroadcast:
+		pw.push = pw.broadcast
+	case partKeyed:
+		pw.route = route.(func(*T) int)
+		pw.push = pw.keyed
+	default:
+		panic("engine: unknown partitioning " + part.String())
+	}
+	return pw
+}
+
+func (typeOps[T]) newReader(t *task, rings []any, push any) inputReader {
+	r := &ringReader[T]{t: t, push: push.(func(*T)), batch: t.job.opts.BatchSize}
+	for _, x := range rings {
+		ring := x.(*ringbuf.Ring[element[T]])
+		ring.SetConsumerWaiter(t.waiter)
+		r.rings = append(r.rings, ring)
+	}
+	return r
+}
+
+func (typeOps[T]) fanout(pushes []any) any {
+	fs := make([]func(*T), len(pushes))
+	for i, p := range pushes {
+		fs[i] = p.(func(*T))
+	}
+	if len(fs) == 1 {
+		return fs[0]
+	}
+	return func(v *T) {
+		for _, f := range fs {
+			f(v)
+		}
+	}
+}
+
+// keyRoute returns the router of a keyed exchange: key bytes, hash, key
+// group, owning task. It allocates nothing per record.
+func keyRoute[T any](key KeySelector[T]) func(maxPar, parallelism int) any {
+	return func(maxPar, parallelism int) any {
+		var buf []byte
+		return func(v *T) int {
+			buf = key(buf[:0], v)
+			kg := keyed.KeyGroupOf(keyed.HashKey(buf), maxPar)
+			return keyed.TaskForKeyGroup(maxPar, parallelism, kg)
+		}
+	}
+}
+
+// outWriter is the control side of a task's output to one downstream
+// vertex. Records go through the typed push function instead.
+type outWriter interface {
+	pushFunc() any
+	emit(kind elemKind, id uint64)
+	flush()
+}
+
+// partWriter writes one task's output to the rings of a downstream vertex.
+type partWriter[T any] struct {
+	ws    []*ringWriter[T]
+	push  func(*T)
+	route func(*T) int
+	next  int
+}
+
+func (p *partWriter[T]) pushFunc() any { return p.push }
+
+func (p *partWriter[T]) rebalance(v *T) {
+	w := p.ws[p.next]
+	p.next++
+	if p.next == len(p.ws) {
+		p.next = 0
+	}
+	w.push(v)
+}
+
+func (p *partWriter[T]) broadcast(v *T) {
+	for _, w := range p.ws {
+		w.push(v)
+	}
+}
+
+func (p *partWriter[T]) keyed(v *T) { p.ws[p.route(v)].push(v) }
+
+func (p *partWriter[T]) emit(kind elemKind, id uint64) {
+	for _, w := range p.ws {
+		e := w.slot()
+		e.kind = kind
+		e.id = id
+	}
+}
+
+func (p *partWriter[T]) flush() {
+	for _, w := range p.ws {
+		w.flush()
+	}
+}
+
+// ringWriter fills a reservation of ring slots and publishes it as a batch.
+type ringWriter[T any] struct {
+	t       *task
+	ring    *ringbuf.Ring[element[T]]
+	buf     []element[T] // the current reservation
+	n       int          // slots of buf filled
+	hasRoom func() bool
+}
+
+func (w *ringWriter[T]) push(v *T) {
+	e := w.slot()
+	e.kind = elemRecord
+	e.rec = *v
+}
+
+// slot returns the next free slot, publishing and reserving as needed. When
+// the ring is full it first publishes every other output of the task (so no
+// downstream task waits for records we hold back), then waits: this is
+// backpressure.
+func (w *ringWriter[T]) slot() *element[T] {
+	if w.n == len(w.buf) {
+		w.reserve()
+	}
+	e := &w.buf[w.n]
+	w.n++
+	return e
+}
+
+func (w *ringWriter[T]) reserve() {
+	w.flush()
+	batch := w.t.job.opts.BatchSize
+	for {
+		w.buf = w.ring.TryReserve(batch)
+		if len(w.buf) > 0 {
+			return
+		}
+		w.t.flushOutputs()
+		w.t.checkCancelled()
+		w.t.job.opts.Wait.Await(w.t.waiter, w.hasRoom)
+	}
+}
+
+func (w *ringWriter[T]) flush() {
+	if w.n > 0 {
+		w.ring.Publish(w.n)
+	}
+	w.buf = nil
+	w.n = 0
+}
+
+// inputReader is a task's input side: the rings from every upstream task.
+type inputReader interface {
+	// poll reads at most one batch from each readable ring and processes
+	// it. It reports whether it consumed anything.
+	poll() bool
+	// readable reports whether some unblocked, live ring has elements.
+	readable() bool
+	numInputs() int
+}
+
+type ringReader[T any] struct {
+	t     *task
+	rings []*ringbuf.Ring[element[T]]
+	push  func(*T)
+	batch int
+}
+
+func (r *ringReader[T]) numInputs() int { return len(r.rings) }
+
+func (r *ringReader[T]) poll() bool {
+	progress := false
+	al := r.t.aligner
+	for i, ring := range r.rings {
+		if al.Blocked(i) || al.Ended(i) {
+			continue
+		}
+		els := ring.Peek(r.batch)
+		if len(els) == 0 {
+			continue
+		}
+		progress = true
+		n := 0
+		for j := range els {
+			e := &els[j]
+			n++
+			if e.kind == elemRecord {
+				r.push(&e.rec)
+				continue
+			}
+			if r.t.onElement(i, e.kind, e.id) {
+				// The channel is blocked or ended: what follows in the batch
+				// is read after it is unblocked.
+				break
+			}
+		}
+		ring.Release(n)
+	}
+	return progress
+}
+
+func (r *ringReader[T]) readable() bool {
+	al := r.t.aligner
+	for i, ring := range r.rings {
+		if !al.Blocked(i) && !al.Ended(i) && ring.Len() > 0 {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,190 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"log"
+	"time"
+
+	"github.com/streamd/streamd/engine/coord"
+	"github.com/streamd/streamd/keyed"
+	"github.com/streamd/streamd/ringbuf"
+	"github.com/streamd/streamd/snapshot"
+)
+
+// Limits.
+const (
+	// MaxParallelism is the largest parallelism of one operator.
+	MaxParallelism = 1024
+	// MaxTasks is the largest number of tasks in one job.
+	MaxTasks = 4096
+	// MaxRingCapacity bounds the slots of one ring.
+	MaxRingCapacity = 1 << 20
+	// controlQueueLen is the capacity of each task's control channel. The
+	// driver never has more than a few messages per checkpoint in flight per
+	// task, and MaxConcurrent checkpoints at once.
+	controlQueueLen = 256
+	// eventQueueLen is the capacity of the driver's event channel.
+	eventQueueLen = 4 * MaxTasks
+)
+
+// PinMode says whether task goroutines are pinned to cores.
+type PinMode uint8
+
+const (
+	// PinAuto pins every task to its own core when the process may run on
+	// at least as many cores as the job has tasks, and pins nothing
+	// otherwise (oversubscribed pinned threads would fight over cores).
+	PinAuto PinMode = iota
+	// PinOff never pins.
+	PinOff
+	// PinOn pins like PinAuto, and round-robins tasks over the cores when
+	// there are fewer cores than tasks.
+	PinOn
+)
+
+// Mode is the delivery guarantee of checkpoints.
+type Mode = coord.Mode
+
+// Delivery modes.
+const (
+	ExactlyOnce = coord.ExactlyOnce
+	AtLeastOnce = coord.AtLeastOnce
+)
+
+// CheckpointOptions configures periodic checkpoints. The embedded coordinator
+// options (Interval, Timeout, MinPause, MaxConcurrent, TolerableFailures,
+// Mode) are documented in engine/coord.
+type CheckpointOptions struct {
+	coord.Options
+	// Store receives the checkpoints. Required.
+	Store *snapshot.Store
+	// Retained is the number of completed checkpoints kept. Default 2.
+	Retained int
+}
+
+// Options configures a Job. The zero value of every field is a documented
+// default.
+type Options struct {
+	// Parallelism is the default parallelism of every operator. Default 1.
+	Parallelism int
+	// MaxParallelism is the number of key groups of keyed state. It bounds
+	// the parallelism of keyed operators and fixes how keys map to state:
+	// a checkpoint restores only into a job with the same value. Default
+	// keyed.DefaultMaxParallelism (128).
+	MaxParallelism int
+	// RingCapacity is the number of slots of each ring. Default 1024.
+	RingCapacity int
+	// BatchSize is the number of records moved per ring operation and per
+	// source read. Default 256.
+	BatchSize int
+	// Pinning selects CPU pinning. Default PinAuto.
+	Pinning PinMode
+	// Wait is the wait strategy of tasks on empty inputs and full outputs.
+	Wait ringbuf.WaitStrategy
+	// Checkpointing enables checkpoints; nil runs without them (no
+	// guarantee after a crash).
+	Checkpointing *CheckpointOptions
+	// Fingerprint describes what makes a checkpoint compatible with this
+	// job (operators, keys, max parallelism). Default: derived from the
+	// graph's operator names, kinds and MaxParallelism.
+	Fingerprint string
+	// Logger receives operational messages (restores, fallbacks, failed
+	// checkpoints). Default log.Printf.
+	Logger func(format string, args ...any)
+	// OnCheckpoint, if set, is called on the driver goroutine with the
+	// statistics of every checkpoint when it completes or fails.
+	OnCheckpoint func(CheckpointStats)
+	// cpus overrides the number of usable cores, for tests of the pinning
+	// decision.
+	cpus int
+}
+
+// EnsureDefaults fills zero fields with their defaults.
+func (o *Options) EnsureDefaults() {
+	if o.Parallelism == 0 {
+		o.Parallelism = 1
+	}
+	if o.MaxParallelism == 0 {
+		o.MaxParallelism = keyed.DefaultMaxParallelism
+	}
+	if o.RingCapacity == 0 {
+		o.RingCapacity = 1024
+	}
+	if o.BatchSize == 0 {
+		o.BatchSize = 256
+	}
+	if o.Logger == nil {
+		o.Logger = log.Printf
+	}
+	if c := o.Checkpointing; c != nil {
+		c.EnsureDefaults()
+		if c.Retained == 0 {
+			c.Retained = 2
+		}
+	}
+}
+
+// Validate reports every problem with the options at once.
+func (o *Options) Validate() error {
+	var errs []error
+	if o.Parallelism < 1 || o.Parallelism > MaxParallelism {
+		errs = append(errs, fmt.Errorf("engine: parallelism %d is outside [1, %d]", o.Parallelism, MaxParallelism))
+	}
+	if o.MaxParallelism < 1 || o.MaxParallelism > keyed.MaxMaxParallelism {
+		errs = append(errs, fmt.Errorf("engine: max parallelism %d is outside [1, %d]", o.MaxParallelism, keyed.MaxMaxParallelism))
+	}
+	if o.RingCapacity < 2 || o.RingCapacity > MaxRingCapacity {
+		errs = append(errs, fmt.Errorf("engine: ring capacity %d is outside [2, %d]", o.RingCapacity, MaxRingCapacity))
+	}
+	if o.BatchSize < 1 || o.BatchSize > o.RingCapacity {
+		errs = append(errs, fmt.Errorf("engine: batch size %d is outside [1, ring capacity %d]", o.BatchSize, o.RingCapacity))
+	}
+	if c := o.Checkpointing; c != nil {
+		if err := c.Options.Validate(); err != nil {
+			errs = append(errs, err)
+		}
+		if c.Store == nil {
+			errs = append(errs, errors.New("engine: checkpointing needs a Store"))
+		}
+		if c.Retained < 1 {
+			errs = append(errs, fmt.Errorf("engine: retained checkpoints %d must be >= 1", c.Retained))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// CheckpointStats describes one checkpoint, as Flink's checkpoint history.
+type CheckpointStats struct {
+	ID          uint64        `json:"id"`
+	Status      string        `json:"status"` // "completed" or "failed"
+	Reason      string        `json:"reason,omitempty"`
+	Final       bool          `json:"final,omitempty"`
+	TriggeredAt time.Time     `json:"trigger_time"`
+	Duration    time.Duration `json:"end_to_end_duration_ns"`
+	// RawBytes and StoredBytes are the state written by this checkpoint
+	// before and after compression; ReusedBytes is the state referenced
+	// from earlier checkpoints (incremental).
+	RawBytes    int64       `json:"state_size_raw_bytes"`
+	StoredBytes int64       `json:"state_size_stored_bytes"`
+	ReusedBytes int64       `json:"state_size_reused_bytes"`
+	Tasks       []TaskStats `json:"tasks,omitempty"`
+}
+
+// TaskStats are one task's share of a checkpoint.
+type TaskStats struct {
+	Vertex string `json:"vertex"`
+	Index  int    `json:"index"`
+	// StartDelay is the time from the trigger until the task saw the first
+	// barrier of the checkpoint.
+	StartDelay time.Duration `json:"start_delay_ns"`
+	// Alignment is the time from the first to the last barrier at the task.
+	Alignment time.Duration `json:"alignment_duration_ns"`
+	// SyncPause is the synchronous part at the task: sink pre-commit,
+	// source position, copy-on-write snapshot of keyed state.
+	SyncPause time.Duration `json:"sync_duration_ns"`
+	// Async is the time to encode, compress and write the state.
+	Async       time.Duration `json:"async_duration_ns"`
+	RawBytes    int64         `json:"state_size_raw_bytes"`
+	StoredBytes int64         `json:"state_size_stored_bytes"`
+}

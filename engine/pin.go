@@ -1,0 +1,52 @@
+package engine
+
+import (
+	"golang.org/x/sys/unix"
+)
+
+// planPinning decides which core each task's thread is pinned to, or nil
+// for none. allowed lists the cores the process may run on.
+func planPinning(mode PinMode, tasks int, allowed []int) []int {
+	if mode == PinOff || len(allowed) == 0 || tasks == 0 {
+		return nil
+	}
+	if tasks > len(allowed) && mode == PinAuto {
+		return nil
+	}
+	cpus := make([]int, tasks)
+	for i := range cpus {
+		cpus[i] = allowed[i%len(allowed)]
+	}
+	return cpus
+}
+
+// usableCPUs returns the cores this process may run on; override > 0
+// pretends there are that many (cores 0..override-1), for tests.
+func usableCPUs(override int) []int {
+	if override > 0 {
+		cpus := make([]int, override)
+		for i := range cpus {
+			cpus[i] = i
+		}
+		return cpus
+	}
+	var set unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &set); err != nil {
+		return nil
+	}
+	var cpus []int
+	for c := 0; c < len(set)*64; c++ {
+		if set.IsSet(c) {
+			cpus = append(cpus, c)
+		}
+	}
+	return cpus
+}
+
+// pinThread pins the calling OS thread (the task goroutine is locked to
+// it) to cpu.
+func pinThread(cpu int) error {
+	var set unix.CPUSet
+	set.Set(cpu)
+	return unix.SchedSetaffinity(0, &set)
+}

@@ -1,0 +1,602 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/streamd/streamd/align"
+	"github.com/streamd/streamd/engine/coord"
+	"github.com/streamd/streamd/internal/failpoint"
+	"github.com/streamd/streamd/ringbuf"
+	"github.com/streamd/streamd/snapshot"
+)
+
+// ErrIncompatible is wrapped by errors that refuse to restore a checkpoint
+// into a job whose shape differs (operators, keys, max parallelism, source
+// parallelism).
+var ErrIncompatible = errors.New("engine: checkpoint is incompatible with the job")
+
+// maxStatsHistory bounds the checkpoint statistics kept in memory.
+const maxStatsHistory = 10000
+
+type eventKind uint8
+
+const (
+	evAck eventKind = iota + 1
+	evDecline
+	evSourceEnded
+	evTaskExit
+)
+
+// event is what tasks and snapshot workers tell the driver.
+type event struct {
+	kind      eventKind
+	task      coord.TaskID
+	id        uint64
+	meta      snapshot.TaskMeta
+	stats     TaskStats
+	barrierAt time.Time
+	reason    coord.DeclineReason
+	exhausted bool
+	err       error
+}
+
+type asyncJob struct {
+	task *task
+	snap interface {
+		snapshot.View
+		Release()
+	}
+	prev *snapshot.KeyedHandle
+	ev   event
+}
+
+// jobRuntime is a job while it runs.
+type jobRuntime struct {
+	job           *Job
+	opts          Options
+	vertices      []*vertex
+	tasks         []*task
+	inputRings    map[*task][]any
+	checkpointing bool
+	alignMode     align.Mode
+	store         *snapshot.Store
+	restored      *snapshot.Metadata
+	cancelFlag    atomic.Bool
+	events        chan event
+	async         chan asyncJob
+	stopCh        chan struct{}
+	stopOnce      sync.Once
+
+	mu struct {
+		sync.Mutex
+		stats []CheckpointStats // guarded: read by CheckpointStats after or during Run
+	}
+}
+
+func (j *jobRuntime) send(ev event) { j.events <- ev }
+
+func (j *jobRuntime) restoredTask(v *vertex, index int) *snapshot.TaskMeta {
+	if j.restored == nil {
+		return nil
+	}
+	for i := range j.restored.Tasks {
+		m := &j.restored.Tasks[i]
+		if m.Vertex == v.name && m.Index == index {
+			return m
+		}
+	}
+	return nil
+}
+
+// Stop ends the job gracefully: sources stop reading, a final checkpoint is
+// taken (with checkpointing) and committed, and Run returns nil. Safe to
+// call from any goroutine, any number of times; before Run it does nothing.
+func (j *Job) Stop() {
+	if rt := j.runtime(); rt != nil {
+		rt.stopOnce.Do(func() { close(rt.stopCh) })
+	}
+}
+
+var jobsMu sync.Mutex
+
+func (j *Job) runtime() *jobRuntime {
+	jobsMu.Lock()
+	defer jobsMu.Unlock()
+	return j.rt
+}
+
+// CheckpointStats returns the statistics of the checkpoints taken so far,
+// oldest first.
+func (j *Job) CheckpointStats() []CheckpointStats {
+	rt := j.runtime()
+	if rt == nil {
+		return nil
+	}
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	return append([]CheckpointStats(nil), rt.mu.stats...)
+}
+
+// RestoredFrom returns the id of the checkpoint the running job restored
+// from, 0 if it started fresh.
+func (j *Job) RestoredFrom() uint64 {
+	if rt := j.runtime(); rt != nil && rt.restored != nil {
+		return rt.restored.CheckpointID
+	}
+	return 0
+}
+
+// Run runs the job until its sources have ended and its output is
+// committed, until Stop, until a task fails, or until ctx is cancelled. It
+// may be called once.
+func (j *Job) Run(ctx context.Context) error {
+	if err := errors.Join(j.errs...); err != nil {
+		return err
+	}
+	if j.runtime() != nil {
+		return fmt.Errorf("engine: job %q: Run called twice", j.name)
+	}
+	vs, err := j.buildVertices()
+	if err != nil {
+		return err
+	}
+	rt := &jobRuntime{
+		job: j, opts: j.opts, vertices: vs, inputRings: make(map[*task][]any),
+		events: make(chan event, eventQueueLen), stopCh: make(chan struct{}),
+		alignMode: align.ExactlyOnce,
+	}
+	if c := j.opts.Checkpointing; c != nil {
+		rt.checkpointing = true
+		rt.store = c.Store
+		if c.Mode == coord.AtLeastOnce {
+			rt.alignMode = align.AtLeastOnce
+		}
+	}
+	jobsMu.Lock()
+	j.rt = rt
+	jobsMu.Unlock()
+
+	if rt.checkpointing {
+		finished, err := rt.restore()
+		if err != nil || finished {
+			return err
+		}
+	} else if err := rt.recoverSinks(); err != nil {
+		return err
+	}
+	rt.buildTasks()
+	return rt.execute(ctx)
+}
+
+// restore finds the latest valid checkpoint, checks it fits the job, and
+// recovers the sinks. It reports finished when the checkpoint is the final
+// one of a bounded job that already ended.
+func (rt *jobRuntime) restore() (finished bool, err error) {
+	j := rt.job
+	m, err := rt.store.Latest(j.name)
+	if err != nil {
+		return false, fmt.Errorf("engine: job %q: cannot restore: %w", j.name, err)
+	}
+	if m != nil {
+		if err := rt.checkCompatible(m); err != nil {
+			return false, err
+		}
+		rt.restored = m
+		rt.opts.Logger("streamd: job %q: restoring from checkpoint %d", j.name, m.CheckpointID)
+	}
+	if err := rt.store.DiscardIncomplete(j.name); err != nil {
+		return false, fmt.Errorf("engine: job %q: cannot discard incomplete checkpoints: %w", j.name, err)
+	}
+	if err := rt.recoverSinks(); err != nil {
+		return false, err
+	}
+	if m != nil && m.Finished {
+		rt.opts.Logger("streamd: job %q already finished at checkpoint %d; nothing to do", j.name, m.CheckpointID)
+		return true, nil
+	}
+	return false, nil
+}
+
+func (rt *jobRuntime) checkCompatible(m *snapshot.Metadata) error {
+	j := rt.job
+	if fp := j.fingerprint(); m.Fingerprint != fp {
+		return fmt.Errorf("%w: checkpoint %d of job %q was taken for\n  %s\nbut the job is now\n  %s", ErrIncompatible, m.CheckpointID, j.name, m.Fingerprint, fp)
+	}
+	if m.MaxParallelism != j.opts.MaxParallelism {
+		return fmt.Errorf("%w: checkpoint %d has max parallelism %d, the job %d", ErrIncompatible, m.CheckpointID, m.MaxParallelism, j.opts.MaxParallelism)
+	}
+	have := make(map[string]int)
+	for _, t := range m.Tasks {
+		have[t.Vertex] = t.Parallelism
+	}
+	for _, v := range rt.vertices {
+		p, ok := have[v.name]
+		if !ok {
+			return fmt.Errorf("%w: checkpoint %d has no state for the chain [%s] (the chaining of operators changed)", ErrIncompatible, m.CheckpointID, v.name)
+		}
+		if v.head().kind == kindSourceNode && p != v.parallelism {
+			return fmt.Errorf("%w: source chain [%s] had parallelism %d in checkpoint %d, now %d; sources cannot be rescaled", ErrIncompatible, v.name, p, m.CheckpointID, v.parallelism)
+		}
+	}
+	return nil
+}
+
+// recoverSinks hands every sink the pending transactions its tasks listed
+// in the restored checkpoint (none on a fresh start).
+func (rt *jobRuntime) recoverSinks() error {
+	for _, v := range rt.vertices {
+		tail := v.tail()
+		if tail.kind != kindSinkNode {
+			continue
+		}
+		var states [][]byte
+		if rt.restored != nil {
+			for _, m := range rt.restored.Tasks {
+				if m.Vertex == v.name && m.Sink != nil {
+					states = append(states, m.Sink)
+				}
+			}
+		}
+		if err := tail.sink.Recover(states); err != nil {
+			return fmt.Errorf("engine: cannot recover sink %q: %w", tail.name, err)
+		}
+	}
+	return nil
+}
+
+// buildTasks creates the tasks, their rings and writers.
+func (rt *jobRuntime) buildTasks() {
+	j := rt.job
+	id := 0
+	for _, v := range rt.vertices {
+		for i := 0; i < v.parallelism; i++ {
+			t := &task{job: rt, v: v, index: i, id: coord.TaskID(id), waiter: ringbuf.NewWaiter(),
+				ctrl: make(chan ctrlMsg, controlQueueLen), cpu: -1}
+			v.tasks = append(v.tasks, t)
+			rt.tasks = append(rt.tasks, t)
+			id++
+		}
+	}
+	cpus := planPinning(rt.opts.Pinning, len(rt.tasks), usableCPUs(rt.opts.cpus))
+	for i, t := range rt.tasks {
+		if cpus != nil {
+			t.cpu = cpus[i]
+		}
+	}
+	// One ring per (upstream task, downstream task) pair; forward edges
+	// connect task i to task i only.
+	for _, v := range rt.vertices {
+		if v.input == nil {
+			continue
+		}
+		head, up := v.head(), v.input
+		upTail := up.tail()
+		var route func(maxPar, parallelism int) any = head.route
+		for _, ut := range up.tasks {
+			var rings []any
+			for di, dt := range v.tasks {
+				if head.part == partForward && di != ut.index {
+					continue
+				}
+				r := upTail.out.newRing(rt.opts.RingCapacity)
+				rings = append(rings, r)
+				rt.inputRings[dt] = append(rt.inputRings[dt], r)
+			}
+			var rf any
+			if route != nil {
+				rf = route(j.opts.MaxParallelism, v.parallelism)
+			}
+			ut.outputs = append(ut.outputs, upTail.out.newWriter(ut, head.part, rings, rf))
+		}
+	}
+}
+
+// execute starts the tasks and drives them until the job ends.
+func (rt *jobRuntime) execute(ctx context.Context) error {
+	var wg sync.WaitGroup
+	workers := 0
+	if rt.checkpointing {
+		rt.async = make(chan asyncJob, len(rt.tasks)*4)
+		workers = 2
+		for range workers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				rt.asyncWorker()
+			}()
+		}
+	}
+	for _, t := range rt.tasks {
+		go func() {
+			err := t.run()
+			rt.events <- event{kind: evTaskExit, task: t.id, err: err}
+		}()
+	}
+	err := rt.drive(ctx)
+	if rt.async != nil {
+		close(rt.async)
+	}
+	wg.Wait()
+	return err
+}
+
+func (rt *jobRuntime) cancelAll() {
+	rt.cancelFlag.Store(true)
+	for _, t := range rt.tasks {
+		t.waiter.Wake()
+	}
+}
+
+// asyncWorker runs the asynchronous phase of task snapshots.
+func (rt *jobRuntime) asyncWorker() {
+	for aj := range rt.async {
+		start := time.Now()
+		t := aj.task
+		ev := aj.ev
+		h, err := rt.store.WriteKeyed(rt.job.name, ev.id, t.v.name, t.kgRange.Start, t.kgRange.End, aj.snap, aj.prev)
+		aj.snap.Release()
+		ev.stats.Async = time.Since(start)
+		if err != nil {
+			rt.opts.Logger("streamd: %s: checkpoint %d: %v", t, ev.id, err)
+			rt.send(event{kind: evDecline, task: t.id, id: ev.id, reason: coord.ReasonError, err: err})
+			continue
+		}
+		ev.meta.Keyed = h
+		ev.stats.RawBytes, ev.stats.StoredBytes = h.RawBytes, h.StoredBytes
+		rt.send(ev)
+	}
+}
+
+// pendingCheckpoint collects the acknowledgements of one checkpoint.
+type pendingCheckpoint struct {
+	id        uint64
+	triggered time.Time
+	final     bool
+	tasks     map[coord.TaskID]*event
+}
+
+// drive is the driver loop: it feeds the coordinator and carries out its
+// decisions, and ends when every task has exited.
+func (rt *jobRuntime) drive(ctx context.Context) error {
+	var (
+		co        *coord.Coordinator
+		failure   error
+		running   = len(rt.tasks)
+		sources   = 0
+		ended     = 0
+		exhausted = true
+		pending   = make(map[uint64]*pendingCheckpoint)
+		tickC     <-chan time.Time
+		ctxDone   = ctx.Done()
+		stopCh    = rt.stopCh
+	)
+	for _, t := range rt.tasks {
+		if t.v.head().kind == kindSourceNode {
+			sources++
+		}
+	}
+	fail := func(err error) {
+		if failure == nil && err != nil {
+			failure = err
+			rt.cancelAll()
+		}
+	}
+	if rt.checkpointing {
+		copts := rt.opts.Checkpointing.Options
+		first, err := rt.store.MaxCheckpointID(rt.job.name)
+		if err != nil {
+			fail(fmt.Errorf("engine: cannot read checkpoint ids: %w", err))
+		}
+		if rt.restored != nil && rt.restored.CheckpointID > first {
+			first = rt.restored.CheckpointID
+		}
+		ids := make([]coord.TaskID, len(rt.tasks))
+		for i, t := range rt.tasks {
+			ids[i] = t.id
+		}
+		co = coord.New(copts, ids, first+1, time.Now())
+		tick := max(min(copts.Interval/4, 50*time.Millisecond), time.Millisecond)
+		ticker := time.NewTicker(tick)
+		defer ticker.Stop()
+		tickC = ticker.C
+	}
+	for running > 0 {
+		select {
+		case ev := <-rt.events:
+			switch ev.kind {
+			case evTaskExit:
+				running--
+				if ev.err != nil && !errors.Is(ev.err, errCancelled) {
+					fail(ev.err)
+					if co != nil {
+						_ = co.Step(time.Now(), coord.TaskFailed{Task: ev.task, Err: ev.err})
+					}
+				}
+			case evAck:
+				if co == nil || failure != nil {
+					continue
+				}
+				if p := pending[ev.id]; p != nil {
+					e := ev
+					p.tasks[ev.task] = &e
+				}
+				if err := co.Step(time.Now(), coord.Ack{Task: ev.task, ID: ev.id}); err != nil {
+					fail(err)
+				}
+			case evDecline:
+				if co == nil || failure != nil {
+					continue
+				}
+				if err := co.Step(time.Now(), coord.Decline{Task: ev.task, ID: ev.id, Reason: ev.reason, Err: ev.err}); err != nil {
+					fail(err)
+				}
+			case evSourceEnded:
+				ended++
+				exhausted = exhausted && ev.exhausted
+				if ended == sources && co != nil && failure == nil {
+					_ = co.Step(time.Now(), coord.TriggerFinal{})
+				}
+			}
+		case now := <-tickC:
+			if failure == nil {
+				co.Tick(now)
+			}
+		case <-ctxDone:
+			ctxDone = nil
+			fail(ctx.Err())
+		case <-stopCh:
+			stopCh = nil
+			for _, t := range rt.tasks {
+				if t.source != nil || t.v.head().kind == kindSourceNode {
+					rt.control(t, ctrlMsg{kind: ctrlStop})
+				}
+			}
+		}
+		if co == nil || failure != nil {
+			continue
+		}
+		for co.HasReady() {
+			rd := co.Ready()
+			var after []coord.Event
+			for _, p := range rd.Persist {
+				pc := pending[p.ID]
+				m := rt.metadata(pc, exhausted && ended == sources && p.Final)
+				if err := rt.store.CommitCheckpoint(m); err != nil {
+					after = append(after, coord.PersistFailed{ID: p.ID, Err: err})
+					continue
+				}
+				failpoint.Hit("checkpoint-after-metadata")
+				after = append(after, coord.Persisted{ID: p.ID})
+			}
+			for _, tr := range rd.Trigger {
+				pending[tr.ID] = &pendingCheckpoint{id: tr.ID, triggered: tr.At, final: tr.Final, tasks: make(map[coord.TaskID]*event)}
+				for _, t := range rt.tasks {
+					if t.v.head().kind == kindSourceNode {
+						rt.control(t, ctrlMsg{kind: ctrlTrigger, id: tr.ID})
+					}
+				}
+			}
+			for _, c := range rd.Complete {
+				pc := pending[c.ID]
+				for _, t := range rt.tasks {
+					msg := ctrlMsg{kind: ctrlComplete, id: c.ID}
+					if pc != nil {
+						if ev := pc.tasks[t.id]; ev != nil {
+							msg.handle = ev.meta.Keyed
+						}
+					}
+					rt.control(t, msg)
+				}
+				rt.record(pc, "completed", "", c.CompletedAt)
+				delete(pending, c.ID)
+				if err := rt.store.Retain(rt.job.name, rt.opts.Checkpointing.Retained); err != nil {
+					rt.opts.Logger("streamd: job %q: retention after checkpoint %d: %v", rt.job.name, c.ID, err)
+				}
+			}
+			for _, a := range rd.Aborted {
+				for _, t := range rt.tasks {
+					rt.control(t, ctrlMsg{kind: ctrlAbort, id: a.ID})
+				}
+				reason := a.Reason.String()
+				if a.Err != nil {
+					reason += ": " + a.Err.Error()
+				}
+				rt.record(pending[a.ID], "failed", reason, time.Now())
+				delete(pending, a.ID)
+			}
+			if rd.FinalComplete {
+				for _, t := range rt.tasks {
+					if t.v.head().kind == kindSourceNode {
+						rt.control(t, ctrlMsg{kind: ctrlFinish})
+					}
+				}
+			}
+			if rd.Failed != nil {
+				fail(fmt.Errorf("engine: job %q: %w", rt.job.name, rd.Failed))
+			}
+			co.Advance(rd)
+			for _, e := range after {
+				if err := co.Step(time.Now(), e); err != nil {
+					fail(err)
+				}
+			}
+			if failure != nil {
+				break
+			}
+		}
+	}
+	return failure
+}
+
+// control sends a control message to a task and wakes it.
+func (rt *jobRuntime) control(t *task, m ctrlMsg) {
+	select {
+	case t.ctrl <- m:
+	default:
+		// The task is not draining its control queue (it is blocked on a
+		// full output, or gone). Block, but not forever if the job ends.
+		t.waiter.Wake()
+		select {
+		case t.ctrl <- m:
+		case <-time.After(10 * time.Second):
+			rt.opts.Logger("streamd: %s: control queue full; dropped %v for checkpoint %d", t, m.kind, m.id)
+		}
+	}
+	t.waiter.Wake()
+}
+
+// metadata assembles a checkpoint's metadata from its acknowledgements.
+func (rt *jobRuntime) metadata(pc *pendingCheckpoint, finished bool) *snapshot.Metadata {
+	m := &snapshot.Metadata{
+		Job: rt.job.name, CheckpointID: pc.id, TriggeredAtUnixNano: pc.triggered.UnixNano(),
+		CompletedAtUnixNano: time.Now().UnixNano(), Fingerprint: rt.job.fingerprint(),
+		MaxParallelism: rt.opts.MaxParallelism, Finished: finished,
+	}
+	for _, t := range rt.tasks {
+		ev := pc.tasks[t.id]
+		if ev == nil {
+			panic(fmt.Sprintf("engine: checkpoint %d persisted without an ack from %s", pc.id, t))
+		}
+		m.Tasks = append(m.Tasks, ev.meta)
+		if h := ev.meta.Keyed; h != nil {
+			m.RawBytes += h.RawBytes
+			m.StoredBytes += h.StoredBytes
+		}
+	}
+	return m
+}
+
+func (rt *jobRuntime) record(pc *pendingCheckpoint, status, reason string, end time.Time) {
+	if pc == nil {
+		return
+	}
+	s := CheckpointStats{ID: pc.id, Status: status, Reason: reason, Final: pc.final, TriggeredAt: pc.triggered, Duration: end.Sub(pc.triggered)}
+	for _, t := range rt.tasks {
+		ev := pc.tasks[t.id]
+		if ev == nil {
+			continue
+		}
+		ts := ev.stats
+		ts.StartDelay = ev.barrierAt.Sub(pc.triggered)
+		s.Tasks = append(s.Tasks, ts)
+		if h := ev.meta.Keyed; h != nil {
+			s.RawBytes += h.RawBytes
+			s.StoredBytes += h.StoredBytes
+			s.ReusedBytes += h.ReusedBytes
+		}
+	}
+	rt.mu.Lock()
+	if len(rt.mu.stats) >= maxStatsHistory {
+		rt.mu.stats = append(rt.mu.stats[:0], rt.mu.stats[1:]...)
+	}
+	rt.mu.stats = append(rt.mu.stats, s)
+	rt.mu.Unlock()
+	if rt.opts.OnCheckpoint != nil {
+		rt.opts.OnCheckpoint(s)
+	}
+}

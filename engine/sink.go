@@ -1,0 +1,130 @@
+package engine
+
+import (
+	"errors"
+	"io"
+)
+
+// Sink is a two-phase-commit sink: the engine's side of end-to-end
+// exactly-once output. One Sink serves all tasks of a sink operator; each
+// task writes through its own SinkWriter.
+//
+// The protocol, as Flink's TwoPhaseCommitSinkFunction: records are written
+// into an open transaction; at a checkpoint barrier the writer pre-commits
+// (flushes and makes the transaction durable but invisible) and returns its
+// state, the list of pre-committed transactions not yet committed, which
+// goes into the checkpoint; when the checkpoint is complete (its metadata is
+// durable) the engine tells the writer to commit. Commit must be idempotent,
+// because after a crash the engine restores the checkpoint and hands its
+// pending transactions to Recover, which commits them again and aborts
+// every other transaction it finds (strays of the crashed run).
+type Sink[T any] interface {
+	// Recover is called once before any writer is created, with the
+	// states that every task of this sink recorded in the checkpoint the
+	// job restores from (nil on a fresh start). It commits the
+	// transactions they list, idempotently, and aborts all others.
+	Recover(states [][]byte) error
+	// NewWriter creates the writer of one task.
+	NewWriter(ctx SinkContext) (SinkWriter[T], error)
+}
+
+// SinkContext describes the task a sink writer runs in.
+type SinkContext struct {
+	Job         string
+	Operator    string
+	Index       int
+	Parallelism int
+	// Transactional is true when checkpoints drive commits; false when the
+	// job has no checkpoints, and the writer commits in Finish.
+	Transactional bool
+}
+
+// SinkWriter writes one task's records. All methods are called on the
+// task's goroutine.
+type SinkWriter[T any] interface {
+	// Write adds a record to the open transaction (beginning one if
+	// needed).
+	Write(v *T) error
+	// PreCommit makes everything written so far durable in a pending
+	// transaction (possibly empty: then none is created) and returns the
+	// writer's state: every pending transaction not yet committed.
+	PreCommit(checkpointID uint64) ([]byte, error)
+	// Commit commits every transaction pre-committed at or before
+	// checkpointID. Idempotent.
+	Commit(checkpointID uint64) error
+	// Finish is called at the end of input of a job without checkpoints:
+	// it commits what was written.
+	Finish() error
+	// Close releases resources; it aborts nothing that was pre-committed.
+	Close() error
+}
+
+// ToSink adds a sink operator.
+func ToSink[T any](s Stream[T], name string, sink Sink[T], opts ...OpOption) {
+	n := &node{name: name, kind: kindSinkNode, part: s.part, sink: typedSinkRecoverer[T]{sink}}
+	n.build = func(rt *Runtime, _ any) (any, error) {
+		w, err := sink.NewWriter(SinkContext{
+			Job: rt.Job, Operator: rt.Operator, Index: rt.TaskIndex, Parallelism: rt.Parallelism,
+			Transactional: rt.task.job.checkpointing,
+		})
+		if err != nil {
+			return nil, err
+		}
+		if rt.task.sink != nil {
+			panic("engine: two sinks chained in one task")
+		}
+		rt.task.sink = w
+		return func(v *T) {
+			if err := w.Write(v); err != nil {
+				panic(taskError{err})
+			}
+		}, nil
+	}
+	s.j.addNode(n, s.n, opts)
+}
+
+// sinkHooks is the untyped control side of a sink writer.
+type sinkHooks interface {
+	PreCommit(checkpointID uint64) ([]byte, error)
+	Commit(checkpointID uint64) error
+	Finish() error
+	Close() error
+}
+
+type sinkRecoverer interface {
+	Recover(states [][]byte) error
+}
+
+type typedSinkRecoverer[T any] struct{ s Sink[T] }
+
+func (r typedSinkRecoverer[T]) Recover(states [][]byte) error { return r.s.Recover(states) }
+
+// taskError carries an operating error out of a push chain.
+type taskError struct{ err error }
+
+// sourceRunner is the untyped side of a source task.
+type sourceRunner interface {
+	step() (n int, eof bool, err error)
+	position() ([]byte, error)
+	close() error
+}
+
+type typedSource[T any] struct {
+	src  Source[T]
+	buf  []T
+	push func(*T)
+}
+
+func (s *typedSource[T]) step() (int, bool, error) {
+	n, err := s.src.Read(s.buf)
+	for i := 0; i < n; i++ {
+		s.push(&s.buf[i])
+	}
+	if errors.Is(err, io.EOF) {
+		return n, true, nil
+	}
+	return n, false, err
+}
+
+func (s *typedSource[T]) position() ([]byte, error) { return s.src.Position() }
+func (s *typedSource[T]) close() error              { return s.src.Close() }

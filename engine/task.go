@@ -1,0 +1,445 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"runtime"
+	"runtime/debug"
+	"time"
+
+	"github.com/streamd/streamd/align"
+	"github.com/streamd/streamd/engine/coord"
+	"github.com/streamd/streamd/keyed"
+	"github.com/streamd/streamd/ringbuf"
+	"github.com/streamd/streamd/snapshot"
+)
+
+// errCancelled unwinds a task when the job is cancelled.
+var errCancelled = errors.New("engine: job cancelled")
+
+type cancelSignal struct{}
+
+type ctrlKind uint8
+
+const (
+	ctrlTrigger  ctrlKind = iota + 1 // sources: inject barrier id
+	ctrlComplete                     // checkpoint id is complete: commit
+	ctrlAbort                        // checkpoint id is aborted
+	ctrlFinish                       // sources: the final checkpoint is complete: emit end-of-input
+	ctrlStop                         // sources: stop reading (graceful stop)
+)
+
+type ctrlMsg struct {
+	kind ctrlKind
+	id   uint64
+	// handle is the task's keyed state handle in the completed checkpoint,
+	// the base of the next incremental snapshot.
+	handle *snapshot.KeyedHandle
+}
+
+type sourceState uint8
+
+const (
+	sourceRunning sourceState = iota
+	sourceEnded               // no more records; waiting for the final checkpoint
+)
+
+// task is one parallel instance of a vertex: one goroutine.
+type task struct {
+	job    *jobRuntime
+	v      *vertex
+	index  int
+	id     coord.TaskID
+	waiter *ringbuf.Waiter
+	ctrl   chan ctrlMsg
+	cpu    int // -1: not pinned
+
+	backend *keyed.Backend
+	aligner *align.Aligner
+	reader  inputReader
+	source  sourceRunner
+	sink    sinkHooks
+	outputs []outWriter
+	kgRange keyed.KeyGroupRange
+
+	srcState sourceState
+	done     bool
+	ready    func() bool
+
+	// checkpoint bookkeeping, task goroutine only
+	lastCompleted *snapshot.KeyedHandle
+	alignID       uint64
+	alignStart    time.Time
+}
+
+func (t *task) String() string {
+	return fmt.Sprintf("operator %q task %d/%d", t.v.name, t.index, t.v.parallelism)
+}
+
+func (t *task) cancelled() bool { return t.job.cancelFlag.Load() }
+
+func (t *task) checkCancelled() {
+	if t.cancelled() {
+		panic(cancelSignal{})
+	}
+}
+
+func (t *task) flushOutputs() {
+	for _, o := range t.outputs {
+		o.flush()
+	}
+}
+
+func (t *task) emitAll(kind elemKind, id uint64) {
+	for _, o := range t.outputs {
+		o.emit(kind, id)
+	}
+	t.flushOutputs()
+}
+
+// run is the task goroutine.
+func (t *task) run() (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			switch x := r.(type) {
+			case cancelSignal:
+				err = errCancelled
+			case taskError:
+				err = x.err
+			default:
+				err = fmt.Errorf("panic: %v\n%s", r, debug.Stack())
+			}
+		}
+		if t.source != nil {
+			if cerr := t.source.close(); err == nil && cerr != nil {
+				err = cerr
+			}
+		}
+		if t.sink != nil {
+			if cerr := t.sink.Close(); err == nil && cerr != nil {
+				err = cerr
+			}
+		}
+		if err != nil && !errors.Is(err, errCancelled) {
+			err = fmt.Errorf("%s: %w", t, err)
+		}
+	}()
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	if t.cpu >= 0 {
+		if perr := pinThread(t.cpu); perr != nil {
+			t.job.opts.Logger("streamd: %s: cannot pin to cpu %d: %v", t, t.cpu, perr)
+		}
+	}
+	if err := t.open(); err != nil {
+		return err
+	}
+	if t.source != nil {
+		return t.runSource()
+	}
+	return t.runOperator()
+}
+
+// open builds the chain's push functions, restores state and opens the
+// source and sink, on the task goroutine.
+func (t *task) open() error {
+	j := t.job
+	if t.v.keyed {
+		t.kgRange = j.job.keyGroupRange(t.v, t.index)
+		b, err := keyed.NewBackend(keyed.Options{MaxParallelism: j.opts.MaxParallelism, Range: t.kgRange})
+		if err != nil {
+			return err
+		}
+		t.backend = b
+	}
+	// The chain's tail pushes into the writers of the downstream vertices.
+	var next any
+	tail := t.v.tail()
+	if tail.kind != kindSinkNode {
+		var pushes []any
+		for _, w := range t.outputs {
+			pushes = append(pushes, w.pushFunc())
+		}
+		if len(pushes) > 0 {
+			next = tail.out.fanout(pushes)
+		} else {
+			next = tail.out.fanout([]any{discard(tail.out)})
+		}
+	}
+	for i := len(t.v.nodes) - 1; i >= 0; i-- {
+		n := t.v.nodes[i]
+		if n.kind == kindSourceNode {
+			break
+		}
+		push, err := n.build(t.runtimeFor(n), next)
+		if err != nil {
+			return fmt.Errorf("cannot open operator %q: %w", n.name, err)
+		}
+		next = push
+	}
+	if err := t.restoreKeyed(); err != nil {
+		return err
+	}
+	head := t.v.head()
+	if head.kind == kindSourceNode {
+		var state []byte
+		if m := j.restoredTask(t.v, t.index); m != nil {
+			state = m.Source
+		}
+		src, err := head.openSource(t.runtimeFor(head), next, state)
+		if err != nil {
+			return fmt.Errorf("cannot open source %q: %w", head.name, err)
+		}
+		t.source = src
+		t.ready = func() bool { return len(t.ctrl) > 0 || t.cancelled() }
+		return nil
+	}
+	t.reader = head.input.out.newReader(t, j.inputRings[t], next)
+	t.aligner = align.New(t.reader.numInputs(), j.alignMode)
+	t.ready = func() bool { return t.reader.readable() || len(t.ctrl) > 0 || t.cancelled() }
+	return nil
+}
+
+func (t *task) runtimeFor(n *node) *Runtime {
+	return &Runtime{
+		Job: t.job.job.name, Operator: n.name, TaskIndex: t.index, Parallelism: t.v.parallelism,
+		MaxParallelism: t.job.opts.MaxParallelism, batchSize: t.job.opts.BatchSize,
+		backend: t.backend, task: t,
+	}
+}
+
+// restoreKeyed loads the task's key groups from the restored checkpoint:
+// from every task of the same vertex whose range overlaps ours, so a
+// checkpoint restores into a different parallelism.
+func (t *task) restoreKeyed() error {
+	j := t.job
+	if t.backend == nil || j.restored == nil {
+		return nil
+	}
+	for i := range j.restored.Tasks {
+		m := &j.restored.Tasks[i]
+		if m.Vertex != t.v.name || m.Keyed == nil {
+			continue
+		}
+		start, end := max(m.KeyGroupStart, t.kgRange.Start), min(m.KeyGroupEnd, t.kgRange.End)
+		if start >= end {
+			continue
+		}
+		err := j.store.ReadKeyed(j.job.name, m.Keyed, start, end, func(kg int, state string, key, value []byte) error {
+			return t.backend.RestoreEntry(state, key, value)
+		})
+		if err != nil {
+			return fmt.Errorf("cannot restore key groups [%d, %d) from checkpoint %d: %w", start, end, j.restored.CheckpointID, err)
+		}
+	}
+	return nil
+}
+
+func (t *task) runOperator() error {
+	wait := t.job.opts.Wait
+	for {
+		t.drainControl()
+		t.checkCancelled()
+		if t.reader.poll() {
+			t.flushOutputs()
+			continue
+		}
+		t.flushOutputs()
+		if t.aligner.AllEnded() {
+			return t.endOfInput()
+		}
+		wait.Await(t.waiter, t.ready)
+	}
+}
+
+func (t *task) runSource() error {
+	for {
+		t.drainControl()
+		if t.done {
+			return nil
+		}
+		t.checkCancelled()
+		if t.srcState == sourceEnded {
+			t.job.opts.Wait.Await(t.waiter, t.ready)
+			continue
+		}
+		n, eof, err := t.source.step()
+		t.flushOutputs()
+		if err != nil {
+			return err
+		}
+		if eof {
+			if err := t.sourceEnded(true); err != nil {
+				return err
+			}
+			if t.done {
+				return nil
+			}
+			continue
+		}
+		if n == 0 {
+			t.idleSource()
+		}
+	}
+}
+
+// idleSource waits a little for a source that has nothing to read, while
+// staying responsive to control messages.
+func (t *task) idleSource() {
+	timer := time.NewTimer(time.Millisecond)
+	defer timer.Stop()
+	select {
+	case m := <-t.ctrl:
+		t.handleControl(m)
+	case <-timer.C:
+	}
+}
+
+// sourceEnded handles a source that has no more records (exhausted) or was
+// asked to stop. Without checkpoints it ends the input at once; with them,
+// it reports to the driver, which takes a final checkpoint and then sends
+// ctrlFinish.
+func (t *task) sourceEnded(exhausted bool) error {
+	t.srcState = sourceEnded
+	if !t.job.checkpointing {
+		return t.endOfInput()
+	}
+	t.job.send(event{kind: evSourceEnded, task: t.id, exhausted: exhausted})
+	return nil
+}
+
+// endOfInput runs when all input has ended: commit output (without
+// checkpoints), pass end-of-input on, and finish the task.
+func (t *task) endOfInput() error {
+	t.drainControl()
+	if t.sink != nil && !t.job.checkpointing {
+		if err := t.sink.Finish(); err != nil {
+			return err
+		}
+	}
+	t.emitAll(elemEnd, 0)
+	t.done = true
+	return nil
+}
+
+func (t *task) drainControl() {
+	for {
+		select {
+		case m := <-t.ctrl:
+			t.handleControl(m)
+		default:
+			return
+		}
+	}
+}
+
+func (t *task) handleControl(m ctrlMsg) {
+	switch m.kind {
+	case ctrlTrigger:
+		if t.source != nil {
+			t.checkpoint(m.id, time.Now())
+		}
+	case ctrlComplete:
+		if m.handle != nil {
+			t.lastCompleted = m.handle
+		}
+		if t.sink != nil {
+			if err := t.sink.Commit(m.id); err != nil {
+				panic(taskError{fmt.Errorf("cannot commit checkpoint %d: %w", m.id, err)})
+			}
+		}
+	case ctrlAbort:
+		if t.aligner != nil {
+			if id, ok := t.aligner.Aligning(); ok && id == m.id {
+				t.apply(t.aligner.Cancel(0, m.id))
+			}
+		}
+	case ctrlFinish:
+		if t.source != nil && !t.done {
+			if err := t.endOfInput(); err != nil {
+				panic(taskError{err})
+			}
+		}
+	case ctrlStop:
+		if t.source != nil && t.srcState == sourceRunning {
+			if err := t.sourceEnded(false); err != nil {
+				panic(taskError{err})
+			}
+		}
+	}
+}
+
+// onElement handles an in-band control element from input channel ch. It
+// reports whether the reader must stop reading ch for now.
+func (t *task) onElement(ch int, kind elemKind, id uint64) bool {
+	switch kind {
+	case elemBarrier:
+		if cur, ok := t.aligner.Aligning(); !ok || cur != id {
+			t.alignID, t.alignStart = id, time.Now()
+		}
+		t.apply(t.aligner.Barrier(ch, id))
+		return t.aligner.Blocked(ch)
+	case elemCancel:
+		t.apply(t.aligner.Cancel(ch, id))
+		return false
+	case elemEnd:
+		t.apply(t.aligner.EndOfInput(ch))
+		return true
+	case elemWatermark:
+		return false
+	}
+	panic(fmt.Sprintf("engine: unknown element kind %d on channel %d", kind, ch))
+}
+
+// apply carries out an alignment decision, in the order align documents.
+func (t *task) apply(d align.Decision) {
+	if d.Abort != 0 {
+		t.job.send(event{kind: evDecline, task: t.id, id: d.Abort, reason: coord.ReasonSubsumed})
+		t.emitAll(elemCancel, d.Abort)
+	}
+	if d.Snapshot != 0 {
+		first := t.alignStart
+		if t.alignID != d.Snapshot {
+			first = time.Now()
+		}
+		t.checkpoint(d.Snapshot, first)
+	}
+}
+
+// checkpoint takes the synchronous part of checkpoint id at this task and
+// forwards the barrier; the asynchronous part runs on the job's snapshot
+// workers.
+func (t *task) checkpoint(id uint64, firstBarrier time.Time) {
+	start := time.Now()
+	meta := snapshot.TaskMeta{Vertex: t.v.name, Index: t.index, Parallelism: t.v.parallelism,
+		KeyGroupStart: t.kgRange.Start, KeyGroupEnd: t.kgRange.End}
+	var err error
+	if t.source != nil {
+		meta.Source, err = t.source.position()
+	}
+	if err == nil && t.sink != nil {
+		meta.Sink, err = t.sink.PreCommit(id)
+	}
+	if err != nil {
+		t.job.opts.Logger("streamd: %s: checkpoint %d failed: %v", t, id, err)
+		t.job.send(event{kind: evDecline, task: t.id, id: id, reason: coord.ReasonError, err: err})
+		t.emitAll(elemCancel, id)
+		return
+	}
+	var snap *keyed.Snapshot
+	if t.backend != nil {
+		snap = t.backend.Snapshot()
+	}
+	stats := TaskStats{Vertex: t.v.name, Index: t.index, Alignment: start.Sub(firstBarrier), SyncPause: time.Since(start)}
+	t.emitAll(elemBarrier, id)
+	ev := event{kind: evAck, task: t.id, id: id, meta: meta, stats: stats, barrierAt: firstBarrier}
+	if snap == nil {
+		t.job.send(ev)
+		return
+	}
+	t.job.async <- asyncJob{task: t, snap: snap, prev: t.lastCompleted, ev: ev}
+}
+
+// discard returns a push function of the node's output type that drops
+// records, for an operator nobody consumes.
+func discard(o outType) any { return o.fanout(nil) }

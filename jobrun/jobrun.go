@@ -1,0 +1,229 @@
+// Package jobrun turns a compiled YAML job (job.Plan) into an engine job
+// and runs it: it maps the spec's source, steps and sink onto the typed
+// engine API over job.Row records, wires checkpointing to a snapshot store
+// in the data dir, and reports statistics. cmd/streamd and the benchmarks
+// use it, so a YAML job runs the same code in both.
+//
+// Key partitioning: a key_by followed by an aggregation shuffles by key
+// group. Later aggregations on the same key with the same parallelism chain
+// with it (the stream is already partitioned: Flink's
+// reinterpretAsKeyedStream) instead of shuffling again; a map that writes
+// the key field or a change of parallelism ends that.
+//
+// It imports engine, job, snapshot, keyed and the connectors, and nothing
+// under cmd.
+package jobrun
+
+import (
+	"encoding/binary"
+	"fmt"
+	"io"
+
+	"github.com/streamd/streamd/connectors/console"
+	"github.com/streamd/streamd/connectors/file"
+	"github.com/streamd/streamd/connectors/sequence"
+	"github.com/streamd/streamd/engine"
+	"github.com/streamd/streamd/engine/coord"
+	"github.com/streamd/streamd/job"
+	"github.com/streamd/streamd/keyed"
+	"github.com/streamd/streamd/snapshot"
+)
+
+// Options configures how a plan runs.
+type Options struct {
+	// Store receives checkpoints; required to run a spec with checkpointing
+	// (Run fails without it).
+	Store *snapshot.Store
+	// Pinning selects CPU pinning of tasks.
+	Pinning engine.PinMode
+	// Stdout receives the stdout sink's lines. Default os.Stdout.
+	Stdout io.Writer
+	// Logger receives operational messages.
+	Logger func(format string, args ...any)
+	// OnCheckpoint receives checkpoint statistics.
+	OnCheckpoint func(engine.CheckpointStats)
+}
+
+// Built is a job ready to run.
+type Built struct {
+	Job *engine.Job
+	// Blackhole counts the records of a blackhole sink (nil otherwise).
+	Blackhole *console.Blackhole[job.Row]
+}
+
+// Build maps plan onto an engine job.
+func Build(plan *job.Plan, opts Options) (*Built, error) {
+	spec := plan.Spec
+	eo := engine.Options{
+		Parallelism:    spec.Parallelism,
+		MaxParallelism: spec.MaxParallelism,
+		Pinning:        opts.Pinning,
+		Fingerprint:    plan.Fingerprint(),
+		Logger:         opts.Logger,
+		OnCheckpoint:   opts.OnCheckpoint,
+	}
+	if c := spec.Checkpointing; c != nil {
+		mode := coord.ExactlyOnce
+		if c.Mode == "at_least_once" {
+			mode = coord.AtLeastOnce
+		}
+		eo.Checkpointing = &engine.CheckpointOptions{
+			Options: coord.Options{
+				Interval: c.Interval, Timeout: c.Timeout, MinPause: c.MinPause,
+				MaxConcurrent: c.MaxConcurrent, TolerableFailures: c.TolerableFailures, Mode: mode,
+			},
+			Store:    opts.Store,
+			Retained: c.Retained,
+		}
+	}
+	j := engine.NewJob(spec.Name, eo)
+	b := &Built{Job: j}
+
+	s, err := buildSource(j, plan)
+	if err != nil {
+		return nil, err
+	}
+	// partKey/partPar describe how the current stream is partitioned by
+	// key: set after a keyed operator, cleared by anything that reshuffles
+	// or may change the key.
+	var (
+		partKey   *job.Field
+		partPar   int
+		pendingBy bool
+	)
+	for i := range plan.Stages {
+		st := &plan.Stages[i]
+		name := st.Step.Name
+		par := engine.WithParallelism(st.Parallelism)
+		switch st.Step.Kind {
+		case job.StepFilter:
+			f := st.Filter
+			prevPar := s.Parallelism()
+			s = engine.Transform(s, name, func(_ *engine.Runtime, next func(*job.Row)) (func(*job.Row), error) {
+				return func(r *job.Row) {
+					if f(r) {
+						next(r)
+					}
+				}, nil
+			}, par)
+			if st.Parallelism != prevPar {
+				partKey = nil
+			}
+		case job.StepMap:
+			m := st.Map
+			prevPar := s.Parallelism()
+			s = engine.Transform(s, name, func(_ *engine.Runtime, next func(*job.Row)) (func(*job.Row), error) {
+				return func(r *job.Row) {
+					m(r)
+					next(r)
+				}, nil
+			}, par)
+			if st.Parallelism != prevPar || !st.Keyed {
+				partKey = nil
+			}
+		case job.StepKeyBy:
+			pendingBy = true
+			partKey = nil
+		case job.StepCount, job.StepSum, job.StepMin, job.StepMax:
+			key := st.Key
+			in := st.In
+			sel := engine.KeySelector[job.Row](func(dst []byte, r *job.Row) []byte { return in.AppendKey(dst, r, key) })
+			var ks engine.KeyedStream[job.Row]
+			if !pendingBy && partKey != nil && partKey.Name == key.Name && partPar == st.Parallelism {
+				ks = engine.AsKeyed(s, sel)
+			} else {
+				ks = engine.KeyBy(s, sel)
+			}
+			s = engine.ProcessRaw(ks, name, aggregate(st.Agg), par)
+			k := key
+			partKey, partPar, pendingBy = &k, st.Parallelism, false
+		default:
+			return nil, fmt.Errorf("jobrun: step %q: unknown kind %v", name, st.Step.Kind)
+		}
+	}
+	if err := buildSink(j, s, plan, opts, b); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+func buildSource(j *engine.Job, plan *job.Plan) (engine.Stream[job.Row], error) {
+	src := plan.Spec.Source
+	var opt []engine.OpOption
+	if src.Parallelism > 0 {
+		opt = append(opt, engine.WithParallelism(src.Parallelism))
+	}
+	switch src.Type {
+	case "sequence":
+		ks, _ := plan.SourceSchema.Lookup("key")
+		ss, _ := plan.SourceSchema.Lookup("seq")
+		kslot, sslot := ks.Slot, ss.Slot
+		return engine.FromSource(j, "source", sequence.New(sequence.Options[job.Row]{
+			Count: src.Count, Keys: src.Keys, RatePerSec: src.RatePerSec,
+			Make: func(i, key int64, r *job.Row) {
+				r.Num[kslot] = uint64(key)
+				r.Num[sslot] = uint64(i)
+			},
+		}), opt...), nil
+	case "file":
+		schema := plan.SourceSchema
+		return engine.FromSource(j, "source", file.NewSource(file.SourceOptions[job.Row]{
+			Path:   src.Path,
+			Decode: func(line []byte, r *job.Row) error { return schema.DecodeJSON(line, r) },
+		}), opt...), nil
+	}
+	return engine.Stream[job.Row]{}, fmt.Errorf("jobrun: unknown source type %q", src.Type)
+}
+
+func buildSink(j *engine.Job, s engine.Stream[job.Row], plan *job.Plan, opts Options, b *Built) error {
+	spec := plan.Spec.Sink
+	schema := plan.SinkSchema
+	encode := func(dst []byte, r *job.Row) []byte { return schema.AppendJSON(dst, r) }
+	var opt []engine.OpOption
+	if spec.Parallelism > 0 {
+		opt = append(opt, engine.WithParallelism(spec.Parallelism))
+	}
+	switch spec.Type {
+	case "file":
+		sink, err := file.NewSink(plan.Spec.Name, file.SinkOptions[job.Row]{Dir: spec.Path, Encode: encode})
+		if err != nil {
+			return err
+		}
+		engine.ToSink(s, "sink", engine.Sink[job.Row](sink), opt...)
+	case "stdout":
+		out := console.NewStdout(encode)
+		if opts.Stdout != nil {
+			out.Out = opts.Stdout
+		}
+		engine.ToSink(s, "sink", engine.Sink[job.Row](out), opt...)
+	case "blackhole":
+		b.Blackhole = &console.Blackhole[job.Row]{}
+		engine.ToSink(s, "sink", engine.Sink[job.Row](b.Blackhole), opt...)
+	default:
+		return fmt.Errorf("jobrun: unknown sink type %q", spec.Type)
+	}
+	return nil
+}
+
+// aggregate builds a keyed running aggregation: one 8-byte value per key.
+func aggregate(a *job.Aggregate) func(rt *engine.Runtime, next func(*job.Row)) (func(*job.Row), error) {
+	return func(rt *engine.Runtime, next func(*job.Row)) (func(*job.Row), error) {
+		b := rt.Backend()
+		id, err := b.Register(rt.StateName("value"), keyed.KindValue, keyed.StateOptions{})
+		if err != nil {
+			return nil, err
+		}
+		var buf [8]byte
+		return func(r *job.Row) {
+			var prev uint64
+			v, ok := b.Get(id)
+			if ok {
+				prev = binary.LittleEndian.Uint64(v)
+			}
+			binary.LittleEndian.PutUint64(buf[:], a.Apply(prev, ok, r))
+			b.Put(id, buf[:])
+			next(r)
+		}, nil
+	}
+}
+

@@ -533,21 +533,31 @@ func (rt *jobRuntime) drive(ctx context.Context) error {
 	return failure
 }
 
-// control sends a control message to a task and wakes it.
+// control sends a control message to a task and wakes it. A task drains
+// its queue between batches; if the queue is full (the task is blocked on a
+// full output), control waits for room, giving up only if the job is
+// cancelled (then the task is exiting anyway). Messages are never dropped:
+// a lost "complete" or "finish" would leave output uncommitted or the job
+// hanging.
 func (rt *jobRuntime) control(t *task, m ctrlMsg) {
-	select {
-	case t.ctrl <- m:
-	default:
-		// The task is not draining its control queue (it is blocked on a
-		// full output, or gone). Block, but not forever if the job ends.
-		t.waiter.Wake()
+	for {
 		select {
 		case t.ctrl <- m:
-		case <-time.After(10 * time.Second):
-			rt.opts.Logger("streamd: %s: control queue full; dropped %v for checkpoint %d", t, m.kind, m.id)
+			t.waiter.Wake()
+			return
+		default:
+		}
+		t.waiter.Wake()
+		if rt.cancelFlag.Load() {
+			return
+		}
+		select {
+		case t.ctrl <- m:
+			t.waiter.Wake()
+			return
+		case <-time.After(time.Millisecond):
 		}
 	}
-	t.waiter.Wake()
 }
 
 // metadata assembles a checkpoint's metadata from its acknowledgements.

@@ -156,15 +156,12 @@ func (t *task) open() error {
 	var next any
 	tail := t.v.tail()
 	if tail.kind != kindSinkNode {
-		var pushes []any
-		for _, w := range t.outputs {
-			pushes = append(pushes, w.pushFunc())
+		pushes := make([]any, len(t.outputs))
+		for i, w := range t.outputs {
+			pushes[i] = w.pushFunc()
 		}
-		if len(pushes) > 0 {
-			next = tail.out.fanout(pushes)
-		} else {
-			next = tail.out.fanout([]any{discard(tail.out)})
-		}
+		// With no consumer, fanout of nothing discards the records.
+		next = tail.out.fanout(pushes)
 	}
 	for i := len(t.v.nodes) - 1; i >= 0; i-- {
 		n := t.v.nodes[i]
@@ -439,7 +436,3 @@ func (t *task) checkpoint(id uint64, firstBarrier time.Time) {
 	}
 	t.job.async <- asyncJob{task: t, snap: snap, prev: t.lastCompleted, ev: ev}
 }
-
-// discard returns a push function of the node's output type that drops
-// records, for an operator nobody consumes.
-func discard(o outType) any { return o.fanout(nil) }

@@ -347,9 +347,7 @@ func (t *task) handleControl(m ctrlMsg) {
 		}
 	case ctrlAbort:
 		if t.aligner != nil {
-			if id, ok := t.aligner.Aligning(); ok && id == m.id {
-				t.apply(t.aligner.Cancel(0, m.id))
-			}
+			t.apply(t.aligner.Abandon(m.id))
 		}
 	case ctrlFinish:
 		if t.source != nil && !t.done {
@@ -391,7 +389,10 @@ func (t *task) onElement(ch int, kind elemKind, id uint64) bool {
 // apply carries out an alignment decision, in the order align documents.
 func (t *task) apply(d align.Decision) {
 	if d.Abort != 0 {
-		t.job.send(event{kind: evDecline, task: t.id, id: d.Abort, reason: coord.ReasonSubsumed})
+		// Every cause (a newer barrier, a cancellation marker, eviction, an
+		// abort from the coordinator) means the checkpoint was overtaken or
+		// already given up: not a failure of this task.
+		t.job.send(event{kind: evDecline, task: t.id, id: d.Abort, reason: coord.ReasonSubsumed, err: fmt.Errorf("alignment aborted: %v", d.AbortCause)})
 		t.emitAll(elemCancel, d.Abort)
 	}
 	if d.Snapshot != 0 {

@@ -319,14 +319,11 @@ const checkpointing100ms = "checkpointing: {interval: 100ms, mode: exactly_once,
 // like `streamd run`. onStats, if set, receives the checkpoint statistics.
 func benchYAML(b *testing.B, specFmt string, onStats func([]engine.CheckpointStats)) {
 	b.ReportAllocs()
-	spec, err := job.Parse("bench.yaml", []byte(sprintf(specFmt, b.N)))
+	plan, err := job.Load("bench.yaml", []byte(sprintf(specFmt, b.N)))
 	if err != nil {
 		b.Fatal(err)
 	}
-	plan, err := job.Compile(spec)
-	if err != nil {
-		b.Fatal(err)
-	}
+	spec := plan.Spec
 	opts := jobrun.Options{Logger: func(string, ...any) {}}
 	if spec.Checkpointing != nil {
 		dir, err := os.MkdirTemp("", "streamd-bench-")

@@ -106,6 +106,12 @@ func (t *task) run() (err error) {
 				err = errCancelled
 			case taskError:
 				err = x.err
+			case runtime.Error:
+				err = fmt.Errorf("panic: %v\n%s", r, debug.Stack())
+			case error:
+				// An operator reporting an operating error by panicking (e.g.
+				// an expression dividing by zero): its message says enough.
+				err = x
 			default:
 				err = fmt.Errorf("panic: %v\n%s", r, debug.Stack())
 			}

@@ -80,11 +80,9 @@ func loadPlan(path string) (*job.Plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	spec, err := job.Parse(path, data)
-	if err != nil {
-		return nil, err
-	}
-	return job.Compile(spec)
+	// Load reports the mistakes of both phases (YAML structure, then values,
+	// schemas and expressions) at once.
+	return job.Load(path, data)
 }
 
 func cmdValidate(args []string, stdout, stderr io.Writer) int {

@@ -1,0 +1,82 @@
+// Package job owns streamd's job specs: decoding the YAML a user writes
+// (strictly), the schemas of the records at every step, the Row that holds a
+// record, and the compiled, typed operators of each step. `streamd run`
+// calls Load and turns the resulting Plan into an engine dataflow.
+//
+// # What it promises
+//
+//   - Parse decodes strictly. Unknown fields, wrong YAML types, bad values
+//     and missing required fields are errors naming the field path and its
+//     line and column ("counts.yaml:7:5: pipeline[1].map.double: ..."), and
+//     every problem is reported at once, sorted by position, as *Errors.
+//     Compile adds schema and expression errors the same way (unknown names,
+//     type errors, aggregations without key_by, too many fields); Load does
+//     both and reports the problems of both phases together.
+//   - Records are fixed typed slots (Row), never a map. AppendJSON,
+//     AppendKey, compiled Filter/Map on the fast path, and Aggregate.Apply
+//     do not allocate (tests enforce it).
+//   - Expressions are parsed and type-checked once per job by expr-lang
+//     against a typed environment built from the schema at that step, then
+//     compiled to typed Go closures over *Row for the node kinds listed on
+//     fastCompiler (fields, literals, arithmetic, comparisons, logic, ?:,
+//     string predicates, `in` over literals, abs/int/float/ceil/floor/
+//     round/len). Anything else runs on expr's VM with a per-call
+//     environment (slower, allocates); Stage.SlowExprs lists those. Both
+//     paths give the same results (a differential test checks it).
+//   - A Plan and everything in it is immutable and safe for concurrent use.
+//   - Everything has a limit: spec size, lines and YAML flow nesting
+//     (MaxSpecBytes, MaxSpecLines, MaxSpecFlowDepth — the YAML parser is
+//     superlinear in them), steps (MaxSteps), expression length
+//     (MaxExprBytes), names (MaxNameLen, MaxFieldNameLen), fields per record
+//     (MaxNumFields, MaxStrFields), parallelism (MaxParallelismLimit),
+//     checkpoint concurrency and retention, and nesting of ignored JSON.
+//
+// # Decisions where the issue was silent
+//
+//   - The spec is one plain YAML document: tags, anchors, aliases and merge
+//     keys are rejected. Any scalar is accepted as an expression and taken
+//     as written (`filter: true`, `map: {one: 1}`); every other string field
+//     needs a string. Integers must be written as integers (`1e6` is
+//     rejected with a hint), durations need a unit (`100ms`).
+//   - `pipeline:` may be omitted (source straight to sink). A `count:` step
+//     takes `{}` or nothing. Options of the other source or sink type (e.g.
+//     `keys:` on a file source) are errors. `parallelism: 0` cannot be
+//     written: 0 in a Spec means "the job's parallelism".
+//   - Step names default to "<kind>-<n>", the n-th step of that kind from 1
+//     ("filter-1", "key_by-1", "count-2"); explicit names match
+//     [a-z0-9_-]+ and all names must be unique. Job names match [a-z0-9-]+.
+//     Both are at most 64 bytes.
+//   - Field names are expression identifiers: [A-Za-z_][A-Za-z0-9_]*, at
+//     most 64 bytes, not an expr keyword.
+//   - A map step assigns simultaneously: every expression sees the step's
+//     input, never a field assigned by the same step. Replaced fields keep
+//     their place in the field order; new fields are appended in the order
+//     written. count/sum/min/max add (or replace) a field named after the
+//     step kind.
+//   - A key_by stays in effect through filter, map and aggregation steps and
+//     ends after a step that writes the key field (a map that assigns it, or
+//     an aggregation whose output has its name); an aggregation after that
+//     needs a new key_by. Keyed steps run at most max_parallelism tasks.
+//   - sum/min/max take int or float fields (not bool). Int sums wrap; float
+//     min/max follow math.Min/math.Max (NaN sticks, -0 < +0).
+//   - Runtime evaluation errors (integer `%` by zero — as in expr, an error;
+//     or any error of expr's VM on the slow path) make Filter or Map panic
+//     with *EvalError naming the step; the engine recovers it and fails the
+//     job naming the operator. `/` is always float division (expr's rule),
+//     so x/0 is ±Inf or NaN, not an error.
+//   - File source records (DecodeJSON): every schema field must be present
+//     with its type (ints as JSON integers that fit int64, floats as any
+//     number, no nulls); other members are validated and ignored; a member
+//     given twice is an error. Errors wrap ErrBadRecord; the caller adds the
+//     file name and line.
+//   - Fingerprint lists every step (stateless ones too) but no expressions:
+//     editing an expression keeps a checkpoint usable, changing the
+//     pipeline's shape does not.
+//
+// # What it must never import
+//
+// Package job is a leaf of streamd: it must never import engine/, keyed/,
+// snapshot/, ringbuf/, align/, connectors or cmd/. Its only dependencies
+// are the standard library, github.com/goccy/go-yaml and
+// github.com/expr-lang/expr.
+package job

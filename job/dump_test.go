@@ -1,0 +1,68 @@
+package job
+
+import (
+	"fmt"
+	"strings"
+)
+
+// dumpPlan renders everything a Plan decides, for golden tests.
+func dumpPlan(p *Plan) string {
+	var b strings.Builder
+	s := p.Spec
+	fmt.Fprintf(&b, "job %s parallelism=%d max_parallelism=%d\n", s.Name, s.Parallelism, s.MaxParallelism)
+	src := s.Source
+	fmt.Fprintf(&b, "source %s", src.Type)
+	switch src.Type {
+	case SourceSequence:
+		fmt.Fprintf(&b, " count=%d keys=%d rate=%v", src.Count, src.Keys, src.RatePerSec)
+	case SourceFile:
+		fmt.Fprintf(&b, " path=%q", src.Path)
+	}
+	fmt.Fprintf(&b, " tasks=%d at %d:%d\n", p.SourceParallelism(), src.Line, src.Column)
+	fmt.Fprintf(&b, "  schema %s\n", p.SourceSchema.layout())
+	for i, st := range p.Stages {
+		fmt.Fprintf(&b, "stage %d %s %s tasks=%d at %d:%d", i, st.Step.Name, st.Step.Kind, st.Parallelism, st.Step.Line, st.Step.Column)
+		if st.Keyed {
+			fmt.Fprintf(&b, " keyed(%s %s@%d)", st.Key.Name, st.Key.Type, st.Key.Slot)
+		}
+		switch st.Step.Kind {
+		case StepFilter:
+			fmt.Fprintf(&b, " %q", st.Step.Expr)
+		case StepMap:
+			for _, a := range st.Step.Assign {
+				fmt.Fprintf(&b, " %s=%q@%d:%d", a.Field, a.Expr, a.Line, a.Column)
+			}
+		case StepKeyBy:
+			fmt.Fprintf(&b, " %s", st.Step.Field)
+		}
+		if a := st.Agg; a != nil {
+			in := "-"
+			if a.Kind != StepCount {
+				in = fmt.Sprintf("%s %s@%d", a.In.Name, a.In.Type, a.In.Slot)
+			}
+			fmt.Fprintf(&b, " agg %s(%s) -> %s %s@%d", a.Kind, in, a.Out.Name, a.Out.Type, a.Out.Slot)
+		}
+		if len(st.SlowExprs) > 0 {
+			fmt.Fprintf(&b, " slow=%q", st.SlowExprs)
+		}
+		fmt.Fprintf(&b, "\n  out %s\n", st.Out.layout())
+	}
+	sk := s.Sink
+	fmt.Fprintf(&b, "sink %s", sk.Type)
+	if sk.Path != "" {
+		fmt.Fprintf(&b, " path=%q", sk.Path)
+	}
+	fmt.Fprintf(&b, " tasks=%d at %d:%d\n", p.SinkParallelism(), sk.Line, sk.Column)
+	fmt.Fprintf(&b, "  schema %s\n", p.SinkSchema.layout())
+	if cp := s.Checkpointing; cp != nil {
+		fmt.Fprintf(&b, "checkpointing interval=%v timeout=%v min_pause=%v mode=%s max_concurrent=%d tolerable_failures=%d retained=%d compression=%s at %d:%d\n",
+			cp.Interval, cp.Timeout, cp.MinPause, cp.Mode, cp.MaxConcurrent, cp.TolerableFailures, cp.Retained, cp.Compression, cp.Line, cp.Column)
+	} else {
+		b.WriteString("checkpointing none\n")
+	}
+	b.WriteString("fingerprint:\n")
+	for _, l := range strings.Split(strings.TrimSuffix(p.Fingerprint(), "\n"), "\n") {
+		fmt.Fprintf(&b, "  %s\n", l)
+	}
+	return b.String()
+}

@@ -1,0 +1,183 @@
+package job
+
+import (
+	"fmt"
+	"time"
+)
+
+// Limits on specs ("put a limit on everything").
+const (
+	MaxSpecBytes          = 256 << 10 // size of a spec file (the YAML parser is superlinear)
+	MaxSpecLines          = 10000     // lines of a spec file
+	MaxSpecFlowDepth      = 64        // nesting of YAML flow collections ([...], {...})
+	MaxSteps              = 256       // steps in a pipeline
+	MaxExprBytes          = 4096      // source text of one expression
+	MaxNameLen            = 64        // job and step names
+	MaxParallelismLimit   = 32768     // any parallelism, and max_parallelism (key groups)
+	DefaultMaxParallelism = 128       // key groups when max_parallelism is omitted
+	MaxConcurrentLimit    = 64        // checkpointing.max_concurrent
+	MaxRetained           = 1000      // checkpointing.retained
+)
+
+// Source types.
+const (
+	SourceSequence = "sequence"
+	SourceFile     = "file"
+)
+
+// Sink types.
+const (
+	SinkFile      = "file"
+	SinkStdout    = "stdout"
+	SinkBlackhole = "blackhole"
+)
+
+// Checkpoint modes and compressions, and the defaults of `checkpointing:`.
+const (
+	ModeExactlyOnce      = "exactly_once"
+	ModeAtLeastOnce      = "at_least_once"
+	CompressionZstd      = "zstd"
+	CompressionS2        = "s2"
+	CompressionNone      = "none"
+	DefaultTimeout       = 10 * time.Minute
+	DefaultRetained      = 2
+	DefaultMode          = ModeExactlyOnce
+	DefaultCompression   = CompressionZstd
+	DefaultMaxConcurrent = 1
+)
+
+// Spec is a decoded job spec. Parse fills every default, so a Spec from
+// Parse says exactly what will run. Line and Column fields are 1-based
+// positions in the spec file (0 when unknown).
+type Spec struct {
+	File           string // the file name given to Parse, used in errors
+	Name           string
+	Parallelism    int // default parallelism of every task, >= 1
+	MaxParallelism int // number of key groups, 1..MaxParallelismLimit
+	Source         SourceSpec
+	Pipeline       []StepSpec
+	Sink           SinkSpec
+	Checkpointing  *CheckpointSpec // nil = no checkpoints
+
+	// pos maps a field path ("pipeline[1].map.double") to the position of
+	// its value in the file; "pipeline[1].map.double:key" to the key's.
+	pos map[string]position
+}
+
+type position struct{ line, col int }
+
+// SourceSpec is the `source:` section.
+type SourceSpec struct {
+	Type        string      // SourceSequence or SourceFile
+	Count       int64       // sequence: records to emit; -1 = unbounded
+	Keys        int64       // sequence: distinct keys, >= 1
+	RatePerSec  float64     // sequence: records per second for the whole source; 0 = unthrottled
+	Path        string      // file: a file, a directory of *.jsonl, or a glob
+	Fields      []FieldSpec // file: the schema, in the order written
+	Parallelism int         // 0 = the job's parallelism
+	Line        int
+	Column      int
+}
+
+// StepKind is the operator of a pipeline step.
+type StepKind uint8
+
+// The step kinds. The zero StepKind is invalid.
+const (
+	StepFilter StepKind = iota + 1
+	StepMap
+	StepKeyBy
+	StepCount
+	StepSum
+	StepMin
+	StepMax
+)
+
+var stepKindNames = [...]string{
+	StepFilter: "filter",
+	StepMap:    "map",
+	StepKeyBy:  "key_by",
+	StepCount:  "count",
+	StepSum:    "sum",
+	StepMin:    "min",
+	StepMax:    "max",
+}
+
+// String returns the operator key used in specs ("key_by", "count", ...).
+func (k StepKind) String() string {
+	if k >= StepFilter && int(k) < len(stepKindNames) {
+		return stepKindNames[k]
+	}
+	return fmt.Sprintf("StepKind(%d)", uint8(k))
+}
+
+// IsAggregate reports whether k is count, sum, min or max.
+func (k StepKind) IsAggregate() bool { return k >= StepCount && k <= StepMax }
+
+func parseStepKind(s string) (StepKind, bool) {
+	for k := StepFilter; int(k) < len(stepKindNames); k++ {
+		if stepKindNames[k] == s {
+			return k, true
+		}
+	}
+	return 0, false
+}
+
+// StepSpec is one step of `pipeline:`.
+type StepSpec struct {
+	Kind StepKind
+	// Name is unique in the job. When the spec does not name a step, Parse
+	// names it "<kind>-<n>": the n-th step of that kind, counting from 1
+	// ("filter-1", "key_by-1", "count-2"). Numbering per kind means that
+	// adding or removing steps of other kinds does not rename a step; name
+	// stateful steps explicitly to keep their state across any edit.
+	Name        string
+	Parallelism int          // 0 = the job's parallelism
+	Expr        string       // filter: the predicate
+	Assign      []Assignment // map: in the order written
+	Field       string       // key_by, sum, min, max: the field
+	Line        int          // position of the operator key
+	Column      int
+}
+
+// Assignment is one `field: expression` of a map step.
+type Assignment struct {
+	Field  string
+	Expr   string
+	Line   int // position of the expression
+	Column int
+}
+
+// SinkSpec is the `sink:` section.
+type SinkSpec struct {
+	Type        string // SinkFile, SinkStdout or SinkBlackhole
+	Path        string // file: the output directory
+	Parallelism int    // 0 = the job's parallelism
+	Line        int
+	Column      int
+}
+
+// CheckpointSpec is the `checkpointing:` section, with defaults filled.
+type CheckpointSpec struct {
+	Interval          time.Duration // > 0
+	Timeout           time.Duration // > 0, default 10m
+	MinPause          time.Duration // >= 0, default 0
+	Mode              string        // ModeExactlyOnce (default) or ModeAtLeastOnce
+	MaxConcurrent     int           // 1..MaxConcurrentLimit, default 1
+	TolerableFailures int           // >= 0, default 0
+	Retained          int           // 1..MaxRetained, default 2
+	Compression       string        // CompressionZstd (default), CompressionS2 or CompressionNone
+	Line              int
+	Column            int
+}
+
+// posOf returns the recorded position of path, falling back to fallback.
+func (s *Spec) posOf(path string, line, col int) position {
+	if p, ok := s.pos[path]; ok {
+		return p
+	}
+	return position{line, col}
+}
+
+// stepPath is "pipeline[i]".
+func stepPath(i int) string { return fmt.Sprintf("pipeline[%d]", i) }

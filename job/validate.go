@@ -1,0 +1,264 @@
+package job
+
+import (
+	"fmt"
+	"math"
+)
+
+// validator checks the values of a Spec (decoded, or built in code). It
+// never sees YAML: Parse has already reported structural problems and
+// marked their paths bad, and skip tells the validator to leave them alone.
+type validator struct {
+	s    *Spec
+	skip func(path string) bool
+	errs []*Error
+}
+
+// errAt reports a problem at path, positioned at the recorded position of
+// path or else at (line, col).
+func (v *validator) errAt(path string, line, col int, format string, args ...any) {
+	v.report(path, v.s.posOf(path, line, col), format, args...)
+}
+
+func (v *validator) report(path string, p position, format string, args ...any) {
+	v.errs = append(v.errs, &Error{File: v.s.File, Line: p.line, Column: p.col, Path: path, Msg: fmt.Sprintf(format, args...)})
+}
+
+// validate returns every value problem of s. skip may be nil.
+func (s *Spec) validate(skip func(path string) bool) []*Error {
+	if skip == nil {
+		skip = func(string) bool { return false }
+	}
+	v := &validator{s: s, skip: skip}
+	if skip("") {
+		return nil
+	}
+	if !skip("name") {
+		if msg := checkName(s.Name, "job"); msg != "" {
+			v.errAt("name", 0, 0, "%s", msg)
+		}
+	}
+	v.parallelism("parallelism", s.Parallelism, false, 0, 0)
+	if !skip("max_parallelism") && (s.MaxParallelism < 1 || s.MaxParallelism > MaxParallelismLimit) {
+		v.errAt("max_parallelism", 0, 0, "must be between 1 and %d, got %d", MaxParallelismLimit, s.MaxParallelism)
+	}
+	v.source()
+	v.steps()
+	v.sink()
+	v.checkpointing()
+	return v.errs
+}
+
+// parallelism checks a parallelism; inherit allows 0 (use the job's).
+func (v *validator) parallelism(path string, p int, inherit bool, line, col int) {
+	if v.skip(path) || inherit && p == 0 {
+		return
+	}
+	if p < 1 || p > MaxParallelismLimit {
+		v.errAt(path, line, col, "must be between 1 and %d, got %d", MaxParallelismLimit, p)
+	}
+}
+
+func (v *validator) source() {
+	src := &v.s.Source
+	if v.skip("source") {
+		return
+	}
+	v.parallelism("source.parallelism", src.Parallelism, true, src.Line, src.Column)
+	switch src.Type {
+	case SourceSequence:
+		if !v.skip("source.count") && src.Count < -1 {
+			v.errAt("source.count", src.Line, src.Column, "must be >= 0 or -1 (unbounded), got %d", src.Count)
+		}
+		if !v.skip("source.keys") && src.Keys < 1 {
+			v.errAt("source.keys", src.Line, src.Column, "must be >= 1, got %d", src.Keys)
+		}
+		if !v.skip("source.rate") && (src.RatePerSec < 0 || math.IsNaN(src.RatePerSec) || math.IsInf(src.RatePerSec, 0)) {
+			v.errAt("source.rate", src.Line, src.Column, "must be a finite number >= 0 (0 = as fast as possible), got %v", src.RatePerSec)
+		}
+	case SourceFile:
+		if !v.skip("source.path") && src.Path == "" {
+			v.errAt("source.path", src.Line, src.Column, "must not be empty")
+		}
+		if v.skip("source.fields") {
+			return
+		}
+		if len(src.Fields) == 0 {
+			v.errAt("source.fields", src.Line, src.Column, "a file source needs at least one field")
+		}
+		var nNum, nStr int
+		seen := make(map[string]bool, len(src.Fields))
+		for _, f := range src.Fields {
+			path := "source.fields." + f.Name
+			if v.skip(path) {
+				continue
+			}
+			if msg := checkFieldName(f.Name); msg != "" {
+				v.errAt(path, src.Line, src.Column, "%s", msg)
+				continue
+			}
+			if seen[f.Name] {
+				v.errAt(path, src.Line, src.Column, "declared twice")
+			}
+			seen[f.Name] = true
+			switch {
+			case f.Type == TypeString:
+				nStr++
+				if nStr > MaxStrFields {
+					v.errAt(path, src.Line, src.Column, "%s", tooManyMsg(f.Type))
+				}
+			case f.Type.isNum():
+				nNum++
+				if nNum > MaxNumFields {
+					v.errAt(path, src.Line, src.Column, "%s", tooManyMsg(f.Type))
+				}
+			default:
+				v.errAt(path, src.Line, src.Column, "invalid type %v", f.Type)
+			}
+		}
+	default:
+		if !v.skip("source.type") {
+			v.errAt("source.type", src.Line, src.Column, "unknown source type %s: want sequence or file", quoteShort(src.Type))
+		}
+	}
+}
+
+func (v *validator) steps() {
+	s := v.s
+	if v.skip("pipeline") {
+		return
+	}
+	if len(s.Pipeline) > MaxSteps {
+		v.errAt("pipeline", 0, 0, "%d steps; the limit is %d", len(s.Pipeline), MaxSteps)
+		return
+	}
+	names := make(map[string]int, len(s.Pipeline))
+	for i := range s.Pipeline {
+		st := &s.Pipeline[i]
+		path := stepPath(i)
+		if v.skip(path) && st.Kind == 0 {
+			continue
+		}
+		if !v.skip(path + ".name") {
+			if msg := checkName(st.Name, "step"); msg != "" {
+				v.errAt(path+".name", st.Line, st.Column, "%s", msg)
+			} else if j, dup := names[st.Name]; dup {
+				v.errAt(path+".name", st.Line, st.Column, "duplicate step name %q (also the name of pipeline[%d]); step names must be unique", st.Name, j)
+			} else {
+				names[st.Name] = i
+			}
+		}
+		v.parallelism(path+".parallelism", st.Parallelism, true, st.Line, st.Column)
+		opPath := path + "." + st.Kind.String()
+		if v.skip(opPath) {
+			continue
+		}
+		switch st.Kind {
+		case StepFilter:
+			v.exprText(opPath, st.Expr, st.Line, st.Column)
+		case StepMap:
+			if len(st.Assign) == 0 {
+				v.errAt(opPath, st.Line, st.Column, "a map step needs at least one field")
+			}
+			seen := make(map[string]bool, len(st.Assign))
+			for _, a := range st.Assign {
+				apath := opPath + "." + a.Field
+				if v.skip(apath) {
+					continue
+				}
+				kpos := s.posOf(apath+":key", a.Line, a.Column)
+				if msg := checkFieldName(a.Field); msg != "" {
+					v.report(apath, kpos, "%s", msg)
+				}
+				if seen[a.Field] {
+					v.errAt(apath, a.Line, a.Column, "assigned twice in one step")
+				}
+				seen[a.Field] = true
+				v.exprText(apath, a.Expr, a.Line, a.Column)
+			}
+		case StepKeyBy, StepSum, StepMin, StepMax:
+			if msg := checkFieldName(st.Field); msg != "" {
+				v.errAt(opPath, st.Line, st.Column, "%s", msg)
+			}
+		case StepCount:
+		default:
+			v.errAt(path, st.Line, st.Column, "invalid step kind %v", st.Kind)
+		}
+	}
+}
+
+func (v *validator) exprText(path, src string, line, col int) {
+	switch {
+	case src == "":
+		v.errAt(path, line, col, "empty expression")
+	case len(src) > MaxExprBytes:
+		v.errAt(path, line, col, "expression is %d bytes; the limit is %d", len(src), MaxExprBytes)
+	}
+}
+
+func (v *validator) sink() {
+	sk := &v.s.Sink
+	if v.skip("sink") {
+		return
+	}
+	v.parallelism("sink.parallelism", sk.Parallelism, true, sk.Line, sk.Column)
+	switch sk.Type {
+	case SinkFile:
+		if !v.skip("sink.path") && sk.Path == "" {
+			v.errAt("sink.path", sk.Line, sk.Column, "must not be empty")
+		}
+	case SinkStdout, SinkBlackhole:
+	default:
+		if !v.skip("sink.type") {
+			v.errAt("sink.type", sk.Line, sk.Column, "unknown sink type %s: want file, stdout or blackhole", quoteShort(sk.Type))
+		}
+	}
+}
+
+func (v *validator) checkpointing() {
+	cp := v.s.Checkpointing
+	if cp == nil || v.skip("checkpointing") {
+		return
+	}
+	check := func(field string, bad bool, format string, args ...any) {
+		path := "checkpointing." + field
+		if bad && !v.skip(path) {
+			v.errAt(path, cp.Line, cp.Column, format, args...)
+		}
+	}
+	check("interval", cp.Interval <= 0, "must be > 0, got %v", cp.Interval)
+	check("timeout", cp.Timeout <= 0, "must be > 0, got %v", cp.Timeout)
+	check("min_pause", cp.MinPause < 0, "must be >= 0, got %v", cp.MinPause)
+	check("mode", cp.Mode != ModeExactlyOnce && cp.Mode != ModeAtLeastOnce,
+		"unknown mode %s: want exactly_once or at_least_once", quoteShort(cp.Mode))
+	check("max_concurrent", cp.MaxConcurrent < 1 || cp.MaxConcurrent > MaxConcurrentLimit,
+		"must be between 1 and %d, got %d", MaxConcurrentLimit, cp.MaxConcurrent)
+	check("tolerable_failures", cp.TolerableFailures < 0, "must be >= 0, got %d", cp.TolerableFailures)
+	check("retained", cp.Retained < 1 || cp.Retained > MaxRetained,
+		"must be between 1 and %d, got %d", MaxRetained, cp.Retained)
+	check("compression", cp.Compression != CompressionZstd && cp.Compression != CompressionS2 && cp.Compression != CompressionNone,
+		"unknown compression %s: want zstd, s2 or none", quoteShort(cp.Compression))
+}
+
+// checkName validates a job name ([a-z0-9-]+) or a step name
+// ([a-z0-9_-]+, so default names like "key_by-1" fit); both at most
+// MaxNameLen bytes. It returns "" when the name is fine.
+func checkName(name, what string) string {
+	if name == "" {
+		return fmt.Sprintf("missing %s name", what)
+	}
+	if len(name) > MaxNameLen {
+		return fmt.Sprintf("%s name is longer than %d bytes", what, MaxNameLen)
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || what == "step" && c == '_' {
+			continue
+		}
+		if what == "step" {
+			return fmt.Sprintf("invalid step name %s: use lower-case letters, digits, '-' and '_'", quoteShort(name))
+		}
+		return fmt.Sprintf("invalid job name %s: use lower-case letters, digits and '-'", quoteShort(name))
+	}
+	return ""
+}

@@ -66,6 +66,7 @@ type jobRuntime struct {
 	alignMode     align.Mode
 	store         *snapshot.Store
 	restored      *snapshot.Metadata
+	firstID       uint64 // the first checkpoint id of this run
 	cancelFlag    atomic.Bool
 	events        chan event
 	async         chan asyncJob
@@ -189,6 +190,14 @@ func (rt *jobRuntime) restore() (finished bool, err error) {
 		rt.restored = m
 		rt.opts.Logger("streamd: job %q: restoring from checkpoint %d", j.name, m.CheckpointID)
 	}
+	// Checkpoint ids stay monotonic across restarts: read the highest id
+	// ever used (including incomplete checkpoints) before their blocks are
+	// discarded.
+	maxID, err := rt.store.MaxCheckpointID(j.name)
+	if err != nil {
+		return false, fmt.Errorf("engine: job %q: cannot read checkpoint ids: %w", j.name, err)
+	}
+	rt.firstID = maxID + 1
 	if err := rt.store.DiscardIncomplete(j.name); err != nil {
 		return false, fmt.Errorf("engine: job %q: cannot discard incomplete checkpoints: %w", j.name, err)
 	}
@@ -388,18 +397,11 @@ func (rt *jobRuntime) drive(ctx context.Context) error {
 	}
 	if rt.checkpointing {
 		copts := rt.opts.Checkpointing.Options
-		first, err := rt.store.MaxCheckpointID(rt.job.name)
-		if err != nil {
-			fail(fmt.Errorf("engine: cannot read checkpoint ids: %w", err))
-		}
-		if rt.restored != nil && rt.restored.CheckpointID > first {
-			first = rt.restored.CheckpointID
-		}
 		ids := make([]coord.TaskID, len(rt.tasks))
 		for i, t := range rt.tasks {
 			ids[i] = t.id
 		}
-		co = coord.New(copts, ids, first+1, time.Now())
+		co = coord.New(copts, ids, rt.firstID, time.Now())
 		tick := max(min(copts.Interval/4, 50*time.Millisecond), time.Millisecond)
 		ticker := time.NewTicker(tick)
 		defer ticker.Stop()

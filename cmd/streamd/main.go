@@ -23,6 +23,7 @@ import (
 	"os/signal"
 	"runtime/pprof"
 	"sort"
+	"strings"
 	"syscall"
 	"time"
 
@@ -143,7 +144,14 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "streamd: %v\n", err)
 			return exitUsage
 		}
-		store, err := snapshot.Open(*dataDir, snapshot.Options{Compression: comp, Logger: logger.Printf})
+		// Pebble's own informational lines (WAL replay on open) are noise
+		// to a user; streamd's messages about checkpoints are not.
+		storeLog := func(format string, args ...any) {
+			if !strings.HasPrefix(format, "pebble") {
+				logger.Printf(format, args...)
+			}
+		}
+		store, err := snapshot.Open(*dataDir, snapshot.Options{Compression: comp, Logger: storeLog})
 		if err != nil {
 			fmt.Fprintf(stderr, "streamd: %v\n", err)
 			return exitFailure

@@ -1,0 +1,58 @@
+package snapshot
+
+import "testing"
+
+// TestWriteReadAllocations: the allocations of WriteKeyed and ReadKeyed
+// depend on the number of key groups and blocks (and the growth of pooled
+// buffers), never on the number of entries: zero allocations per entry.
+func TestWriteReadAllocations(t *testing.T) {
+	skipAllocationBudgets(t)
+	if testing.Short() {
+		t.Skip("writes ~4 MiB")
+	}
+	for _, c := range []Compression{CompressionZstd, CompressionS2, CompressionNone} {
+		s, _ := openStore(t, Options{Compression: c})
+		allocs := func(entriesPerGroup int) (write, read float64) {
+			v := newCounterView(8, entriesPerGroup) // one block per key group either way
+			ckpt := uint64(0)
+			var h *KeyedHandle
+			write = testing.AllocsPerRun(5, func() {
+				ckpt++
+				var err error
+				if h, err = s.WriteKeyed("job", ckpt, "sc", 0, 8, v, nil); err != nil {
+					t.Fatal(err)
+				}
+			})
+			n := 0
+			fn := func(int, string, []byte, []byte) error { n++; return nil }
+			read = testing.AllocsPerRun(5, func() {
+				if err := s.ReadKeyed("job", h, 0, 8, fn); err != nil {
+					t.Fatal(err)
+				}
+			})
+			if n != 6*8*entriesPerGroup {
+				t.Fatalf("read %d entries, want %d", n, 6*8*entriesPerGroup)
+			}
+			return write, read
+		}
+		smallWrite, smallRead := allocs(100)
+		bigWrite, bigRead := allocs(20000) // 200x the entries, 3 MiB raw
+		t.Logf("%s: WriteKeyed %.0f → %.0f allocs, ReadKeyed %.0f → %.0f allocs for 200x the entries",
+			c, smallWrite, bigWrite, smallRead, bigRead)
+		const extraEntries = 6 * 8 * (20000 - 100)
+		if (bigWrite-smallWrite)/extraEntries > 0.001 || bigRead > smallRead+4 {
+			t.Errorf("%s: allocations grow with the number of entries: WriteKeyed %.0f → %.0f, ReadKeyed %.0f → %.0f",
+				c, smallWrite, bigWrite, smallRead, bigRead)
+		}
+	}
+}
+
+// skipAllocationBudgets skips a test of allocation counts in builds where
+// they do not mean anything: -race (sync.Pool drops items on purpose) and
+// -tags invariants (our checks and Pebble's, which share the tag, allocate).
+func skipAllocationBudgets(t *testing.T) {
+	t.Helper()
+	if raceEnabled || invariantsEnabled {
+		t.Skip("allocation budgets are not checked with -race or -tags invariants")
+	}
+}

@@ -1,0 +1,84 @@
+package snapshot
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+)
+
+func sampleMetadata() *Metadata {
+	return &Metadata{
+		Job: "word-count", CheckpointID: 42,
+		TriggeredAtUnixNano: 1_700_000_000_000_000_000, CompletedAtUnixNano: 1_700_000_000_050_000_000,
+		Fingerprint: "source>map>keyBy>sum", MaxParallelism: 128, Finished: true,
+		RawBytes: 1 << 20, StoredBytes: 700_000,
+		Tasks: []TaskMeta{
+			{Vertex: "source", Index: 0, Parallelism: 1, KeyGroupEnd: 128, Source: []byte(`{"offset":17}`)},
+			{Vertex: "sum", Index: 0, Parallelism: 2, KeyGroupStart: 0, KeyGroupEnd: 64, Keyed: &KeyedHandle{
+				Scope: "sum", Checkpoint: 42, RawBytes: 1000, StoredBytes: 700, ReusedBytes: 300,
+				KeyGroups: []KeyGroupRef{
+					{KeyGroup: 0, Version: 7, Writer: 42, Blocks: 1, RawBytes: 1000, StoredBytes: 700, Entries: 50},
+					{KeyGroup: 1, Version: 3, Writer: 40, Blocks: 1, RawBytes: 400, StoredBytes: 300, Entries: 20},
+					{KeyGroup: 2, Version: 0, Writer: 42},
+				}}},
+			{Vertex: "sink", Index: 1, Parallelism: 2, KeyGroupStart: 64, KeyGroupEnd: 128,
+				Sink: []byte("txn-41,txn-42"), Operator: []byte{0, 1, 2}},
+		},
+	}
+}
+
+func TestMetadataRoundTrip(t *testing.T) {
+	for _, m := range []*Metadata{sampleMetadata(), {Job: "j", CheckpointID: 1}} {
+		enc := EncodeMetadata([]byte("prefix"), m)
+		got, err := DecodeMetadata(enc[len("prefix"):])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.FormatVersion != MetadataFormatVersion {
+			t.Errorf("FormatVersion = %d", got.FormatVersion)
+		}
+		if !bytes.Equal(EncodeMetadata(nil, got), enc[len("prefix"):]) {
+			t.Errorf("round trip changed %+v into %+v", m, got)
+		}
+		if len(m.Tasks) > 0 && (got.Tasks[2].Keyed != nil || string(got.Tasks[2].Sink) != "txn-41,txn-42" ||
+			got.Tasks[1].Keyed.KeyGroups[1].Writer != 40 || !got.Finished) {
+			t.Errorf("decoded %+v", got)
+		}
+		if len(m.problems()) != 0 {
+			t.Errorf("sample metadata has problems: %v", m.problems())
+		}
+	}
+}
+
+func TestMetadataCorruption(t *testing.T) {
+	enc := EncodeMetadata(nil, sampleMetadata())
+	for i := range enc {
+		bad := bytes.Clone(enc)
+		bad[i] ^= 0x04
+		if _, err := DecodeMetadata(bad); !IsCorruption(err) {
+			t.Fatalf("flipping byte %d: DecodeMetadata = %v", i, err)
+		}
+	}
+	for n := 0; n < len(enc); n++ {
+		if _, err := DecodeMetadata(enc[:n]); !IsCorruption(err) {
+			t.Fatalf("cut to %d bytes: DecodeMetadata = %v", n, err)
+		}
+	}
+	body := enc[:len(enc)-blockTrailerBytes]
+	f := func(name string, b []byte, want string) {
+		t.Helper()
+		_, err := DecodeMetadata(withCRC(b))
+		if !IsCorruption(err) || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: DecodeMetadata = %v, want corruption mentioning %q", name, err, want)
+		}
+	}
+	v2 := bytes.Clone(body)
+	v2[1] = 2
+	f("version 2", v2, "unknown format version 2")
+	f("magic", append([]byte{0x00}, body[1:]...), "magic")
+	f("trailing", append(bytes.Clone(body), 0), "trailing")
+	f("truncated", body[:len(body)-3], "cannot decode")
+	// A huge element count must not allocate: it fails on the length check.
+	huge := []byte{metadataMagic, 1, 1, 'j', 1, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0x0F}
+	f("task count", huge, "tasks")
+}

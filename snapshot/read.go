@@ -1,0 +1,268 @@
+package snapshot
+
+import (
+	"bytes"
+	"fmt"
+	"strings"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// ReadKeyed streams every entry of the key groups of h that lie in
+// [start, end), in ascending key group order and in the order they were
+// written; key groups outside the range are skipped (that is how a
+// rescaled task restores only its own). Every block is checksum-verified
+// and decompressed first. key and value are only valid during the call to
+// fn; an error from fn stops the walk and is returned as it is.
+//
+// A damaged block, a missing one, or totals that do not match the handle
+// give an error for which IsCorruption is true, naming the job, checkpoint,
+// scope, key group and block. A nil h has no entries.
+func (s *Store) ReadKeyed(job string, h *KeyedHandle, start, end int, fn func(kg int, state string, key, value []byte) error) error {
+	if err := s.checkOpen(); err != nil {
+		return err
+	}
+	if err := checkJobName(job); err != nil {
+		return err
+	}
+	if h == nil {
+		return nil
+	}
+	r, err := s.getReader(job)
+	if err != nil {
+		return err
+	}
+	defer s.putReader(r)
+	for i := range h.KeyGroups {
+		ref := &h.KeyGroups[i]
+		if ref.KeyGroup < start || ref.KeyGroup >= end {
+			continue
+		}
+		if seq, err := r.readRef(job, h.Scope, ref, fn); err != nil {
+			return r.refError(err, job, h.Checkpoint, h.Scope, ref, seq)
+		}
+	}
+	return nil
+}
+
+// Verify checks that every block m references exists, passes its checksum,
+// decompresses and decodes, and that the totals match the handles. It also
+// checks the metadata's own consistency. Every finding is a corruption
+// error; an I/O error is not.
+func (s *Store) Verify(m *Metadata) error {
+	if err := s.checkOpen(); err != nil {
+		return err
+	}
+	if p := m.problems(); len(p) > 0 {
+		return corruptf("job %s, checkpoint %d: metadata is inconsistent: %s", m.Job, m.CheckpointID, strings.Join(p, "; "))
+	}
+	r, err := s.getReader(m.Job)
+	if err != nil {
+		return err
+	}
+	defer s.putReader(r)
+	for i := range m.Tasks {
+		h := m.Tasks[i].Keyed
+		if h == nil {
+			continue
+		}
+		for j := range h.KeyGroups {
+			ref := &h.KeyGroups[j]
+			if seq, err := r.readRef(m.Job, h.Scope, ref, nil); err != nil {
+				return r.refError(err, m.Job, m.CheckpointID, h.Scope, ref, seq)
+			}
+		}
+	}
+	return nil
+}
+
+// maxSkipReasons bounds how many skipped checkpoints Latest's error lists.
+const maxSkipReasons = 5
+
+// Latest returns the newest completed checkpoint of job whose metadata and
+// blocks verify (LoadMetadata, then Verify). Every newer checkpoint it skips
+// is logged loudly with the reason. It returns (nil, nil) when the job has
+// no completed checkpoint at all. When checkpoints exist but none verifies
+// it returns a corruption error saying so: the caller must then refuse to
+// start rather than start over and lose the job's state. An I/O error stops
+// the search and is returned (it proves nothing about the checkpoint).
+func (s *Store) Latest(job string) (*Metadata, error) {
+	ids, err := s.Completed(job)
+	if err != nil {
+		return nil, err
+	}
+	var reasons []string
+	for i := len(ids) - 1; i >= 0; i-- {
+		id := ids[i]
+		m, err := s.LoadMetadata(job, id)
+		if err == nil {
+			err = s.Verify(m)
+		}
+		if err == nil {
+			if len(reasons) > 0 {
+				s.opts.Logger("snapshot: WARNING: job %s falls back to checkpoint %d after skipping %d newer corrupt checkpoint(s)",
+					job, id, len(reasons))
+			}
+			return m, nil
+		}
+		if !IsCorruption(err) {
+			return nil, err
+		}
+		s.opts.Logger("snapshot: WARNING: skipping corrupt checkpoint %d of job %s: %v", id, job, err)
+		if len(reasons) < maxSkipReasons {
+			reasons = append(reasons, strings.TrimPrefix(err.Error(), "snapshot: "))
+		}
+	}
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	more := ""
+	if len(ids) > len(reasons) {
+		more = fmt.Sprintf("; and %d more", len(ids)-len(reasons))
+	}
+	return nil, corruptf("no checkpoint of job %s verifies (%d completed checkpoints, all corrupt): %s%s",
+		job, len(ids), strings.Join(reasons, "; "), more)
+}
+
+// reader reads and verifies the blocks of key groups. Readers are pooled;
+// their buffers survive between calls.
+type reader struct {
+	iter    *pebble.Iterator
+	key     []byte
+	scratch []byte
+	// names maps the current block's state ids to interned names.
+	names  []string
+	intern map[string]string
+}
+
+func (s *Store) getReader(job string) (*reader, error) {
+	r, _ := s.readers.Get().(*reader)
+	if r == nil {
+		r = &reader{intern: make(map[string]string)}
+	}
+	var err error
+	r.iter, err = s.newIter(jobPrefix(nil, blockTag, job), jobPrefixEnd(nil, blockTag, job))
+	if err != nil {
+		s.readers.Put(r)
+		return nil, err
+	}
+	return r, nil
+}
+
+// maxInternedNames bounds the reader's cache of state names.
+const maxInternedNames = 1 << 12
+
+func (s *Store) putReader(r *reader) {
+	_ = r.iter.Close()
+	r.iter = nil
+	if cap(r.scratch) > 4*s.opts.BlockSizeBytes+zstdSlackBytes {
+		r.scratch = nil // do not keep a giant entry's buffer
+	}
+	if len(r.intern) > maxInternedNames {
+		clear(r.intern)
+	}
+	s.readers.Put(r)
+}
+
+// readRef reads every block of ref, passing the entries to fn (if not nil).
+// On failure it returns the block number (-1 when the failure is not about
+// one block) with an error that lacks the rest of the context.
+func (r *reader) readRef(job, scope string, ref *KeyGroupRef, fn func(kg int, state string, key, value []byte) error) (int, error) {
+	if ref.Blocks == 0 {
+		return -1, nil
+	}
+	var rawBytes, storedBytes, entries int64
+	r.key = blockKey(r.key[:0], job, ref.Writer, scope, ref.KeyGroup, 0)
+	valid := r.iter.SeekGE(r.key)
+	for seq := 0; seq < ref.Blocks; seq++ {
+		r.key = blockKey(r.key[:0], job, ref.Writer, scope, ref.KeyGroup, seq)
+		if !valid || !bytes.Equal(r.iter.Key(), r.key) {
+			if err := r.iter.Error(); err != nil {
+				return seq, ioErrorf(err, "cannot read block")
+			}
+			return seq, corruptf("block is missing")
+		}
+		val, err := r.iter.ValueAndErr()
+		if err != nil {
+			return seq, ioErrorf(err, "cannot read block")
+		}
+		bv, err := parseBlock(val)
+		if err != nil {
+			return seq, err
+		}
+		var raw []byte
+		raw, r.scratch, err = bv.decompress(r.scratch)
+		if err != nil {
+			return seq, err
+		}
+		r.loadNames(bv.table)
+		n := 0
+		for off := 0; off < len(raw); n++ {
+			e, k, err := DecodeEntry(raw[off:])
+			if err == nil && e.State >= len(r.names) {
+				err = corruptf("entry %d names state %d of %d", n, e.State, len(r.names))
+			}
+			if err != nil {
+				return seq, err
+			}
+			off += k
+			if fn != nil {
+				if err := fn(ref.KeyGroup, r.names[e.State], e.Key, e.Value); err != nil {
+					return seq, callerError{err}
+				}
+			}
+		}
+		if n != bv.count {
+			return seq, corruptf("block holds %d entries, its header says %d", n, bv.count)
+		}
+		rawBytes += int64(len(raw))
+		storedBytes += int64(len(val))
+		entries += int64(n)
+		valid = r.iter.Next()
+	}
+	if rawBytes != ref.RawBytes || storedBytes != ref.StoredBytes || entries != ref.Entries {
+		return -1, corruptf("blocks hold %d entries, %d raw bytes, %d stored bytes; the checkpoint says %d, %d, %d",
+			entries, rawBytes, storedBytes, ref.Entries, ref.RawBytes, ref.StoredBytes)
+	}
+	return -1, nil
+}
+
+// loadNames decodes a block's state table into r.names, interning the
+// names so that a restore allocates per distinct name, not per block.
+func (r *reader) loadNames(table []byte) {
+	r.names = r.names[:0]
+	for len(table) > 0 {
+		var name []byte
+		name, table = nextStateName(table)
+		s, ok := r.intern[string(name)]
+		if !ok {
+			s = string(name)
+			r.intern[s] = s
+		}
+		r.names = append(r.names, s)
+	}
+}
+
+// callerError carries an error returned by the caller's callback through
+// readRef unchanged.
+type callerError struct{ err error }
+
+func (e callerError) Error() string { return e.err.Error() }
+
+// refError adds the context of a key group (and block, if seq >= 0) to an
+// error of readRef.
+func (r *reader) refError(err error, job string, ckpt uint64, scope string, ref *KeyGroupRef, seq int) error {
+	if ce, ok := err.(callerError); ok {
+		return ce.err
+	}
+	ckptText := "checkpoint ?"
+	if ckpt != 0 {
+		ckptText = fmt.Sprintf("checkpoint %d", ckpt)
+	}
+	blockText := ""
+	if seq >= 0 {
+		blockText = fmt.Sprintf(", block %d", seq)
+	}
+	return withContext(err, fmt.Sprintf("job %s, %s, scope %q, key group %d%s (written by checkpoint %d)",
+		job, ckptText, scope, ref.KeyGroup, blockText, ref.Writer))
+}

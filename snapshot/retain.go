@@ -1,0 +1,199 @@
+package snapshot
+
+import (
+	"bytes"
+	"encoding/binary"
+	"slices"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// Retain keeps the newest keep completed checkpoints of job and deletes
+// the metadata of older ones, then deletes every block that no retained
+// checkpoint references: blocks of deleted checkpoints, and blocks of
+// checkpoints that never completed and are older than the newest completed
+// one. It never deletes a block a retained checkpoint references (an
+// incremental checkpoint references blocks of older ones), nor blocks of
+// checkpoints newer than the newest completed one (they may be in flight),
+// nor blocks an in-flight WriteKeyed may reuse.
+//
+// Checkpoints whose metadata does not decode do not count towards keep; if
+// one lies among the retained, Retain deletes no blocks at all (it cannot
+// know what that checkpoint references — it may come from a newer streamd)
+// and logs why. Deletions are not synced: if they are lost in a crash, the
+// next Retain does them again.
+func (s *Store) Retain(job string, keep int) error {
+	if err := s.checkOpen(); err != nil {
+		return err
+	}
+	if err := checkJobName(job); err != nil {
+		return err
+	}
+	if keep < 1 {
+		return invalidf("cannot retain %d checkpoints of job %s: keep must be at least 1", keep, job)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+
+	ids, err := s.Completed(job)
+	if err != nil || len(ids) == 0 {
+		return err
+	}
+	newest := ids[len(ids)-1]
+	s.prunePinsLocked(job, newest)
+
+	// Walk from the newest down until keep checkpoints decoded.
+	var retained []*Metadata
+	cutoff := ids[0] // metadata below cutoff is deleted
+	undecodable := false
+	for i := len(ids) - 1; i >= 0 && len(retained) < keep; i-- {
+		m, err := s.LoadMetadata(job, ids[i])
+		if err != nil {
+			if !IsCorruption(err) {
+				return err
+			}
+			s.opts.Logger("snapshot: WARNING: retention of job %s keeps checkpoint %d, whose metadata does not decode, "+
+				"and deletes no blocks: %v", job, ids[i], err)
+			undecodable = true
+			continue
+		}
+		retained = append(retained, m)
+		cutoff = ids[i]
+	}
+
+	b := s.db.NewBatch()
+	defer b.Close()
+	if cutoff > ids[0] {
+		if err := b.DeleteRange(metaKey(nil, job, 0), metaKey(nil, job, cutoff), nil); err != nil {
+			return ioErrorf(err, "cannot delete old checkpoints of job %s", job)
+		}
+	}
+	if !undecodable {
+		if err := s.deleteUnreferencedLocked(b, job, newest, retained); err != nil {
+			return err
+		}
+	}
+	if b.Empty() {
+		return nil
+	}
+	if err := b.Commit(pebble.NoSync); err != nil {
+		return ioErrorf(err, "cannot delete old checkpoints of job %s", job)
+	}
+	return nil
+}
+
+// deleteUnreferencedLocked adds to b the range deletions of every block of
+// a writer up to newest that neither a retained checkpoint nor an in-flight
+// checkpoint's pin references.
+func (s *Store) deleteUnreferencedLocked(b *pebble.Batch, job string, newest uint64, retained []*Metadata) error {
+	// live[writer] = the kgPrefix of every referenced (scope, key group).
+	live := make(map[uint64][][]byte)
+	addHandle := func(h *KeyedHandle) {
+		for _, r := range h.KeyGroups {
+			if r.Blocks > 0 {
+				live[r.Writer] = append(live[r.Writer], kgPrefix(nil, job, r.Writer, h.Scope, r.KeyGroup))
+			}
+		}
+	}
+	for _, m := range retained {
+		for i := range m.Tasks {
+			if h := m.Tasks[i].Keyed; h != nil {
+				addHandle(h)
+			}
+		}
+	}
+	for ckpt, handles := range s.mu.pins[job] {
+		if ckpt > newest {
+			for _, h := range handles {
+				addHandle(h)
+			}
+		}
+	}
+
+	prefix := jobPrefix(nil, blockTag, job)
+	it, err := s.newIter(prefix, writerPrefixEnd(nil, job, newest))
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	for valid := it.First(); valid; {
+		key := it.Key()
+		if len(key) < len(prefix)+8 {
+			return corruptf("job %s: block key %q does not follow the key layout", job, key)
+		}
+		w := binary.BigEndian.Uint64(key[len(prefix):])
+		if err := s.deleteWriterGapsLocked(b, it, job, w, live[w]); err != nil {
+			return err
+		}
+		valid = it.SeekGE(writerPrefixEnd(nil, job, w))
+	}
+	if err := it.Error(); err != nil {
+		return ioErrorf(err, "cannot list the blocks of job %s", job)
+	}
+	return nil
+}
+
+// deleteWriterGapsLocked deletes every block of writer w outside the live
+// key group prefixes: the whole writer when none is live, else each
+// non-empty gap between them.
+func (s *Store) deleteWriterGapsLocked(b *pebble.Batch, it *pebble.Iterator, job string, w uint64, live [][]byte) error {
+	lo, hi := writerPrefix(nil, job, w), writerPrefixEnd(nil, job, w)
+	if len(live) == 0 {
+		if err := b.DeleteRange(lo, hi, nil); err != nil {
+			return ioErrorf(err, "cannot delete the blocks of checkpoint %d of job %s", w, job)
+		}
+		return nil
+	}
+	slices.SortFunc(live, bytes.Compare)
+	live = slices.CompactFunc(live, bytes.Equal)
+	cursor := lo
+	deleteGap := func(start, end []byte) error {
+		if bytes.Compare(start, end) >= 0 {
+			return nil
+		}
+		// Only non-empty gaps: repeated Retains must not pile up range
+		// tombstones over key groups that are long gone.
+		if !it.SeekGE(start) || bytes.Compare(it.Key(), end) >= 0 {
+			if err := it.Error(); err != nil {
+				return ioErrorf(err, "cannot list the blocks of checkpoint %d of job %s", w, job)
+			}
+			return nil
+		}
+		if err := b.DeleteRange(start, end, nil); err != nil {
+			return ioErrorf(err, "cannot delete unreferenced blocks of checkpoint %d of job %s", w, job)
+		}
+		return nil
+	}
+	for _, p := range live {
+		if err := deleteGap(cursor, p); err != nil {
+			return err
+		}
+		cursor = prefixSuccessor(slices.Clone(p))
+	}
+	return deleteGap(cursor, hi)
+}
+
+// DiscardIncomplete deletes the blocks of job's checkpoints newer than its
+// newest completed one (all of its blocks if none completed): the strays of
+// a run that crashed while writing a checkpoint. Call it at startup, after
+// MaxCheckpointID and before the first WriteKeyed; it must not run while
+// checkpoints are being written.
+func (s *Store) DiscardIncomplete(job string) error {
+	if err := s.checkOpen(); err != nil {
+		return err
+	}
+	if err := checkJobName(job); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	newest, _, err := s.newestCompleted(job)
+	if err != nil {
+		return err
+	}
+	delete(s.mu.pins, job)
+	if err := s.db.DeleteRange(writerPrefix(nil, job, newest+1), jobPrefixEnd(nil, blockTag, job), pebble.NoSync); err != nil {
+		return ioErrorf(err, "cannot discard incomplete checkpoints of job %s", job)
+	}
+	return nil
+}

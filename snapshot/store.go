@@ -1,0 +1,465 @@
+package snapshot
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"golang.org/x/sys/unix"
+)
+
+// View is a frozen, consistent copy of one task's keyed state, as
+// keyed.Snapshot provides it. The writer reads it from another goroutine
+// than the task's, while the task goes on changing its live state.
+type View interface {
+	// States returns the state names; a state's id is its index.
+	States() []string
+	// KeyGroupVersion returns a number that changes whenever key group kg
+	// changes. Versions must never repeat for different contents of a key
+	// group of the same scope over the life of the job, restores included
+	// (a restored backend must start above the versions of the handle it
+	// was restored from), because an equal version makes WriteKeyed reuse
+	// the old blocks.
+	KeyGroupVersion(kg int) uint64
+	// ForEach calls fn for every entry of key group kg. key and value are
+	// only valid during the call. An error from fn must be returned.
+	ForEach(kg int, fn func(state int, key, value []byte) error) error
+}
+
+// lockFileName is the file in the data dir that Open locks with flock.
+const lockFileName = "LOCK"
+
+// pebbleDirName is the directory inside the data dir that holds Pebble.
+const pebbleDirName = "pebble"
+
+// ingestDirName is the directory inside the data dir where WriteKeyed
+// builds sstables before Pebble ingests them.
+const ingestDirName = "ingest"
+
+// maxCheckpointID bounds checkpoint ids (writerPrefixEnd adds one).
+const maxCheckpointID = 1<<63 - 1
+
+// Store keeps the checkpoints of any number of jobs in one Pebble database
+// in a data dir, which it locks against other processes.
+//
+// WriteKeyed, ReadKeyed, Verify, LoadMetadata, Completed, MaxCheckpointID
+// and Jobs may be called concurrently. CommitCheckpoint, Retain and
+// DiscardIncomplete are serialized by the store. Close must not be called
+// concurrently with anything else.
+type Store struct {
+	dir        string
+	opts       Options
+	pebbleOpts *pebble.Options
+	db         *pebble.DB
+	lock       *os.File
+	closed     atomic.Bool
+
+	// fs and ingestDir are where WriteKeyed builds sstables to ingest
+	// (Pebble's file system, so that it can link them).
+	fs        vfs.FS
+	ingestDir string
+	ingestSeq atomic.Uint64
+	// ingestThresholdBytes is ingestThresholdBytes; tests lower it.
+	ingestThresholdBytes int
+
+	writers sync.Pool // *writer
+	readers sync.Pool // *reader
+
+	mu struct {
+		sync.Mutex
+		// pins holds, per job and in-flight checkpoint id, the prev handles
+		// WriteKeyed was given: their blocks may be referenced by a
+		// checkpoint that has not committed yet, so Retain keeps them.
+		// Written by WriteKeyed; read and pruned by Retain,
+		// CommitCheckpoint and DiscardIncomplete, all under mu.
+		pins map[string]map[uint64][]*KeyedHandle
+	}
+}
+
+// Open opens (creating if needed) the data dir dir. Pebble lives in
+// dir/pebble. Open takes an exclusive flock on dir/LOCK and writes its pid
+// there; while the Store is open, another Open of the same dir — from any
+// process — fails with an error wrapping ErrDirInUse.
+func Open(dir string, opts Options) (*Store, error) {
+	opts.EnsureDefaults()
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	po, err := opts.pebbleOptions()
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, ioErrorf(err, "cannot create data dir %s", dir)
+	}
+	lock, err := lockDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	po.EnsureDefaults()
+	ingestDir := po.FS.PathJoin(dir, ingestDirName)
+	if err := resetIngestDir(po.FS, ingestDir); err != nil {
+		_ = lock.Close()
+		return nil, err
+	}
+	db, err := pebble.Open(po.FS.PathJoin(dir, pebbleDirName), po)
+	if err != nil {
+		_ = lock.Close()
+		return nil, ioErrorf(err, "cannot open Pebble in data dir %s", dir)
+	}
+	s := &Store{dir: dir, opts: opts, pebbleOpts: po, db: db, lock: lock,
+		fs: po.FS, ingestDir: ingestDir, ingestThresholdBytes: ingestThresholdBytes}
+	s.mu.pins = make(map[string]map[uint64][]*KeyedHandle)
+	return s, nil
+}
+
+// resetIngestDir creates the directory for sstables being built and removes
+// what a crashed run left in it (never ingested, so never referenced).
+func resetIngestDir(fs vfs.FS, path string) error {
+	if err := fs.MkdirAll(path, 0o755); err != nil {
+		return ioErrorf(err, "cannot create %s", path)
+	}
+	names, err := fs.List(path)
+	if err != nil {
+		return ioErrorf(err, "cannot list %s", path)
+	}
+	for _, name := range names {
+		if err := fs.Remove(fs.PathJoin(path, name)); err != nil {
+			return ioErrorf(err, "cannot remove the stale sstable %s", fs.PathJoin(path, name))
+		}
+	}
+	return nil
+}
+
+// lockDir takes the data dir's flock and records our pid in the lock file.
+// The lock lives as long as the returned file stays open (or the process).
+func lockDir(dir string) (*os.File, error) {
+	path := filepath.Join(dir, lockFileName)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, ioErrorf(err, "cannot open lock file %s", path)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		defer f.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			pid := "unknown"
+			if b, rerr := os.ReadFile(path); rerr == nil && len(bytes.TrimSpace(b)) > 0 {
+				pid = string(bytes.TrimSpace(b))
+			}
+			return nil, &classError{
+				msg:   fmt.Sprintf("snapshot: data dir %s is in use by another streamd (pid %s)", dir, pid),
+				class: ErrDirInUse,
+			}
+		}
+		return nil, ioErrorf(err, "cannot lock data dir %s", dir)
+	}
+	if err := f.Truncate(0); err == nil {
+		_, err = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	}
+	if err != nil {
+		_ = f.Close()
+		return nil, ioErrorf(err, "cannot write pid to lock file %s", path)
+	}
+	return f, nil
+}
+
+// Close closes Pebble and releases the data dir's lock. Blocks written
+// without a following CommitCheckpoint are durable only as far as Pebble
+// got to write them (Close does not sync them: they belong to no checkpoint).
+func (s *Store) Close() error {
+	if s.closed.Swap(true) {
+		return ErrClosed
+	}
+	err := s.db.Close()
+	if lerr := s.lock.Close(); err == nil && lerr != nil {
+		err = lerr
+	}
+	if err != nil {
+		return ioErrorf(err, "cannot close data dir %s", s.dir)
+	}
+	return nil
+}
+
+// Dir returns the data dir.
+func (s *Store) Dir() string { return s.dir }
+
+func (s *Store) checkOpen() error {
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	return nil
+}
+
+func (s *Store) newIter(lower, upper []byte) (*pebble.Iterator, error) {
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		return nil, ioErrorf(err, "cannot create an iterator")
+	}
+	return it, nil
+}
+
+// Completed returns the ids of job's checkpoints that have metadata, in
+// ascending order.
+func (s *Store) Completed(job string) ([]uint64, error) {
+	if err := s.checkOpen(); err != nil {
+		return nil, err
+	}
+	if err := checkJobName(job); err != nil {
+		return nil, err
+	}
+	lower := jobPrefix(nil, metaTag, job)
+	it, err := s.newIter(lower, jobPrefixEnd(nil, metaTag, job))
+	if err != nil {
+		return nil, err
+	}
+	var ids []uint64
+	for valid := it.First(); valid; valid = it.Next() {
+		key := it.Key()
+		if len(key) != len(lower)+8 {
+			_ = it.Close()
+			return nil, corruptf("job %s: metadata key %q does not follow the key layout", job, key)
+		}
+		ids = append(ids, binary.BigEndian.Uint64(key[len(lower):]))
+	}
+	if err := it.Close(); err != nil {
+		return nil, ioErrorf(err, "cannot list the checkpoints of job %s", job)
+	}
+	return ids, nil
+}
+
+// newestCompleted returns the newest checkpoint id of job with metadata (ok
+// false if there is none).
+func (s *Store) newestCompleted(job string) (id uint64, ok bool, err error) {
+	lower := jobPrefix(nil, metaTag, job)
+	it, err := s.newIter(lower, jobPrefixEnd(nil, metaTag, job))
+	if err != nil {
+		return 0, false, err
+	}
+	if it.Last() {
+		if key := it.Key(); len(key) == len(lower)+8 {
+			id, ok = binary.BigEndian.Uint64(key[len(lower):]), true
+		} else {
+			err = corruptf("job %s: metadata key %q does not follow the key layout", job, key)
+		}
+	}
+	if cerr := it.Close(); err == nil && cerr != nil {
+		err = ioErrorf(cerr, "cannot find the newest checkpoint of job %s", job)
+	}
+	return id, ok, err
+}
+
+// LoadMetadata reads, verifies and decodes the metadata of checkpoint id of
+// job. A missing checkpoint wraps ErrNotFound; metadata that does not
+// decode, or that describes an impossible checkpoint, is corruption.
+func (s *Store) LoadMetadata(job string, id uint64) (*Metadata, error) {
+	if err := s.checkOpen(); err != nil {
+		return nil, err
+	}
+	if err := checkJobName(job); err != nil {
+		return nil, err
+	}
+	val, closer, err := s.db.Get(metaKey(nil, job, id))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, &classError{
+			msg:   fmt.Sprintf("snapshot: checkpoint %d of job %s does not exist", id, job),
+			class: ErrNotFound,
+		}
+	}
+	if err != nil {
+		return nil, ioErrorf(err, "cannot read the metadata of checkpoint %d of job %s", id, job)
+	}
+	m, err := DecodeMetadata(val)
+	_ = closer.Close()
+	ctx := fmt.Sprintf("job %s, checkpoint %d", job, id)
+	if err != nil {
+		return nil, withContext(err, ctx)
+	}
+	if m.Job != job || m.CheckpointID != id {
+		return nil, corruptf("%s: metadata is that of checkpoint %d of job %q", ctx, m.CheckpointID, m.Job)
+	}
+	if p := m.problems(); len(p) > 0 {
+		return nil, corruptf("%s: metadata is inconsistent: %s", ctx, strings.Join(p, "; "))
+	}
+	return m, nil
+}
+
+// CommitCheckpoint makes checkpoint m.CheckpointID of m.Job exist: it sets
+// m.FormatVersion, encodes m and writes it in a batch committed with
+// pebble.Sync. Call it only after every task's WriteKeyed for the
+// checkpoint returned.
+//
+// Durability: WriteKeyed commits blocks without syncing. Pebble's WAL is a
+// single ordered log: a synced commit returns only after the log is synced
+// up to and including its own record, and every earlier record (the
+// blocks) precedes it in that log. When Pebble rotates to a new WAL file it
+// syncs and closes the old one first (DB.rotateWAL: "This writes an EOF
+// trailer … and syncs it to disk"), and blocks already flushed to sstables
+// were synced by the flush. So once CommitCheckpoint returns nil, the
+// checkpoint's blocks are durable too. This relies on the WAL being enabled,
+// which Open enforces.
+//
+// An id not newer than the job's newest completed checkpoint is refused
+// (ErrInvalidArgument) before anything is written: retention may already
+// have deleted blocks such a checkpoint references.
+//
+// Any other error is UNCERTAIN: the metadata may or may not be on disk, and
+// after a failed fsync the kernel may have dropped the dirty pages while
+// reporting the next fsync as successful ("fsyncgate"). The caller must
+// stop — fail the job or the process — and must never retry the commit or
+// carry on writing checkpoints; recovery will find out what is durable.
+func (s *Store) CommitCheckpoint(m *Metadata) error {
+	if err := s.checkOpen(); err != nil {
+		return err
+	}
+	if m.CheckpointID > maxCheckpointID {
+		return invalidf("checkpoint id %d of job %s exceeds %d", m.CheckpointID, m.Job, uint64(maxCheckpointID))
+	}
+	if p := m.problems(); len(p) > 0 {
+		return invalidf("cannot commit checkpoint %d of job %s: %s", m.CheckpointID, m.Job, strings.Join(p, "; "))
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	newest, ok, err := s.newestCompleted(m.Job)
+	if err != nil {
+		return err
+	}
+	if ok && newest >= m.CheckpointID {
+		return invalidf("cannot commit checkpoint %d of job %s: it is not newer than completed checkpoint %d",
+			m.CheckpointID, m.Job, newest)
+	}
+	m.FormatVersion = MetadataFormatVersion
+	data := EncodeMetadata(nil, m)
+	b := s.db.NewBatch()
+	defer b.Close()
+	if err := b.Set(metaKey(nil, m.Job, m.CheckpointID), data, nil); err != nil {
+		return ioErrorf(err, "cannot commit checkpoint %d of job %s", m.CheckpointID, m.Job)
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		return ioErrorf(err, "cannot commit checkpoint %d of job %s (outcome uncertain: stop and never retry)",
+			m.CheckpointID, m.Job)
+	}
+	s.prunePinsLocked(m.Job, m.CheckpointID)
+	return nil
+}
+
+// MaxCheckpointID returns the highest checkpoint id found in any key of job
+// — metadata or blocks, completed or not — or 0. Call it at startup BEFORE
+// DiscardIncomplete (which deletes the blocks of incomplete checkpoints),
+// and number new checkpoints above it, so ids never repeat across restarts
+// (external systems, e.g. sink transactions, may be named after them).
+func (s *Store) MaxCheckpointID(job string) (uint64, error) {
+	if err := s.checkOpen(); err != nil {
+		return 0, err
+	}
+	if err := checkJobName(job); err != nil {
+		return 0, err
+	}
+	maxID, _, err := s.newestCompleted(job)
+	if err != nil {
+		return 0, err
+	}
+	lower := jobPrefix(nil, blockTag, job)
+	it, err := s.newIter(lower, jobPrefixEnd(nil, blockTag, job))
+	if err != nil {
+		return 0, err
+	}
+	if it.Last() {
+		key := it.Key()
+		if len(key) < len(lower)+8 {
+			_ = it.Close()
+			return 0, corruptf("job %s: block key %q does not follow the key layout", job, key)
+		}
+		maxID = max(maxID, binary.BigEndian.Uint64(key[len(lower):]))
+	}
+	if err := it.Close(); err != nil {
+		return 0, ioErrorf(err, "cannot find the highest checkpoint id of job %s", job)
+	}
+	return maxID, nil
+}
+
+// Jobs returns the names of the jobs with any key in the store (metadata or
+// blocks), sorted.
+func (s *Store) Jobs() ([]string, error) {
+	if err := s.checkOpen(); err != nil {
+		return nil, err
+	}
+	var jobs []string
+	for _, tag := range []byte{metaTag, blockTag} {
+		it, err := s.newIter([]byte{tag}, []byte{tag + 1})
+		if err != nil {
+			return nil, err
+		}
+		for valid := it.First(); valid; {
+			key := it.Key()
+			end := bytes.IndexByte(key, jobEnd)
+			if end < 0 {
+				_ = it.Close()
+				return nil, corruptf("key %q does not follow the key layout", key)
+			}
+			job := string(key[1:end])
+			jobs = append(jobs, job)
+			valid = it.SeekGE(jobPrefixEnd(nil, tag, job))
+		}
+		if err := it.Close(); err != nil {
+			return nil, ioErrorf(err, "cannot list jobs")
+		}
+	}
+	slices.Sort(jobs)
+	return slices.Compact(jobs), nil
+}
+
+// pin records that an in-flight checkpoint ckpt of job may reference the
+// blocks of prev, and returns prev — or nil when prev's checkpoint no longer
+// exists (retention deleted it since the caller took the handle), in which
+// case its blocks may be gone and nothing must be reused.
+func (s *Store) pin(job string, ckpt uint64, prev *KeyedHandle) (*KeyedHandle, error) {
+	if prev == nil {
+		return nil, nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if prev.Checkpoint != 0 {
+		_, closer, err := s.db.Get(metaKey(nil, job, prev.Checkpoint))
+		if errors.Is(err, pebble.ErrNotFound) {
+			s.opts.Logger("snapshot: checkpoint %d of job %s (scope %q) cannot reuse blocks of checkpoint %d, "+
+				"which no longer exists; writing every key group", ckpt, job, prev.Scope, prev.Checkpoint)
+			return nil, nil
+		}
+		if err != nil {
+			return nil, ioErrorf(err, "cannot look up checkpoint %d of job %s", prev.Checkpoint, job)
+		}
+		_ = closer.Close()
+	}
+	byID := s.mu.pins[job]
+	if byID == nil {
+		byID = make(map[uint64][]*KeyedHandle)
+		s.mu.pins[job] = byID
+	}
+	byID[ckpt] = append(byID[ckpt], prev)
+	return prev, nil
+}
+
+// prunePinsLocked forgets the pins of job's checkpoints up to id: each has
+// either committed (its references are in its metadata) or can no longer
+// commit (CommitCheckpoint refuses ids not newer than the newest).
+func (s *Store) prunePinsLocked(job string, id uint64) {
+	byID := s.mu.pins[job]
+	for ckpt := range byID {
+		if ckpt <= id {
+			delete(byID, ckpt)
+		}
+	}
+	if len(byID) == 0 {
+		delete(s.mu.pins, job)
+	}
+}

@@ -30,6 +30,7 @@ const (
 	evDecline
 	evSourceEnded
 	evTaskExit
+	evFatal // an error that fails the job (from a snapshot worker)
 )
 
 // event is what tasks and snapshot workers tell the driver.
@@ -52,7 +53,9 @@ type asyncJob struct {
 		Release()
 	}
 	prev *snapshot.KeyedHandle
-	ev   event
+	// durable is the sink's asynchronous pre-commit, nil if none.
+	durable func() error
+	ev      event
 }
 
 // jobRuntime is a job while it runs.
@@ -347,16 +350,28 @@ func (rt *jobRuntime) asyncWorker() {
 		start := time.Now()
 		t := aj.task
 		ev := aj.ev
-		h, err := rt.store.WriteKeyed(rt.job.name, ev.id, t.v.name, t.kgRange.Start, t.kgRange.End, aj.snap, aj.prev)
-		aj.snap.Release()
-		ev.stats.Async = time.Since(start)
-		if err != nil {
-			rt.opts.Logger("streamd: %s: checkpoint %d: %v", t, ev.id, err)
-			rt.send(event{kind: evDecline, task: t.id, id: ev.id, reason: coord.ReasonError, err: err})
-			continue
+		if aj.durable != nil {
+			if err := aj.durable(); err != nil {
+				err = fmt.Errorf("%s: cannot make the sink's transaction of checkpoint %d durable: %w", t, ev.id, err)
+				if aj.snap != nil {
+					aj.snap.Release()
+				}
+				rt.send(event{kind: evFatal, task: t.id, id: ev.id, err: err})
+				continue
+			}
 		}
-		ev.meta.Keyed = h
-		ev.stats.RawBytes, ev.stats.StoredBytes = h.RawBytes, h.StoredBytes
+		if aj.snap != nil {
+			h, err := rt.store.WriteKeyed(rt.job.name, ev.id, t.v.name, t.kgRange.Start, t.kgRange.End, aj.snap, aj.prev)
+			aj.snap.Release()
+			if err != nil {
+				rt.opts.Logger("streamd: %s: checkpoint %d: %v", t, ev.id, err)
+				rt.send(event{kind: evDecline, task: t.id, id: ev.id, reason: coord.ReasonError, err: err})
+				continue
+			}
+			ev.meta.Keyed = h
+			ev.stats.RawBytes, ev.stats.StoredBytes = h.RawBytes, h.StoredBytes
+		}
+		ev.stats.Async = time.Since(start)
 		rt.send(ev)
 	}
 }
@@ -436,6 +451,11 @@ func (rt *jobRuntime) drive(ctx context.Context) error {
 				}
 				if err := co.Step(time.Now(), coord.Decline{Task: ev.task, ID: ev.id, Reason: ev.reason, Err: ev.err}); err != nil {
 					fail(err)
+				}
+			case evFatal:
+				fail(ev.err)
+				if co != nil {
+					_ = co.Step(time.Now(), coord.TaskFailed{Task: ev.task, Err: ev.err})
 				}
 			case evSourceEnded:
 				ended++

@@ -59,6 +59,20 @@ type SinkWriter[T any] interface {
 	Close() error
 }
 
+// AsyncPreCommitter is implemented by sink writers whose pre-commit has a
+// slow part — making the sealed transaction durable, e.g. fsyncs — that can
+// run off the task goroutine, in the checkpoint's asynchronous phase, so the
+// task's synchronous pause stays short. When a writer implements it, the
+// engine calls PreCommitAsync instead of PreCommit: it seals the
+// transaction on the task goroutine and returns the state and a durable
+// function, which runs on a snapshot worker; the task acknowledges the
+// checkpoint only after durable returns nil. durable must not touch the
+// writer (the task goes on writing); a durable error fails the job, since
+// an fsync is never retried (its outcome is unknown).
+type AsyncPreCommitter interface {
+	PreCommitAsync(checkpointID uint64) (state []byte, durable func() error, err error)
+}
+
 // ToSink adds a sink operator.
 func ToSink[T any](s Stream[T], name string, sink Sink[T], opts ...OpOption) {
 	n := &node{name: name, kind: kindSinkNode, part: s.part, sink: typedSinkRecoverer[T]{sink}}

@@ -421,8 +421,13 @@ func (t *task) checkpoint(id uint64, firstBarrier time.Time) {
 	if t.source != nil {
 		meta.Source, err = t.source.position()
 	}
+	var durable func() error
 	if err == nil && t.sink != nil {
-		meta.Sink, err = t.sink.PreCommit(id)
+		if ap, ok := t.sink.(AsyncPreCommitter); ok {
+			meta.Sink, durable, err = ap.PreCommitAsync(id)
+		} else {
+			meta.Sink, err = t.sink.PreCommit(id)
+		}
 	}
 	if err != nil {
 		t.job.opts.Logger("streamd: %s: checkpoint %d failed: %v", t, id, err)
@@ -437,9 +442,13 @@ func (t *task) checkpoint(id uint64, firstBarrier time.Time) {
 	stats := TaskStats{Vertex: t.v.name, Index: t.index, Alignment: start.Sub(firstBarrier), SyncPause: time.Since(start)}
 	t.emitAll(elemBarrier, id)
 	ev := event{kind: evAck, task: t.id, id: id, meta: meta, stats: stats, barrierAt: firstBarrier}
-	if snap == nil {
+	if snap == nil && durable == nil {
 		t.job.send(ev)
 		return
 	}
-	t.job.async <- asyncJob{task: t, snap: snap, prev: t.lastCompleted, ev: ev}
+	aj := asyncJob{task: t, prev: t.lastCompleted, durable: durable, ev: ev}
+	if snap != nil {
+		aj.snap = snap
+	}
+	t.job.async <- aj
 }

@@ -226,4 +226,3 @@ func aggregate(a *job.Aggregate) func(rt *engine.Runtime, next func(*job.Row)) (
 		}, nil
 	}
 }
-

@@ -224,20 +224,47 @@ func (w *writer[T]) seal() error {
 }
 
 func (w *writer[T]) PreCommit(id uint64) ([]byte, error) {
-	if w.err != nil {
-		return nil, w.err
+	state, durable, err := w.PreCommitAsync(id)
+	if err == nil && durable != nil {
+		err = durable()
 	}
+	return state, err
+}
+
+// PreCommitAsync seals the open transaction on the task goroutine (flushes
+// its buffer) and returns the fsyncs of its file and of the work folder as
+// the durable step, which the engine runs in the checkpoint's asynchronous
+// phase, before the checkpoint can complete.
+func (w *writer[T]) PreCommitAsync(id uint64) ([]byte, func() error, error) {
+	if w.err != nil {
+		return nil, nil, w.err
+	}
+	var durable func() error
 	if w.name != "" {
-		if w.err = w.seal(); w.err != nil {
-			return nil, w.err
+		if err := w.bw.Flush(); err != nil {
+			w.err = fmt.Errorf("file: cannot write %s: %w", w.name, err)
+			return nil, nil, w.err
 		}
+		f, name, dir := w.f, w.name, w.s.tmpDir()
+		durable = func() error {
+			if err := f.Sync(); err != nil {
+				f.Close()
+				return fmt.Errorf("file: cannot fsync %s: %w", name, err)
+			}
+			if err := f.Close(); err != nil {
+				return fmt.Errorf("file: cannot close %s: %w", name, err)
+			}
+			return syncDir(dir)
+		}
+		w.f = nil
 		w.pending = append(w.pending, txn{Checkpoint: id, Name: w.name})
 		w.name = ""
 	}
 	if len(w.pending) == 0 {
-		return nil, nil
+		return nil, durable, nil
 	}
-	return json.Marshal(sinkState{Pending: w.pending})
+	state, err := json.Marshal(sinkState{Pending: w.pending})
+	return state, durable, err
 }
 
 func (w *writer[T]) Commit(id uint64) error {

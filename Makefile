@@ -28,9 +28,15 @@ bench:
 bench-full:
 	STREAMD_BENCH_FULL=1 $(GO) run ./bench/cmd/streamd-bench -count $(BENCH_COUNT) -benchtime $(BENCH_TIME)
 
-# CPU and allocation profiles of the standard benchmarks into profiles/.
+# CPU profiles of the standard benchmarks into profiles/, and their hot
+# spots (printed; profiles/README.md quotes them).
+PROFILE_BENCHES := PipelineEngine YAMLStreamd Checkpoint100ms
 profile:
-	$(GO) run ./bench/cmd/streamd-bench -profile profiles -count 1 -benchtime 3s
+	@for b in $(PROFILE_BENCHES); do \
+	  echo "profiling $$b"; \
+	  $(GO) test -run '^$$' -bench "^Benchmark$$b$$" -benchtime 10000000x -cpuprofile profiles/$$b.cpu.pprof -o $${TMPDIR:-/tmp}/streamd-bench.test ./bench/ || exit 1; \
+	done
+	$(GO) run ./bench/cmd/profsummary profiles/*.cpu.pprof
 
 fuzz:
 	@for pkg in $$($(GO) list ./...); do \

@@ -170,6 +170,13 @@ func Run(w io.Writer, suites []string, count int, benchtime time.Duration) error
 	if len(suites) == 0 {
 		suites = Suites()
 	}
+	var unique []string // "ring,ring" runs the suite once
+	for _, s := range suites {
+		if !slices.Contains(unique, s) {
+			unique = append(unique, s)
+		}
+	}
+	suites = unique
 	var problems []error
 	if count < 1 || count > MaxCount {
 		problems = append(problems, fmt.Errorf("bench: count %d not in [1, %d]", count, MaxCount))

@@ -205,3 +205,13 @@ func TestSuitesAndCases(t *testing.T) {
 		t.Errorf("Cases(tabletest) = %v, want slow, fast in registration order", c)
 	}
 }
+
+func TestRunDuplicateSuiteOnce(t *testing.T) {
+	var out bytes.Buffer
+	if err := Run(&out, []string{"tabletest", "tabletest-alloc", "tabletest"}, 1, time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(out.String(), "| slow "); n != 1 {
+		t.Fatalf("case slow appears %d times, want once:\n%s", n, out.String())
+	}
+}

@@ -1,0 +1,89 @@
+// Package keyed owns keyed state: key groups, the state kinds (value,
+// list, map, reducing, aggregating, each with an optional TTL), and the
+// copy-on-write in-memory backend that holds them for one task.
+//
+// # Key groups
+//
+// A key hashes (HashKey, xxHash64) to one of MaxParallelism key groups
+// (KeyGroupOf); a task owns a contiguous range of key groups
+// (RangeForTask, TaskForKeyGroup, as in Flink). HashKey and KeyGroupOf are
+// frozen forever: checkpoints are stored by key group, and rescaling on
+// restore hands whole key groups to tasks.
+//
+// # The backend
+//
+// A Backend holds the state of its key groups in memory. It is owned by
+// one goroutine; per record the engine calls SetCurrentKey (one hash),
+// then state operations on that key. There is no pointer per entry, so a
+// GC cycle does not mark entries: per key group, an open-addressing hash
+// table (8-byte slots: 32-bit hash tag, 32-bit address) and the records
+// (header, key, value) live in fixed-size pointer-free pages ([]byte),
+// reached through a page table. The heap holds O(pages) pointers. An
+// overwrite of an existing value that fits in place is a hash, a probe and
+// a copy, and allocates nothing; so are the typed states' Get and Put with
+// fixed-size codecs.
+//
+// Values that outgrow their space move (the old record is marked dead);
+// list appends grow geometrically. When at least half of a key group's
+// bytes are dead, the group is compacted (which also drops expired TTL
+// entries). Records larger than a page get a page of their own.
+//
+// # Snapshots
+//
+// Snapshot is the synchronous part of a checkpoint and costs O(1): it
+// takes the current epoch and starts the next. Key-group tables and data
+// pages record the epoch they were created in; the first write after a
+// snapshot to a table or page that the snapshot shares copies it (a page,
+// never the whole state), and later writes are in place again. Up to any
+// number of snapshots may be open at once and released in any order;
+// pages dropped while a snapshot may read them are retired and recycled
+// through a bounded pool once no open snapshot can read them. A Snapshot
+// is read by one other goroutine (the async checkpoint writer) while the
+// owner keeps writing: ForEach walks a key group's data pages
+// sequentially, and KeyGroupVersion says whether a key group changed
+// since another snapshot of the same backend (incremental checkpoints).
+// Hash-table slots are never read by snapshots and so are never copied.
+//
+// # Decisions where the design is silent
+//
+//   - RestoreEntry requires the state to be registered first, with the
+//     kind and StateOptions of the checkpoint (Snapshot.StateOptions
+//     exists so that snapshot/ can store them). The backend stores bytes
+//     verbatim, and whether a value carries a TTL timestamp depends on the
+//     registration, so registering on the fly could misread values.
+//   - ForEach does not skip expired entries: a key group's contents are a
+//     function of its version alone, and restore is exact. Reads never
+//     remove expired entries (a read must not copy pages a snapshot
+//     shares); CleanupExpired removes them incrementally under a budget,
+//     and compaction drops them.
+//   - TTL is Flink's OnCreateAndWrite + NeverReturnExpired, millisecond
+//     granularity; the stored value is an 8-byte little-endian write
+//     timestamp followed by the value. Map state TTL is per user key; list
+//     state TTL covers the whole list (Flink's is per element).
+//   - Entry keys in ForEach and RestoreEntry are uvarint(len(key)) || key
+//     || userKey for every kind (AppendEntryKey, SplitEntryKey), so
+//     restore never needs the kind to split them.
+//   - Bugs panic: a key outside the range (routing bug), an unregistered
+//     state ID, the wrong kind of operation, writing during an iteration,
+//     using a released snapshot. Limits (MaxKeyBytes, MaxValueBytes)
+//     panic with errors wrapping ErrKeyTooLarge / ErrValueTooLarge,
+//     because the per-record API has no error results; the engine may
+//     recover them and fail the task. Stored bytes that a Codec cannot
+//     decode panic with an error wrapping ErrCorrupt that names the state.
+//     RestoreEntry returns errors (ErrUnknownState, ErrCorrupt,
+//     ErrKeyGroupOutOfRange, ErrValueTooLarge).
+//   - Key-group versions start at a random base per backend, so versions
+//     of a new backend (after a restart) collide with a previous run's
+//     only with negligible probability; the empty, never-written key group
+//     is version 0 everywhere.
+//   - A key group addresses at most 2^32 bytes of pages (32-bit
+//     addresses); beyond that writes panic asking for a higher
+//     MaxParallelism. Compaction of a key group is O(its live entries) and
+//     runs on the owner's goroutine (not incremental).
+//
+// Build with -tags invariants to verify each compacted key group.
+//
+// keyed must never import other streamd packages (it is the bottom of the
+// stack; snapshot/ and engine/ import it), nor do I/O, start goroutines or
+// read the clock other than through Options.Clock.
+package keyed

@@ -110,11 +110,10 @@ func (s *Sink[T]) Recover(states [][]byte) error {
 	if err != nil {
 		return fmt.Errorf("file: cannot list %s: %w", s.tmpDir(), err)
 	}
-	prefix := s.job + "-"
 	removed := false
 	for _, e := range entries {
 		name := e.Name()
-		if !strings.HasPrefix(name, prefix) || !strings.HasSuffix(name, tmpSuffix) {
+		if !s.ownsTemp(name) {
 			continue
 		}
 		if keep[strings.TrimSuffix(name, tmpSuffix)] {
@@ -129,6 +128,30 @@ func (s *Sink[T]) Recover(states [][]byte) error {
 		return syncDir(s.tmpDir())
 	}
 	return nil
+}
+
+// ownsTemp reports whether name is a temporary file of this job:
+// JOB-TASK-RUN-SEQ.jsonl.tmp with exactly these three fields after the
+// job's name, so that job "a" never claims the files of job "a-b".
+func (s *Sink[T]) ownsTemp(name string) bool {
+	rest, ok := strings.CutPrefix(name, s.job+"-")
+	if !ok {
+		return false
+	}
+	rest, ok = strings.CutSuffix(rest, tmpSuffix)
+	if !ok {
+		return false
+	}
+	f := strings.Split(rest, "-")
+	return len(f) == 3 && isDigits(f[0]) && len(f[1]) == 16 && isHex(f[1]) && isDigits(f[2])
+}
+
+func isDigits(s string) bool {
+	return s != "" && strings.Trim(s, "0123456789") == ""
+}
+
+func isHex(s string) bool {
+	return s != "" && strings.Trim(s, "0123456789abcdef") == ""
 }
 
 // commit renames a transaction's temporary file into the directory and
@@ -178,7 +201,7 @@ type writer[T any] struct {
 
 func (w *writer[T]) begin() error {
 	w.seq++
-	w.name = fmt.Sprintf("%s-%d-%s-%06d", w.ctx.Job, w.ctx.Index, w.run, w.seq)
+	w.name = fmt.Sprintf("%s-%d-%s-%06d", w.s.job, w.ctx.Index, w.run, w.seq)
 	f, err := os.OpenFile(filepath.Join(w.s.tmpDir(), w.name+tmpSuffix), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
 	if err != nil {
 		return fmt.Errorf("file: cannot begin transaction: %w", err)

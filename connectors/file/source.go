@@ -102,6 +102,19 @@ func (s *source[T]) openFile() error {
 	if err != nil {
 		return fmt.Errorf("file: cannot open input: %w", err)
 	}
+	if s.offset > 0 {
+		// Only a restored position starts inside a file; past the end, the
+		// input changed since the checkpoint and records would be lost.
+		st, err := f.Stat()
+		if err != nil {
+			f.Close()
+			return fmt.Errorf("file: cannot stat %s: %w", s.files[s.fileNo], err)
+		}
+		if s.offset > st.Size() {
+			f.Close()
+			return fmt.Errorf("file: restored position (offset %d) is past the end of %s (%d bytes): the input changed since the checkpoint", s.offset, s.files[s.fileNo], st.Size())
+		}
+	}
 	if _, err := f.Seek(s.offset, io.SeekStart); err != nil {
 		f.Close()
 		return fmt.Errorf("file: cannot seek %s to %d: %w", s.files[s.fileNo], s.offset, err)
@@ -128,7 +141,10 @@ func (s *source[T]) Read(buf []T) (int, error) {
 		}
 		line, err := s.br.ReadSlice('\n')
 		if errors.Is(err, bufio.ErrBufferFull) {
-			return n, s.readLong(buf, &n, line)
+			// Not `return n, s.readLong(…)`: the order in which n and the
+			// call are evaluated is unspecified, and readLong updates n.
+			err = s.readLong(buf, &n, line)
+			return n, err
 		}
 		if len(line) > 0 {
 			if err := s.decode(line, &buf[n]); err != nil {

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"time"
 
 	"github.com/streamd/streamd/engine"
@@ -39,8 +40,8 @@ func (o *Options[T]) Validate() error {
 	if o.Keys < 1 {
 		errs = append(errs, fmt.Errorf("sequence: keys %d must be >= 1", o.Keys))
 	}
-	if o.RatePerSec < 0 {
-		errs = append(errs, fmt.Errorf("sequence: rate %g must be >= 0", o.RatePerSec))
+	if !(o.RatePerSec >= 0) || math.IsInf(o.RatePerSec, 1) { // also NaN
+		errs = append(errs, fmt.Errorf("sequence: rate %g must be finite and >= 0", o.RatePerSec))
 	}
 	if o.Make == nil {
 		errs = append(errs, errors.New("sequence: Make is required"))
@@ -92,7 +93,9 @@ func (s *source[T]) Read(buf []T) (int, error) {
 		if allowed < 1 {
 			return 0, nil
 		}
-		n = min(n, int(allowed))
+		if allowed < float64(n) { // compare as floats: int(allowed) may overflow
+			n = int(allowed)
+		}
 	}
 	count := s.opts.Count
 	keys := s.opts.Keys

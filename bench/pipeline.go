@@ -5,6 +5,7 @@ import (
 	"os"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/streamd/streamd/engine"
 	"github.com/streamd/streamd/job"
@@ -37,7 +38,7 @@ func init() {
 		Case{Suite: "yaml", Name: "streamd-yaml", Baseline: "channels", Records: 1, F: func(b *testing.B) { benchYAML(b, yamlPipeline, nil) }},
 		Case{Suite: "checkpoint", Name: "no-checkpoints", Records: 1, F: func(b *testing.B) { benchYAML(b, checkpointPipeline(), nil) }},
 		Case{Suite: "checkpoint", Name: "checkpoints-100ms", Baseline: "no-checkpoints", Records: 1, F: func(b *testing.B) {
-			benchYAML(b, checkpointPipeline()+checkpointing100ms, nil)
+			benchYAML(b, checkpointPipeline()+checkpointing100ms, noteCheckpoints)
 		}},
 	)
 }
@@ -354,4 +355,23 @@ func benchYAML(b *testing.B, specFmt string, onStats func([]engine.CheckpointSta
 	if built.Blackhole == nil || built.Blackhole.Count() == 0 && b.N > 3 {
 		b.Fatalf("the blackhole saw no records")
 	}
+}
+
+// noteCheckpoints records the checkpoint durations and pauses of a run
+// under full load.
+func noteCheckpoints(stats []engine.CheckpointStats) {
+	var e2e, pauses []time.Duration
+	for _, s := range stats {
+		if s.Status != "completed" {
+			continue
+		}
+		e2e = append(e2e, s.Duration)
+		for _, t := range s.Tasks {
+			pauses = append(pauses, t.SyncPause)
+		}
+	}
+	p50, p99 := percentiles(e2e)
+	s50, s99 := percentiles(pauses)
+	Note("checkpoint-e2e", "checkpoints every 100 ms under full load (%d keys): end-to-end p50 %v, p99 %v over %d checkpoints; task sync pause p50 %v, p99 %v",
+		checkpointKeys(), p50.Round(time.Microsecond), p99.Round(time.Microsecond), len(e2e), s50, s99)
 }

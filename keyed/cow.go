@@ -141,11 +141,11 @@ func (b *Backend) dropSlots(s []byte) {
 	b.toPool(s)
 }
 
-// toPool keeps a full-size page for reuse, up to 1/4 of the live pages
+// toPool keeps a full-size page for reuse, up to half of the live pages
 // (plus 16); other pages are left to the GC (they hold no pointers, so
 // they cost it nothing to mark).
 func (b *Backend) toPool(p []byte) {
-	if len(p) == b.pageSize && len(b.pool) < 16+b.livePages/4 {
+	if len(p) == b.pageSize && len(b.pool) < 16+b.livePages/2 {
 		b.pool = append(b.pool, p)
 		b.memPool += int64(len(p))
 	}

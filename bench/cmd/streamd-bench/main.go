@@ -51,7 +51,14 @@ func main() {
 			suites = append(suites, s)
 		}
 	}
-	if err := bench.Run(os.Stdout, suites, *count, *benchtime); err != nil {
+	err := bench.Run(os.Stdout, suites, *count, *benchtime)
+	if notes := bench.Notes(); len(notes) > 0 {
+		fmt.Println()
+		for _, n := range notes {
+			fmt.Println("- " + n)
+		}
+	}
+	if err != nil {
 		fmt.Fprintf(os.Stderr, "streamd-bench: %v\n", err)
 		if errors.Is(err, bench.ErrCaseFailed) {
 			os.Exit(1)

@@ -20,6 +20,23 @@ import (
 // parallelism).
 var ErrIncompatible = errors.New("engine: checkpoint is incompatible with the job")
 
+// IncompatibleError says why a checkpoint cannot be restored into the job.
+// It wraps ErrIncompatible.
+type IncompatibleError struct {
+	Job        string
+	Checkpoint uint64
+	Reason     string
+	// Old and New are the fingerprints of the checkpoint and of the job
+	// when they differ, "" otherwise.
+	Old, New string
+}
+
+func (e *IncompatibleError) Error() string {
+	return fmt.Sprintf("engine: checkpoint %d of job %q is incompatible with the job: %s", e.Checkpoint, e.Job, e.Reason)
+}
+
+func (e *IncompatibleError) Unwrap() error { return ErrIncompatible }
+
 // maxStatsHistory bounds the checkpoint statistics kept in memory.
 const maxStatsHistory = 10000
 
@@ -216,11 +233,16 @@ func (rt *jobRuntime) restore() (finished bool, err error) {
 
 func (rt *jobRuntime) checkCompatible(m *snapshot.Metadata) error {
 	j := rt.job
+	bad := func(format string, args ...any) error {
+		return &IncompatibleError{Job: j.name, Checkpoint: m.CheckpointID, Reason: fmt.Sprintf(format, args...)}
+	}
 	if fp := j.fingerprint(); m.Fingerprint != fp {
-		return fmt.Errorf("%w: checkpoint %d of job %q was taken for\n  %s\nbut the job is now\n  %s", ErrIncompatible, m.CheckpointID, j.name, m.Fingerprint, fp)
+		err := bad("its operators, keys or max parallelism differ")
+		err.(*IncompatibleError).Old, err.(*IncompatibleError).New = m.Fingerprint, fp
+		return err
 	}
 	if m.MaxParallelism != j.opts.MaxParallelism {
-		return fmt.Errorf("%w: checkpoint %d has max parallelism %d, the job %d", ErrIncompatible, m.CheckpointID, m.MaxParallelism, j.opts.MaxParallelism)
+		return bad("max parallelism was %d, is %d", m.MaxParallelism, j.opts.MaxParallelism)
 	}
 	have := make(map[string]int)
 	for _, t := range m.Tasks {
@@ -229,10 +251,10 @@ func (rt *jobRuntime) checkCompatible(m *snapshot.Metadata) error {
 	for _, v := range rt.vertices {
 		p, ok := have[v.name]
 		if !ok {
-			return fmt.Errorf("%w: checkpoint %d has no state for the chain [%s] (the chaining of operators changed)", ErrIncompatible, m.CheckpointID, v.name)
+			return bad("it has no state for the chain [%s] (the chaining of operators changed)", v.name)
 		}
 		if v.head().kind == kindSourceNode && p != v.parallelism {
-			return fmt.Errorf("%w: source chain [%s] had parallelism %d in checkpoint %d, now %d; sources cannot be rescaled", ErrIncompatible, v.name, p, m.CheckpointID, v.parallelism)
+			return bad("source chain [%s] had parallelism %d, now %d; sources cannot be rescaled", v.name, p, v.parallelism)
 		}
 	}
 	return nil

@@ -163,3 +163,35 @@ func TestSignals(t *testing.T) {
 	}
 	verifyExactlyOnce(t, readOutput(t, filepath.Join(dir, "out")), count, 1000)
 }
+
+func TestIncompatibleSpecExits2(t *testing.T) {
+	dir := t.TempDir()
+	write := func(keyField string) {
+		spec := fmt.Sprintf(`name: compat
+parallelism: 2
+checkpointing: {interval: 20ms}
+source: {type: sequence, count: 5000, keys: 10}
+pipeline:
+  - map: {other: "seq %% 7"}
+  - key_by: %s
+  - count: {}
+sink: {type: file, path: out/}
+`, keyField)
+		if err := os.WriteFile(filepath.Join(dir, "job.yaml"), []byte(spec), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("key")
+	if code, _, stderr := run(t, dir, "run", "--data-dir", "data", "job.yaml"); code != 0 {
+		t.Fatalf("first run: exit %d\n%s", code, stderr)
+	}
+	files, _ := filepath.Glob(filepath.Join(dir, "out", "*.jsonl"))
+	write("other") // a different key: the state cannot be reused
+	code, _, stderr := run(t, dir, "run", "--data-dir", "data", "job.yaml")
+	if code != exitUsage || !strings.Contains(stderr, "incompatible") || !strings.Contains(stderr, "key=other") || !strings.Contains(stderr, "key=key") {
+		t.Fatalf("exit %d, want 2 with what changed:\n%s", code, stderr)
+	}
+	if after, _ := filepath.Glob(filepath.Join(dir, "out", "*.jsonl")); len(after) != len(files) {
+		t.Fatalf("the refused run changed the output: %d files, had %d", len(after), len(files))
+	}
+}

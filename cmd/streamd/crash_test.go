@@ -283,7 +283,7 @@ func crashRounds(t *testing.T, bin, mode string) {
 					fp = fmt.Sprintf("%s=%g", f.name, f.prob)
 					killAfter = 5 * time.Second // in case the failpoint never fires
 				} else {
-					killAfter = time.Duration(20+rand.IntN(1200)) * time.Millisecond
+					killAfter = time.Duration(20+rand.IntN(800)) * time.Millisecond
 				}
 			}
 			r := runOnce(t, bin, dir, fp, killAfter)

@@ -205,6 +205,13 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	if runErr != nil {
 		fmt.Fprintf(stderr, "streamd: %v\n", runErr)
 		if errors.Is(runErr, engine.ErrIncompatible) {
+			var ie *engine.IncompatibleError
+			if errors.As(runErr, &ie) && ie.Old != "" {
+				fmt.Fprintf(stderr, "what changed (- checkpoint, + spec):\n")
+				for _, l := range job.FingerprintDiff(ie.Old, ie.New) {
+					fmt.Fprintf(stderr, "  %s\n", l)
+				}
+			}
 			return exitUsage
 		}
 		return exitFailure

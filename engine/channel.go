@@ -28,7 +28,10 @@ type element[T any] struct {
 
 // outType builds the typed runtime pieces for records of one type.
 type outType interface {
-	newRing(capacity int) any
+	// newRing creates a ring whose producer and consumer tasks park on the
+	// given waiters. Waiters are bound here, before any task starts: the
+	// ring reads them on every Publish and Release.
+	newRing(capacity int, producer, consumer *ringbuf.Waiter) any
 	newWriter(t *task, part partitioning, rings []any, route any) outWriter
 	newReader(t *task, rings []any, push any) inputReader
 	fanout(pushes []any) any
@@ -36,13 +39,17 @@ type outType interface {
 
 type typeOps[T any] struct{}
 
-func (typeOps[T]) newRing(capacity int) any { return ringbuf.New[element[T]](capacity) }
+func (typeOps[T]) newRing(capacity int, producer, consumer *ringbuf.Waiter) any {
+	r := ringbuf.New[element[T]](capacity)
+	r.SetProducerWaiter(producer)
+	r.SetConsumerWaiter(consumer)
+	return r
+}
 
 func (typeOps[T]) newWriter(t *task, part partitioning, rings []any, route any) outWriter {
 	ws := make([]*ringWriter[T], len(rings))
 	for i, r := range rings {
 		ring := r.(*ringbuf.Ring[element[T]])
-		ring.SetProducerWaiter(t.waiter)
 		w := &ringWriter[T]{t: t, ring: ring}
 		w.hasRoom = func() bool { return ring.Len() < ring.Cap() || t.cancelled() }
 		ws[i] = w
@@ -67,9 +74,7 @@ func (typeOps[T]) newWriter(t *task, part partitioning, rings []any, route any) 
 func (typeOps[T]) newReader(t *task, rings []any, push any) inputReader {
 	r := &ringReader[T]{t: t, push: push.(func(*T)), batch: t.job.opts.BatchSize}
 	for _, x := range rings {
-		ring := x.(*ringbuf.Ring[element[T]])
-		ring.SetConsumerWaiter(t.waiter)
-		r.rings = append(r.rings, ring)
+		r.rings = append(r.rings, x.(*ringbuf.Ring[element[T]]))
 	}
 	return r
 }

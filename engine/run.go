@@ -317,7 +317,7 @@ func (rt *jobRuntime) buildTasks() {
 				if head.part == partForward && di != ut.index {
 					continue
 				}
-				r := upTail.out.newRing(rt.opts.RingCapacity)
+				r := upTail.out.newRing(rt.opts.RingCapacity, ut.waiter, dt.waiter)
 				rings = append(rings, r)
 				rt.inputRings[dt] = append(rt.inputRings[dt], r)
 			}

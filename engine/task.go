@@ -14,6 +14,10 @@ import (
 	"github.com/streamd/streamd/snapshot"
 )
 
+// ttlCleanupSlots bounds the TTL cleanup work of an idle keyed task per
+// idle round.
+const ttlCleanupSlots = 256
+
 // errCancelled unwinds a task when the job is cancelled.
 var errCancelled = errors.New("engine: job cancelled")
 
@@ -250,6 +254,11 @@ func (t *task) runOperator() error {
 		t.flushOutputs()
 		if t.aligner.AllEnded() {
 			return t.endOfInput()
+		}
+		if t.backend != nil {
+			// Idle: remove a few expired TTL entries (free when no state has
+			// a TTL). Reads already treat expired entries as absent.
+			t.backend.CleanupExpired(ttlCleanupSlots)
 		}
 		wait.Await(t.waiter, t.ready)
 	}

@@ -202,6 +202,17 @@ func ProcessRaw[T, U any](ks KeyedStream[T], name string, build func(rt *Runtime
 		}
 		b := rt.backend
 		var kb []byte
+		if !ks.reinterpret {
+			// After a keyed exchange (always the head of its task: keyed
+			// edges never chain) the exchange already hashed the key and
+			// passed the hash along in the ring slot.
+			t := rt.task
+			return func(v *T) {
+				kb = key(kb[:0], v)
+				b.SetCurrentKeyHashed(kb, t.recHash)
+				inner(v)
+			}, nil
+		}
 		return func(v *T) {
 			kb = key(kb[:0], v)
 			b.SetCurrentKey(kb)

@@ -63,7 +63,7 @@ func (typeOps[T]) newWriter(t *task, part partitioning, rings []any, route any) 
 	case partBroadcast:
 		pw.push = pw.broadcast
 	case partKeyed:
-		pw.route = route.(func(*T) int)
+		pw.route = route.(func(*T) (int, uint64))
 		pw.push = pw.keyed
 	default:
 		panic("engine: unknown partitioning " + part.String())
@@ -96,13 +96,23 @@ func (typeOps[T]) fanout(pushes []any) any {
 
 // keyRoute returns the router of a keyed exchange: key bytes, hash, key
 // group, owning task. It allocates nothing per record.
+//
+// The router returns the key's hash too: it travels in the ring slot's id
+// field (unused by records) so the keyed operator downstream does not hash
+// the key again.
 func keyRoute[T any](key KeySelector[T]) func(maxPar, parallelism int) any {
 	return func(maxPar, parallelism int) any {
 		var buf []byte
-		return func(v *T) int {
+		// owner[kg] is the task that owns key group kg: a table lookup
+		// instead of a division per record.
+		owner := make([]int32, maxPar)
+		for kg := range owner {
+			owner[kg] = int32(keyed.TaskForKeyGroup(maxPar, parallelism, kg))
+		}
+		return func(v *T) (int, uint64) {
 			buf = key(buf[:0], v)
-			kg := keyed.KeyGroupOf(keyed.HashKey(buf), maxPar)
-			return keyed.TaskForKeyGroup(maxPar, parallelism, kg)
+			h := keyed.HashKey(buf)
+			return int(owner[keyed.KeyGroupOf(h, maxPar)]), h
 		}
 	}
 }
@@ -119,7 +129,7 @@ type outWriter interface {
 type partWriter[T any] struct {
 	ws    []*ringWriter[T]
 	push  func(*T)
-	route func(*T) int
+	route func(*T) (task int, hash uint64)
 	next  int
 }
 
@@ -140,7 +150,13 @@ func (p *partWriter[T]) broadcast(v *T) {
 	}
 }
 
-func (p *partWriter[T]) keyed(v *T) { p.ws[p.route(v)].push(v) }
+func (p *partWriter[T]) keyed(v *T) {
+	task, hash := p.route(v)
+	e := p.ws[task].slot()
+	e.kind = elemRecord
+	e.id = hash
+	e.rec = *v
+}
 
 func (p *partWriter[T]) emit(kind elemKind, id uint64) {
 	for _, w := range p.ws {
@@ -242,6 +258,7 @@ func (r *ringReader[T]) poll() bool {
 			e := &els[j]
 			n++
 			if e.kind == elemRecord {
+				r.t.recHash = e.id // the key hash, on keyed exchanges
 				r.push(&e.rec)
 				continue
 			}

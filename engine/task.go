@@ -66,6 +66,10 @@ type task struct {
 	outputs []outWriter
 	kgRange keyed.KeyGroupRange
 
+	// recHash is the key hash of the record being pushed, set by the
+	// reader from the ring slot on keyed exchanges.
+	recHash uint64
+
 	srcState sourceState
 	done     bool
 	ready    func() bool
@@ -134,9 +138,14 @@ func (t *task) run() (err error) {
 			err = fmt.Errorf("%s: %w", t, err)
 		}
 	}()
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
 	if t.cpu >= 0 {
+		// A task that has a core of its own runs on a locked, pinned OS
+		// thread. When tasks outnumber cores they stay ordinary
+		// goroutines: locked threads would hand the cores to each other
+		// through the OS (~20 µs per wake-up, DESIGN.md), while the Go
+		// scheduler switches goroutines in well under a microsecond.
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
 		if perr := pinThread(t.cpu); perr != nil {
 			t.job.opts.Logger("streamd: %s: cannot pin to cpu %d: %v", t, t.cpu, perr)
 		}

@@ -1,0 +1,121 @@
+package main
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// TestCorruptCheckpointFallsBack corrupts the newest checkpoint of a stopped
+// job on disk — one byte of its metadata, then one byte of one of its
+// blocks, rewritten through Pebble — and checks that the next run detects
+// it, says so, and resumes from the previous checkpoint.
+func TestCorruptCheckpointFallsBack(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds streamd")
+	}
+	bin := buildStreamd(t)
+	dir := t.TempDir()
+	spec := `name: corrupt
+parallelism: 2
+checkpointing: {interval: 20ms, retained: 3}
+source: {type: sequence, keys: 1000, rate: 200000}
+pipeline:
+  - key_by: key
+  - count: {}
+sink: {type: file, path: out/}
+`
+	if err := os.WriteFile(filepath.Join(dir, "job.yaml"), []byte(spec), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// runFor runs the unbounded job, stops it with SIGTERM and returns its log.
+	runFor := func(d time.Duration) string {
+		cmd := exec.Command(bin, "run", "--data-dir", "data", "job.yaml")
+		cmd.Dir = dir
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(d)
+		cmd.Process.Signal(syscall.SIGTERM)
+		if err := cmd.Wait(); err != nil {
+			t.Fatalf("run: %v\n%s", err, out.String())
+		}
+		return out.String()
+	}
+	runFor(time.Second)
+
+	for _, what := range []string{"metadata", "block"} {
+		newest, previous := corruptNewest(t, filepath.Join(dir, "data", "pebble"), "corrupt", what)
+		log := runFor(300 * time.Millisecond)
+		for _, want := range []string{
+			fmt.Sprintf("skipping corrupt checkpoint %d", newest),
+			fmt.Sprintf("restoring from checkpoint %d", previous),
+		} {
+			if !strings.Contains(log, want) {
+				t.Fatalf("after corrupting a %s byte of checkpoint %d the log lacks %q:\n%s", what, newest, want, log)
+			}
+		}
+	}
+}
+
+// corruptNewest flips one byte of the newest completed checkpoint's
+// metadata, or of one of the blocks it wrote, and returns its id and the
+// previous completed id.
+func corruptNewest(t *testing.T, pebbleDir, job, what string) (newest, previous uint64) {
+	t.Helper()
+	db, err := pebble.Open(pebbleDir, &pebble.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	prefix := append([]byte{'m'}, append([]byte(job), 0)...)
+	it, err := db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: append(append([]byte{}, prefix[:len(prefix)-1]...), 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []uint64
+	for it.First(); it.Valid(); it.Next() {
+		ids = append(ids, binary.BigEndian.Uint64(it.Key()[len(prefix):]))
+	}
+	it.Close()
+	if len(ids) < 2 {
+		t.Fatalf("want at least 2 completed checkpoints, have %v", ids)
+	}
+	newest, previous = ids[len(ids)-1], ids[len(ids)-2]
+	key := binary.BigEndian.AppendUint64(append([]byte{}, prefix...), newest)
+	if what == "block" {
+		bprefix := binary.BigEndian.AppendUint64(append([]byte{'b'}, append([]byte(job), 0)...), newest)
+		bit, err := db.NewIter(&pebble.IterOptions{LowerBound: bprefix, UpperBound: binary.BigEndian.AppendUint64(append([]byte{'b'}, append([]byte(job), 0)...), newest+1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bit.First() {
+			bit.Close()
+			t.Fatalf("checkpoint %d wrote no blocks", newest)
+		}
+		key = append([]byte{}, bit.Key()...)
+		bit.Close()
+	}
+	val, closer, err := db.Get(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := append([]byte{}, val...)
+	closer.Close()
+	bad[len(bad)/2] ^= 0x40
+	if err := db.Set(key, bad, pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+	return newest, previous
+}

@@ -7,7 +7,7 @@ FUZZTIME  ?= 10s
 BENCH_COUNT ?= 5
 BENCH_TIME  ?= 1s
 
-.PHONY: build test race bench bench-full profile fuzz lint ci example clean
+.PHONY: build test race bench bench-smoke profile fuzz lint ci example clean
 
 build:
 	$(GO) build -o bin/streamd ./cmd/streamd
@@ -20,13 +20,15 @@ race:
 	$(GO) test -race -short -count=1 $(RACE_PKGS)
 
 # Benchmark table: medians of BENCH_COUNT interleaved runs, ratios against
-# baselines measured in the same process.
+# baselines measured in the same process, at full state sizes (10 M keys for
+# the snapshot pause, ~1 GiB for the restore).
 bench:
-	$(GO) run ./bench/cmd/streamd-bench -count $(BENCH_COUNT) -benchtime $(BENCH_TIME)
-
-# The same at full state sizes (10 M keys, 1 GiB restore).
-bench-full:
 	STREAMD_BENCH_FULL=1 $(GO) run ./bench/cmd/streamd-bench -count $(BENCH_COUNT) -benchtime $(BENCH_TIME)
+
+# Every benchmark once, briefly, at CI sizes (<= 100 k keys): proves the
+# benchmark code runs and its checks hold; asserts no speed.
+bench-smoke:
+	STREAMD_BENCH_SMALL=1 $(GO) run ./bench/cmd/streamd-bench -count 1 -benchtime 50ms
 
 # CPU profiles of the standard benchmarks into profiles/, and their hot
 # spots (printed; profiles/README.md quotes them).
@@ -59,7 +61,7 @@ example: build
 	@echo "first lines:"; head -n 3 $$(ls out/counts/*.jsonl | head -n 1)
 	@echo "records: $$(cat out/counts/*.jsonl | wc -l)"
 
-ci: lint test race
+ci: lint test race bench-smoke
 
 clean:
 	rm -rf bin out streamd-data

@@ -13,8 +13,9 @@ import (
 
 // The "pause" suite measures the synchronous part of a checkpoint at a
 // task, keyed.Backend.Snapshot(), at growing state sizes (8-byte keys,
-// 8-byte values): 1 k, 100 k and 1 M keys, and 10 M with
-// STREAMD_BENCH_FULL=1. Each iteration makes 100 random writes (so every
+// 8-byte values): 1 k, 100 k and 1 M keys; 10 M more with
+// STREAMD_BENCH_FULL=1 (make bench); 1 M less with STREAMD_BENCH_SMALL=1
+// (make bench-smoke, in CI). Each iteration makes 100 random writes (so every
 // snapshot finds pages to copy and share) and takes one Snapshot() with up
 // to two snapshots open; the table's ns/record is one such iteration, and
 // the pause itself (p50, p99) is timed alone and printed as a note. Aim:
@@ -26,8 +27,11 @@ import (
 // with STREAMD_BENCH_FULL=1. One record is one entry.
 func init() {
 	sizes := []int{1_000, 100_000, 1_000_000}
-	if full() {
+	switch {
+	case full():
 		sizes = append(sizes, 10_000_000)
+	case small():
+		sizes = sizes[:2]
 	}
 	for _, n := range sizes {
 		Register(Case{Suite: "pause", Name: "snapshot-" + sizeName(n), Records: 1, F: func(b *testing.B) { benchPause(b, n) }})
@@ -35,7 +39,11 @@ func init() {
 	Register(Case{Suite: "restore", Name: "restore-" + sizeName(restoreEntries()), Records: restoreEntries(), F: benchRestore})
 }
 
+// full selects the full state sizes (make bench): 10 M keys, ~1 GiB.
 func full() bool { return os.Getenv("STREAMD_BENCH_FULL") == "1" }
+
+// small limits state to <= 100 k keys (make bench-smoke, in CI).
+func small() bool { return os.Getenv("STREAMD_BENCH_SMALL") == "1" }
 
 func sizeName(n int) string {
 	switch {

@@ -213,9 +213,14 @@ func ProcessRaw[T, U any](ks KeyedStream[T], name string, build func(rt *Runtime
 				inner(v)
 			}, nil
 		}
+		// A reinterpreted keyed stream usually follows a keyed operator in
+		// the same task, which already made this key current: compare the
+		// key bytes before hashing again.
 		return func(v *T) {
 			kb = key(kb[:0], v)
-			b.SetCurrentKey(kb)
+			if !b.HasCurrentKey(kb) {
+				b.SetCurrentKey(kb)
+			}
 			inner(v)
 		}, nil
 	}

@@ -103,3 +103,20 @@ func TestAllocsSnapshotRelease(t *testing.T) {
 		t.Fatalf("Snapshot+Release: %v allocs, want 1 (the Snapshot)", allocs)
 	}
 }
+
+func TestHasCurrentKey(t *testing.T) {
+	b, err := NewBackend(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.HasCurrentKey([]byte("a")) {
+		t.Fatal("no key is current yet")
+	}
+	b.SetCurrentKey([]byte("a"))
+	if !b.HasCurrentKey([]byte("a")) || b.HasCurrentKey([]byte("b")) || b.HasCurrentKey([]byte("ab")) {
+		t.Fatal("HasCurrentKey disagrees with SetCurrentKey")
+	}
+	if n := testing.AllocsPerRun(100, func() { b.HasCurrentKey([]byte("a")) }); n != 0 {
+		t.Fatalf("HasCurrentKey allocates %v", n)
+	}
+}

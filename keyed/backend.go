@@ -196,6 +196,12 @@ func (b *Backend) SetCurrentKeyHashed(key []byte, hash uint64) {
 	b.last.valid = false
 }
 
+// HasCurrentKey reports whether key is already the current key, so a
+// caller can skip SetCurrentKey (and its hashing). Cheap: one comparison.
+func (b *Backend) HasCurrentKey(key []byte) bool {
+	return b.curSet && string(b.cur.key()) == string(key)
+}
+
 // CurrentKey returns the current key (owned by the backend; valid until the
 // next SetCurrentKey).
 func (b *Backend) CurrentKey() []byte {

@@ -496,3 +496,27 @@ func TestIncompatibleRestoreRefused(t *testing.T) {
 		t.Fatalf("got %v, want ErrIncompatible", err)
 	}
 }
+
+// TestMetadataWriteFailureStopsJob: when checkpoint metadata cannot be
+// written the job fails (never retried) and nothing is committed for that
+// checkpoint or aborted.
+func TestMetadataWriteFailureStopsJob(t *testing.T) {
+	st := openStore(t, t.TempDir())
+	sink := newMemSink()
+	j := engine.NewJob("meta-fail", checkpointed(st, coord.ExactlyOnce))
+	s := engine.FromSource(j, "source", newSeq(-1, 10))
+	engine.ToSink(s, "sink", engine.Sink[rec](sink)) // no keyed state: checkpoints only write metadata
+	go func() {
+		time.Sleep(100 * time.Millisecond)
+		st.Close() // every later metadata write fails
+	}()
+	err := j.Run(context.Background())
+	if !errors.Is(err, coord.ErrPersistFailed) {
+		t.Fatalf("got %v, want a failed metadata write", err)
+	}
+	for _, s := range j.CheckpointStats() {
+		if s.Status == "failed" && strings.Contains(s.Reason, "declined") {
+			t.Fatalf("checkpoint %d was aborted by a decline: %+v", s.ID, s)
+		}
+	}
+}

@@ -9,8 +9,10 @@
 // (FromSource, Map, Filter, FlatMap, KeyBy, Process, Transform, ToSink). Each
 // operator runs as Parallelism parallel instances. Consecutive operators
 // connected one-to-one with equal parallelism are chained into one task: one
-// goroutine, locked to its OS thread and, when there are at least as many
-// cores as tasks, pinned to a core. Every edge between tasks is a set of
+// goroutine; when there are at least as many cores as tasks, it is locked to
+// its OS thread and pinned to its own core (when tasks outnumber cores,
+// locked threads would trade cores through the OS, far slower than the Go
+// scheduler's goroutine switches). Every edge between tasks is a set of
 // lock-free single-producer single-consumer rings (ringbuf), one per
 // (upstream task, downstream task) pair. Records, barriers, cancellation
 // markers, watermarks and end-of-input travel in-band, in order, in batches.

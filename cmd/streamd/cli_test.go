@@ -119,7 +119,12 @@ func TestSignals(t *testing.T) {
 	bin := buildStreamd(t)
 	dir := t.TempDir()
 	const count = 3_000_000
-	os.WriteFile(filepath.Join(dir, "job.yaml"), []byte(fmt.Sprintf(crashJob, "exactly_once", count)), 0o644)
+	// Rate-limited (3 s of input), so the signals always land mid-run.
+	spec := strings.Replace(fmt.Sprintf(crashJob, "exactly_once", count), "keys: 1000}", "keys: 1000, rate: 1000000}", 1)
+	if !strings.Contains(spec, "rate:") {
+		t.Fatal("spec template changed")
+	}
+	os.WriteFile(filepath.Join(dir, "job.yaml"), []byte(spec), 0o644)
 	start := func() (*exec.Cmd, *bytes.Buffer) {
 		cmd := exec.Command(bin, "run", "--data-dir", "data", "--stats", "stats.json", "job.yaml")
 		cmd.Dir = dir

@@ -1,6 +1,7 @@
 package job
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"math"
@@ -728,86 +729,11 @@ func compare(op string, l, r fexpr) (func(*Row) bool, bool) {
 				return func(x *Row) bool { return int64(x.Num[s]) >= k }, true
 			}
 		}
-		if r.konst {
-			k := b(&zeroRow)
-			switch op {
-			case "==":
-				return func(x *Row) bool { return a(x) == k }, true
-			case "!=":
-				return func(x *Row) bool { return a(x) != k }, true
-			case "<":
-				return func(x *Row) bool { return a(x) < k }, true
-			case "<=":
-				return func(x *Row) bool { return a(x) <= k }, true
-			case ">":
-				return func(x *Row) bool { return a(x) > k }, true
-			case ">=":
-				return func(x *Row) bool { return a(x) >= k }, true
-			}
-		}
-		switch op {
-		case "==":
-			return func(x *Row) bool { return a(x) == b(x) }, true
-		case "!=":
-			return func(x *Row) bool { return a(x) != b(x) }, true
-		case "<":
-			return func(x *Row) bool { return a(x) < b(x) }, true
-		case "<=":
-			return func(x *Row) bool { return a(x) <= b(x) }, true
-		case ">":
-			return func(x *Row) bool { return a(x) > b(x) }, true
-		case ">=":
-			return func(x *Row) bool { return a(x) >= b(x) }, true
-		}
+		return compareOrdered(op, a, b, r.konst)
 	case l.num() && r.num():
-		a, b := l.asFloat(), r.asFloat()
-		if r.konst {
-			k := b(&zeroRow)
-			switch op {
-			case "==":
-				return func(x *Row) bool { return a(x) == k }, true
-			case "!=":
-				return func(x *Row) bool { return a(x) != k }, true
-			case "<":
-				return func(x *Row) bool { return a(x) < k }, true
-			case "<=":
-				return func(x *Row) bool { return a(x) <= k }, true
-			case ">":
-				return func(x *Row) bool { return a(x) > k }, true
-			case ">=":
-				return func(x *Row) bool { return a(x) >= k }, true
-			}
-		}
-		switch op {
-		case "==":
-			return func(x *Row) bool { return a(x) == b(x) }, true
-		case "!=":
-			return func(x *Row) bool { return a(x) != b(x) }, true
-		case "<":
-			return func(x *Row) bool { return a(x) < b(x) }, true
-		case "<=":
-			return func(x *Row) bool { return a(x) <= b(x) }, true
-		case ">":
-			return func(x *Row) bool { return a(x) > b(x) }, true
-		case ">=":
-			return func(x *Row) bool { return a(x) >= b(x) }, true
-		}
+		return compareOrdered(op, l.asFloat(), r.asFloat(), r.konst)
 	case l.t == TypeString && r.t == TypeString:
-		a, b := l.s, r.s
-		switch op {
-		case "==":
-			return func(x *Row) bool { return a(x) == b(x) }, true
-		case "!=":
-			return func(x *Row) bool { return a(x) != b(x) }, true
-		case "<":
-			return func(x *Row) bool { return a(x) < b(x) }, true
-		case "<=":
-			return func(x *Row) bool { return a(x) <= b(x) }, true
-		case ">":
-			return func(x *Row) bool { return a(x) > b(x) }, true
-		case ">=":
-			return func(x *Row) bool { return a(x) >= b(x) }, true
-		}
+		return compareOrdered(op, l.s, r.s, false)
 	case l.t == TypeBool && r.t == TypeBool:
 		a, b := l.b, r.b
 		switch op {
@@ -949,4 +875,43 @@ func (c *fastCompiler) matches(n *exprast.BinaryNode) (fexpr, bool) {
 	}
 	a := l.s
 	return fexpr{t: TypeBool, b: func(x *Row) bool { return re.MatchString(a(x)) }}, true
+}
+
+// compareOrdered compiles a comparison of two operands of one ordered type
+// (int64, float64 or string). When bConst, b is a constant and is evaluated
+// once. Operators on a type parameter keep the type's semantics (IEEE for
+// floats: NaN compares false), and each type instantiates its own code.
+func compareOrdered[T cmp.Ordered](op string, a, b func(*Row) T, bConst bool) (func(*Row) bool, bool) {
+	if bConst {
+		k := b(&zeroRow)
+		switch op {
+		case "==":
+			return func(x *Row) bool { return a(x) == k }, true
+		case "!=":
+			return func(x *Row) bool { return a(x) != k }, true
+		case "<":
+			return func(x *Row) bool { return a(x) < k }, true
+		case "<=":
+			return func(x *Row) bool { return a(x) <= k }, true
+		case ">":
+			return func(x *Row) bool { return a(x) > k }, true
+		case ">=":
+			return func(x *Row) bool { return a(x) >= k }, true
+		}
+	}
+	switch op {
+	case "==":
+		return func(x *Row) bool { return a(x) == b(x) }, true
+	case "!=":
+		return func(x *Row) bool { return a(x) != b(x) }, true
+	case "<":
+		return func(x *Row) bool { return a(x) < b(x) }, true
+	case "<=":
+		return func(x *Row) bool { return a(x) <= b(x) }, true
+	case ">":
+		return func(x *Row) bool { return a(x) > b(x) }, true
+	case ">=":
+		return func(x *Row) bool { return a(x) >= b(x) }, true
+	}
+	return nil, false
 }

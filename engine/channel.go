@@ -152,10 +152,7 @@ func (p *partWriter[T]) broadcast(v *T) {
 
 func (p *partWriter[T]) keyed(v *T) {
 	task, hash := p.route(v)
-	e := p.ws[task].slot()
-	e.kind = elemRecord
-	e.id = hash
-	e.rec = *v
+	p.ws[task].put(v, hash)
 }
 
 func (p *partWriter[T]) emit(kind elemKind, id uint64) {
@@ -181,9 +178,15 @@ type ringWriter[T any] struct {
 	hasRoom func() bool
 }
 
-func (w *ringWriter[T]) push(v *T) {
+func (w *ringWriter[T]) push(v *T) { w.put(v, 0) }
+
+// put writes a record into the next slot; id is the key hash on keyed
+// exchanges (the keyed operator downstream reads it instead of hashing
+// again), 0 elsewhere.
+func (w *ringWriter[T]) put(v *T, id uint64) {
 	e := w.slot()
 	e.kind = elemRecord
+	e.id = id
 	e.rec = *v
 }
 

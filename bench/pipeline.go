@@ -97,16 +97,7 @@ func benchChannelsTyped(b *testing.B) {
 			close(sinkIn[i])
 		}()
 		wg.Add(1)
-		go func() { // sink
-			defer wg.Done()
-			var c int64
-			for range sinkIn[i] {
-				c++
-			}
-			mu.Lock()
-			total += c
-			mu.Unlock()
-		}()
+		go countInto(sinkIn[i], &wg, &mu, &total) // sink
 	}
 	mapsDone.Wait()
 	for i := range benchParallelism {
@@ -117,6 +108,19 @@ func benchChannelsTyped(b *testing.B) {
 	if total != n {
 		b.Fatalf("sink saw %d records, want %d", total, n)
 	}
+}
+
+// countInto is the plain-channel pipelines' sink: it counts what arrives
+// on in and adds it to *total when in is closed.
+func countInto(in <-chan prec, done *sync.WaitGroup, mu *sync.Mutex, total *int64) {
+	defer done.Done()
+	var c int64
+	for range in {
+		c++
+	}
+	mu.Lock()
+	*total += c
+	mu.Unlock()
 }
 
 type benchSource struct {
@@ -261,16 +265,7 @@ func benchChannelsYAML(b *testing.B) {
 			close(sinkIn[i])
 		}()
 		sinks.Add(1)
-		go func() {
-			defer sinks.Done()
-			var c int64
-			for range sinkIn[i] {
-				c++
-			}
-			mu.Lock()
-			total += c
-			mu.Unlock()
-		}()
+		go countInto(sinkIn[i], &sinks, &mu, &total)
 	}
 	maps.Wait()
 	for i := range p {

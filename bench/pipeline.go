@@ -179,14 +179,14 @@ func benchEngineTyped(b *testing.B) {
 	n := int64(b.N)
 	j := engine.NewJob("bench", engine.Options{Parallelism: benchParallelism})
 	s := engine.FromSource(j, "source", func(engine.SourceContext) (engine.Source[prec], error) { return &benchSource{n: n}, nil })
-	s = engine.Map(s, "map", func(r prec) prec { r.Double = r.Seq * 2; return r })
+	s = engine.MapInPlace(s, "map", func(r *prec) { r.Double = r.Seq * 2 })
 	ks := engine.KeyBy(s, engine.Int64Key(func(r *prec) int64 { return r.Key }))
-	counted := engine.Process(ks, "count", func(rt *engine.Runtime) (func(*engine.KeyedContext, prec, func(prec)), error) {
+	counted := engine.Process(ks, "count", func(rt *engine.Runtime) (func(*engine.KeyedContext, *prec, func(*prec)), error) {
 		st, err := keyed.NewValueState(rt.Backend(), rt.StateName("count"), keyed.Int64Codec, keyed.StateOptions{})
 		if err != nil {
 			return nil, err
 		}
-		return func(_ *engine.KeyedContext, r prec, emit func(prec)) {
+		return func(_ *engine.KeyedContext, r *prec, emit func(*prec)) {
 			c, _ := st.Get()
 			c++
 			st.Put(c)

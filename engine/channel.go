@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"unsafe"
+
 	"github.com/streamd/streamd/keyed"
 	"github.com/streamd/streamd/ringbuf"
 )
@@ -48,10 +50,11 @@ func (typeOps[T]) newRing(capacity int, producer, consumer *ringbuf.Waiter) any 
 
 func (typeOps[T]) newWriter(t *task, part partitioning, rings []any, route any) outWriter {
 	ws := make([]*ringWriter[T], len(rings))
+	words := wordCount[T]()
 	for i, r := range rings {
 		ring := r.(*ringbuf.Ring[element[T]])
-		w := &ringWriter[T]{t: t, ring: ring}
-		w.hasRoom = func() bool { return ring.Len() < ring.Cap() || t.cancelled() }
+		w := &ringWriter[T]{t: t, ring: ring, words: words}
+		w.hasRoom = func() bool { return ring.Len() < ring.Cap() || t.cancelled() || t.consumersReady() }
 		ws[i] = w
 	}
 	pw := &partWriter[T]{ws: ws}
@@ -176,6 +179,9 @@ type ringWriter[T any] struct {
 	buf     []element[T] // the current reservation
 	n       int          // slots of buf filled
 	hasRoom func() bool
+	// words is T's size in words when T is copied word by word (copy.go),
+	// 0 when it is copied by assignment.
+	words int
 }
 
 func (w *ringWriter[T]) push(v *T) { w.put(v, 0) }
@@ -187,13 +193,17 @@ func (w *ringWriter[T]) put(v *T, id uint64) {
 	e := w.slot()
 	e.kind = elemRecord
 	e.id = id
+	if w.words > 0 {
+		copyWords(unsafe.Pointer(&e.rec), unsafe.Pointer(v), w.words)
+		return
+	}
 	e.rec = *v
 }
 
 // slot returns the next free slot, publishing and reserving as needed. When
 // the ring is full it first publishes every other output of the task (so no
-// downstream task waits for records we hold back), then waits: this is
-// backpressure.
+// downstream task waits for records we hold back), runs the consumers that
+// share the task's worker (worker.help), then waits: this is backpressure.
 func (w *ringWriter[T]) slot() *element[T] {
 	if w.n == len(w.buf) {
 		w.reserve()
@@ -213,6 +223,9 @@ func (w *ringWriter[T]) reserve() {
 		}
 		w.t.flushOutputs()
 		w.t.checkCancelled()
+		if w.t.w.help(w.t) {
+			continue
+		}
 		w.t.job.opts.Wait.Await(w.t.waiter, w.hasRoom)
 	}
 }

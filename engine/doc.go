@@ -1,6 +1,6 @@
 // Package engine runs keyed, stateful dataflows on one host: it owns the job
 // graph and its typed API, operator chaining, the exchanges between tasks,
-// the task goroutines and their scheduling, the checkpoint driver that feeds
+// the workers that run the tasks, the checkpoint driver that feeds
 // the coordinator (engine/coord), and the interfaces of sources and sinks.
 //
 // # Shape
@@ -8,11 +8,16 @@
 // A job is a directed acyclic graph of operators built with the typed API
 // (FromSource, Map, Filter, FlatMap, KeyBy, Process, Transform, ToSink). Each
 // operator runs as Parallelism parallel instances. Consecutive operators
-// connected one-to-one with equal parallelism are chained into one task: one
-// goroutine; when there are at least as many cores as tasks, it is locked to
-// its OS thread and pinned to its own core (when tasks outnumber cores,
-// locked threads would trade cores through the OS, far slower than the Go
-// scheduler's goroutine switches). Every edge between tasks is a set of
+// connected one-to-one with equal parallelism are chained into one task.
+// Tasks run on workers, as in a Flink task slot with slot sharing: worker i
+// is one goroutine that runs task i of every vertex in turn, so a record
+// handed from one task to the next through a ring usually stays in the
+// core's cache. When there are at least as many cores as workers, each
+// worker is locked to its OS thread and pinned to its own core (when
+// workers outnumber cores, locked threads would trade cores through the
+// OS, far slower than the Go scheduler's goroutine switches). A task whose
+// output ring is full first runs the tasks on its worker that read it, then
+// waits (worker.go). Every edge between tasks is a set of
 // lock-free single-producer single-consumer rings (ringbuf), one per
 // (upstream task, downstream task) pair. Records, barriers, cancellation
 // markers, watermarks and end-of-input travel in-band, in order, in batches.
@@ -26,6 +31,10 @@
 // as func(*T) closures built once per task, records sit in ring slots by
 // value, and per-operator scratch values carry outputs, so a record costs no
 // allocation between source and sink (tests prove it with AllocsPerRun).
+// MapInPlace and Process pass records by pointer: on this machine a struct
+// of several words passed and returned by value costs store-forwarding
+// stalls worth more than the operator itself. Pointer-free records are
+// copied into ring slots word by word for the same reason (copy.go).
 //
 // # Checkpoints
 //

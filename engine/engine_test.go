@@ -169,12 +169,12 @@ func countJob(t testing.TB, opts engine.Options, src func(engine.SourceContext) 
 	s = engine.Filter(s, "filter", func(r rec) bool { return r.Seq%3 != 0 })
 	s = engine.Map(s, "map", func(r rec) rec { r.Seq *= 1; return r })
 	ks := engine.KeyBy(s, engine.Int64Key(func(r *rec) int64 { return r.Key }))
-	counted := engine.Process(ks, "count", func(rt *engine.Runtime) (func(*engine.KeyedContext, rec, func(rec)), error) {
+	counted := engine.Process(ks, "count", func(rt *engine.Runtime) (func(*engine.KeyedContext, *rec, func(*rec)), error) {
 		st, err := keyed.NewValueState(rt.Backend(), rt.StateName("count"), keyed.Int64Codec, keyed.StateOptions{})
 		if err != nil {
 			return nil, err
 		}
-		return func(_ *engine.KeyedContext, r rec, emit func(rec)) {
+		return func(_ *engine.KeyedContext, r *rec, emit func(*rec)) {
 			n, _ := st.Get()
 			n++
 			st.Put(n)
@@ -310,8 +310,8 @@ func TestSourceErrorStopsJob(t *testing.T) {
 		return &seqSource{n: -1, keys: 3, fail: 1000}, nil
 	})
 	ks := engine.KeyBy(s, engine.Int64Key(func(r *rec) int64 { return r.Key }))
-	out := engine.Process(ks, "pass", func(*engine.Runtime) (func(*engine.KeyedContext, rec, func(rec)), error) {
-		return func(_ *engine.KeyedContext, r rec, emit func(rec)) { emit(r) }, nil
+	out := engine.Process(ks, "pass", func(*engine.Runtime) (func(*engine.KeyedContext, *rec, func(*rec)), error) {
+		return func(_ *engine.KeyedContext, r *rec, emit func(*rec)) { emit(r) }, nil
 	})
 	engine.ToSink(out, "sink", engine.Sink[rec](newMemSink()))
 	err := j.Run(context.Background())
@@ -517,6 +517,42 @@ func TestMetadataWriteFailureStopsJob(t *testing.T) {
 	for _, s := range j.CheckpointStats() {
 		if s.Status == "failed" && strings.Contains(s.Reason, "declined") {
 			t.Fatalf("checkpoint %d was aborted by a decline: %+v", s.ID, s)
+		}
+	}
+}
+
+// MapInPlace changes records where they are; a keyed Process that emits
+// its (modified) input pointer passes them on without copies.
+func TestMapInPlaceAndPointerProcess(t *testing.T) {
+	j := engine.NewJob("inplace", engine.Options{Parallelism: 2})
+	s := engine.FromSource(j, "source", newSeq(1000, 10))
+	s = engine.MapInPlace(s, "negate", func(r *rec) { r.Seq = -r.Seq })
+	ks := engine.KeyBy(s, engine.Int64Key(func(r *rec) int64 { return r.Key }))
+	out := engine.Process(ks, "mark", func(*engine.Runtime) (func(*engine.KeyedContext, *rec, func(*rec)), error) {
+		return func(_ *engine.KeyedContext, r *rec, emit func(*rec)) {
+			r.Count = r.Key + 1
+			emit(r)
+			emit(r) // twice: the second copy must be identical
+		}, nil
+	})
+	sink := newMemSink()
+	engine.ToSink(out, "sink", engine.Sink[rec](sink))
+	if err := j.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if len(sink.committed) != 2000 {
+		t.Fatalf("sink got %d records, want 2000", len(sink.committed))
+	}
+	seen := make(map[int64]int)
+	for _, r := range sink.committed {
+		if r.Seq > 0 || r.Key != (-r.Seq)%10 || r.Count != r.Key+1 {
+			t.Fatalf("record %+v: MapInPlace or Process did not apply", r)
+		}
+		seen[r.Seq]++
+	}
+	for seq, n := range seen {
+		if n != 2 {
+			t.Fatalf("seq %d seen %d times, want 2", seq, n)
 		}
 	}
 }

@@ -81,14 +81,14 @@ func Example() {
 	})
 	even := engine.Filter(src, "even-pages", func(c Click) bool { return c.Page%2 == 0 })
 	byUser := engine.KeyBy(even, engine.StringKey(func(c *Click) string { return c.User }))
-	counted := engine.Process(byUser, "count", func(rt *engine.Runtime) (func(*engine.KeyedContext, Click, func(Click)), error) {
+	counted := engine.Process(byUser, "count", func(rt *engine.Runtime) (func(*engine.KeyedContext, *Click, func(*Click)), error) {
 		// Keyed state is registered once per task and scoped to the
 		// current record's key.
 		count, err := keyed.NewValueState(rt.Backend(), rt.StateName("count"), keyed.Int64Codec, keyed.StateOptions{})
 		if err != nil {
 			return nil, err
 		}
-		return func(_ *engine.KeyedContext, c Click, emit func(Click)) {
+		return func(_ *engine.KeyedContext, c *Click, emit func(*Click)) {
 			n, _ := count.Get()
 			count.Put(n + 1)
 			c.Count = n + 1

@@ -28,18 +28,20 @@ const (
 	eventQueueLen = 4 * MaxTasks
 )
 
-// PinMode says whether task goroutines are pinned to cores.
+// PinMode says whether worker goroutines (which run the tasks, worker.go)
+// are locked to OS threads pinned to cores.
 type PinMode uint8
 
 const (
-	// PinAuto pins every task to its own core when the process may run on
-	// at least as many cores as the job has tasks, and pins nothing
-	// otherwise (oversubscribed pinned threads would fight over cores).
+	// PinAuto pins every worker to its own core when the process may run
+	// on at least as many cores as the job has workers (its largest
+	// parallelism), and pins nothing otherwise (oversubscribed pinned
+	// threads would fight over cores).
 	PinAuto PinMode = iota
 	// PinOff never pins.
 	PinOff
-	// PinOn pins like PinAuto, and round-robins tasks over the cores when
-	// there are fewer cores than tasks.
+	// PinOn pins like PinAuto, and round-robins workers over the cores
+	// when there are fewer cores than workers.
 	PinOn
 )
 

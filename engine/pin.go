@@ -4,16 +4,16 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// planPinning decides which core each task's thread is pinned to, or nil
+// planPinning decides which core each worker's thread is pinned to, or nil
 // for none. allowed lists the cores the process may run on.
-func planPinning(mode PinMode, tasks int, allowed []int) []int {
-	if mode == PinOff || len(allowed) == 0 || tasks == 0 {
+func planPinning(mode PinMode, workers int, allowed []int) []int {
+	if mode == PinOff || len(allowed) == 0 || workers == 0 {
 		return nil
 	}
-	if tasks > len(allowed) && mode == PinAuto {
+	if workers > len(allowed) && mode == PinAuto {
 		return nil
 	}
-	cpus := make([]int, tasks)
+	cpus := make([]int, workers)
 	for i := range cpus {
 		cpus[i] = allowed[i%len(allowed)]
 	}

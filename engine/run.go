@@ -11,7 +11,6 @@ import (
 	"github.com/streamd/streamd/align"
 	"github.com/streamd/streamd/engine/coord"
 	"github.com/streamd/streamd/internal/failpoint"
-	"github.com/streamd/streamd/ringbuf"
 	"github.com/streamd/streamd/snapshot"
 )
 
@@ -81,6 +80,7 @@ type jobRuntime struct {
 	opts          Options
 	vertices      []*vertex
 	tasks         []*task
+	workers       []*worker
 	inputRings    map[*task][]any
 	checkpointing bool
 	alignMode     align.Mode
@@ -283,23 +283,32 @@ func (rt *jobRuntime) recoverSinks() error {
 	return nil
 }
 
-// buildTasks creates the tasks, their rings and writers.
+// buildTasks creates the workers, the tasks, their rings and writers.
 func (rt *jobRuntime) buildTasks() {
 	j := rt.job
+	nw := 0
+	for _, v := range rt.vertices {
+		nw = max(nw, v.parallelism)
+	}
+	for i := range nw {
+		rt.workers = append(rt.workers, newWorker(rt, i))
+	}
+	cpus := planPinning(rt.opts.Pinning, nw, usableCPUs(rt.opts.cpus))
+	for i, w := range rt.workers {
+		if cpus != nil {
+			w.cpu = cpus[i]
+		}
+	}
 	id := 0
 	for _, v := range rt.vertices {
 		for i := 0; i < v.parallelism; i++ {
-			t := &task{job: rt, v: v, index: i, id: coord.TaskID(id), waiter: ringbuf.NewWaiter(),
-				ctrl: make(chan ctrlMsg, controlQueueLen), cpu: -1}
+			w := rt.workers[i]
+			t := &task{job: rt, v: v, index: i, id: coord.TaskID(id), w: w, waiter: w.waiter,
+				ctrl: make(chan ctrlMsg, controlQueueLen)}
 			v.tasks = append(v.tasks, t)
 			rt.tasks = append(rt.tasks, t)
+			w.tasks = append(w.tasks, t)
 			id++
-		}
-	}
-	cpus := planPinning(rt.opts.Pinning, len(rt.tasks), usableCPUs(rt.opts.cpus))
-	for i, t := range rt.tasks {
-		if cpus != nil {
-			t.cpu = cpus[i]
 		}
 	}
 	// One ring per (upstream task, downstream task) pair; forward edges
@@ -319,6 +328,9 @@ func (rt *jobRuntime) buildTasks() {
 				}
 				r := upTail.out.newRing(rt.opts.RingCapacity, ut.waiter, dt.waiter)
 				rings = append(rings, r)
+				if dt.w == ut.w {
+					ut.consumers = append(ut.consumers, dt)
+				}
 				rt.inputRings[dt] = append(rt.inputRings[dt], r)
 			}
 			var rf any
@@ -345,11 +357,8 @@ func (rt *jobRuntime) execute(ctx context.Context) error {
 			}()
 		}
 	}
-	for _, t := range rt.tasks {
-		go func() {
-			err := t.run()
-			rt.events <- event{kind: evTaskExit, task: t.id, err: err}
-		}()
+	for _, w := range rt.workers {
+		go w.run()
 	}
 	err := rt.drive(ctx)
 	if rt.async != nil {

@@ -48,7 +48,8 @@ const (
 	sourceEnded               // no more records; waiting for the final checkpoint
 )
 
-// task is one parallel instance of a vertex: one goroutine.
+// task is one parallel instance of a vertex (a chain of operators). Tasks
+// run on workers (worker.go), several to a worker.
 type task struct {
 	job    *jobRuntime
 	v      *vertex
@@ -56,7 +57,6 @@ type task struct {
 	id     coord.TaskID
 	waiter *ringbuf.Waiter
 	ctrl   chan ctrlMsg
-	cpu    int // -1: not pinned
 
 	backend *keyed.Backend
 	aligner *align.Aligner
@@ -72,7 +72,19 @@ type task struct {
 
 	srcState sourceState
 	done     bool
-	ready    func() bool
+	// idleUntil: a source that read nothing is not asked again before
+	// this time (zero: not idle).
+	idleUntil time.Time
+
+	// w is the worker that runs the task; onStack is set while the task
+	// is running on it (possibly nested inside another task's wait for
+	// room, see worker.help); exited once it has finished or failed.
+	w       *worker
+	onStack bool
+	exited  bool
+	// consumers are the tasks on the same worker that read this task's
+	// output rings: the ones that can make room when an output is full.
+	consumers []*task
 
 	// checkpoint bookkeeping, task goroutine only
 	lastCompleted *snapshot.KeyedHandle
@@ -105,8 +117,10 @@ func (t *task) emitAll(kind elemKind, id uint64) {
 	t.flushOutputs()
 }
 
-// run is the task goroutine.
-func (t *task) run() (err error) {
+// guard runs f, one piece of the task's work on its worker, and turns a
+// panic into the task's error: the unwinding of a cancelled job, an error
+// an operator panicked with, or a runtime error with its stack.
+func (t *task) guard(f func()) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			switch x := r.(type) {
@@ -124,39 +138,28 @@ func (t *task) run() (err error) {
 				err = fmt.Errorf("panic: %v\n%s", r, debug.Stack())
 			}
 		}
-		if t.source != nil {
-			if cerr := t.source.close(); err == nil && cerr != nil {
-				err = cerr
-			}
-		}
-		if t.sink != nil {
-			if cerr := t.sink.Close(); err == nil && cerr != nil {
-				err = cerr
-			}
-		}
-		if err != nil && !errors.Is(err, errCancelled) {
-			err = fmt.Errorf("%s: %w", t, err)
-		}
 	}()
-	if t.cpu >= 0 {
-		// A task that has a core of its own runs on a locked, pinned OS
-		// thread. When tasks outnumber cores they stay ordinary
-		// goroutines: locked threads would hand the cores to each other
-		// through the OS (~20 µs per wake-up, DESIGN.md), while the Go
-		// scheduler switches goroutines in well under a microsecond.
-		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
-		if perr := pinThread(t.cpu); perr != nil {
-			t.job.opts.Logger("streamd: %s: cannot pin to cpu %d: %v", t, t.cpu, perr)
+	f()
+	return nil
+}
+
+// close releases the task's source and sink once it has finished or
+// failed, and names the task in its error.
+func (t *task) close(err error) error {
+	if t.source != nil {
+		if cerr := t.source.close(); err == nil && cerr != nil {
+			err = cerr
 		}
 	}
-	if err := t.open(); err != nil {
-		return err
+	if t.sink != nil {
+		if cerr := t.sink.Close(); err == nil && cerr != nil {
+			err = cerr
+		}
 	}
-	if t.source != nil {
-		return t.runSource()
+	if err != nil && !errors.Is(err, errCancelled) {
+		err = fmt.Errorf("%s: %w", t, err)
 	}
-	return t.runOperator()
+	return err
 }
 
 // open builds the chain's push functions, restores state and opens the
@@ -207,12 +210,10 @@ func (t *task) open() error {
 			return fmt.Errorf("cannot open source %q: %w", head.name, err)
 		}
 		t.source = src
-		t.ready = func() bool { return len(t.ctrl) > 0 || t.cancelled() }
 		return nil
 	}
 	t.reader = head.input.out.newReader(t, j.inputRings[t], next)
 	t.aligner = align.New(t.reader.numInputs(), j.alignMode)
-	t.ready = func() bool { return t.reader.readable() || len(t.ctrl) > 0 || t.cancelled() }
 	return nil
 }
 
@@ -251,69 +252,93 @@ func (t *task) restoreKeyed() error {
 	return nil
 }
 
-func (t *task) runOperator() error {
-	wait := t.job.opts.Wait
-	for {
-		t.drainControl()
-		t.checkCancelled()
-		if t.reader.poll() {
-			t.flushOutputs()
-			continue
-		}
-		t.flushOutputs()
-		if t.aligner.AllEnded() {
-			return t.endOfInput()
-		}
-		if t.backend != nil {
-			// Idle: remove a few expired TTL entries (free when no state has
-			// a TTL). Reads already treat expired entries as absent.
-			t.backend.CleanupExpired(ttlCleanupSlots)
-		}
-		wait.Await(t.waiter, t.ready)
+// step runs one round of the task on its worker: it handles control
+// messages, then reads one batch from each input (operators) or one batch
+// from the source. It reports whether the task did anything; a task with
+// nothing to do returns false, and its worker waits once none of its tasks
+// can go on. step sets t.done when the task has finished.
+func (t *task) step() bool {
+	t.drainControl()
+	if t.done {
+		return true
 	}
+	t.checkCancelled()
+	if t.source != nil {
+		return t.stepSource()
+	}
+	if t.reader.poll() {
+		t.flushOutputs()
+		return true
+	}
+	t.flushOutputs()
+	if t.aligner.AllEnded() {
+		if err := t.endOfInput(); err != nil {
+			panic(taskError{err})
+		}
+		return true
+	}
+	if t.backend != nil {
+		// Idle: remove a few expired TTL entries (free when no state has
+		// a TTL). Reads already treat expired entries as absent.
+		t.backend.CleanupExpired(ttlCleanupSlots)
+	}
+	return false
 }
 
-func (t *task) runSource() error {
-	for {
-		t.drainControl()
-		if t.done {
-			return nil
-		}
-		t.checkCancelled()
-		if t.srcState == sourceEnded {
-			t.job.opts.Wait.Await(t.waiter, t.ready)
-			continue
-		}
-		n, eof, err := t.source.step()
-		t.flushOutputs()
-		if err != nil {
-			return err
-		}
-		if eof {
-			if err := t.sourceEnded(true); err != nil {
-				return err
-			}
-			if t.done {
-				return nil
-			}
-			continue
-		}
-		if n == 0 {
-			t.idleSource()
-		}
+func (t *task) stepSource() bool {
+	if t.srcState == sourceEnded || t.sourceIdle() {
+		return false
 	}
+	n, eof, err := t.source.step()
+	t.flushOutputs()
+	if err != nil {
+		panic(taskError{err})
+	}
+	if eof {
+		if err := t.sourceEnded(true); err != nil {
+			panic(taskError{err})
+		}
+		return true
+	}
+	if n == 0 {
+		// Nothing to read now: ask again in a while, handling control
+		// messages and the worker's other tasks meanwhile.
+		t.idleUntil = time.Now().Add(sourceIdleWait)
+		return false
+	}
+	return true
 }
 
-// idleSource waits a little for a source that has nothing to read, while
-// staying responsive to control messages.
-func (t *task) idleSource() {
-	timer := time.NewTimer(time.Millisecond)
-	defer timer.Stop()
-	select {
-	case m := <-t.ctrl:
-		t.handleControl(m)
-	case <-timer.C:
+// sourceIdleWait is how long a source that had nothing to read waits
+// before it is asked again (or until a control message arrives).
+const sourceIdleWait = time.Millisecond
+
+// sourceIdle reports whether the source is waiting after an empty read.
+func (t *task) sourceIdle() bool {
+	if t.idleUntil.IsZero() {
+		return false
 	}
+	if time.Now().Before(t.idleUntil) {
+		return true
+	}
+	t.idleUntil = time.Time{}
+	return false
+}
+
+// canStep reports whether step may do something: input to read, a source
+// to read from, a control message, or cancellation. Called by the worker's
+// wait (also from Park, so it must not block).
+func (t *task) canStep() bool {
+	if t.exited {
+		return false
+	}
+	if len(t.ctrl) > 0 || t.cancelled() {
+		return true
+	}
+	if t.source != nil {
+		return t.srcState == sourceRunning && t.idleUntil.IsZero()
+	}
+	return t.reader != nil && (t.reader.readable() || t.aligner.AllEnded())
 }
 
 // sourceEnded handles a source that has no more records (exhausted) or was

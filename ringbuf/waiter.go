@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"sync/atomic"
+	"time"
 )
 
 // Waiter is where one goroutine parks until something it waits for may
@@ -271,4 +272,26 @@ func pause(n int) {
 	if x == 1 {
 		pauseSink = x
 	}
+}
+
+// ParkFor is Park with a time limit: it returns at the latest after d,
+// woken or not. timer is the caller's reusable timer (stopped or expired,
+// its channel drained), so that timed waits allocate nothing; ParkFor
+// leaves it so.
+func (w *Waiter) ParkFor(ready func() bool, d time.Duration, timer *time.Timer) {
+	if !w.parked.CompareAndSwap(0, 1) {
+		panic("ringbuf: two goroutines parked on one Waiter")
+	}
+	if ready() {
+		w.parked.Store(0)
+		return
+	}
+	w.parks.Add(1)
+	timer.Reset(d)
+	select {
+	case <-w.wakeup:
+		timer.Stop()
+	case <-timer.C:
+	}
+	w.parked.Store(0)
 }

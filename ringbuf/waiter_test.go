@@ -360,3 +360,37 @@ func TestAwaitFixedBudget(t *testing.T) {
 		}
 	}
 }
+
+func TestParkForTimesOutAndWakes(t *testing.T) {
+	w := NewWaiter()
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	start := time.Now()
+	w.ParkFor(func() bool { return false }, 5*time.Millisecond, timer)
+	if el := time.Since(start); el < 5*time.Millisecond {
+		t.Fatalf("ParkFor returned after %v, before its time limit", el)
+	}
+	if w.Parks() != 1 {
+		t.Fatalf("Parks = %d, want 1", w.Parks())
+	}
+	// A wake-up ends the wait long before the limit; the timer is reusable.
+	done := make(chan struct{})
+	go func() {
+		w.ParkFor(func() bool { return false }, time.Hour, timer)
+		close(done)
+	}()
+	for w.parked.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	w.Wake()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("ParkFor was not woken")
+	}
+	// ready already true: no park at all.
+	w.ParkFor(func() bool { return true }, time.Hour, timer)
+	if w.Parks() != 2 {
+		t.Fatalf("Parks = %d, want 2", w.Parks())
+	}
+}

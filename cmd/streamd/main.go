@@ -110,7 +110,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	dataDir := fs.String("data-dir", "streamd-data", "directory of checkpoints (created if missing)")
 	statsPath := fs.String("stats", "", "write checkpoint statistics as JSON to this file when the job ends")
-	pin := fs.String("pin", "auto", "pin task threads to cores: auto, on or off")
+	pin := fs.String("pin", "auto", "pin worker threads to cores: auto, on or off")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile (pprof) of the run to this file")
 	if err := fs.Parse(args); err != nil {
 		return exitUsage

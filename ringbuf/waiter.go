@@ -69,18 +69,7 @@ func (w *Waiter) wakeSlow() {
 // caller handles elsewhere); callers re-check their conditions in a loop.
 // ready must not block and must not call Park. It panics if another
 // goroutine is parked on w: a Waiter belongs to one waiting goroutine.
-func (w *Waiter) Park(ready func() bool) {
-	if !w.parked.CompareAndSwap(0, 1) {
-		panic("ringbuf: two goroutines parked on one Waiter")
-	}
-	if ready() {
-		w.parked.Store(0)
-		return
-	}
-	w.parks.Add(1)
-	<-w.wakeup
-	w.parked.Store(0)
-}
+func (w *Waiter) Park(ready func() bool) { w.park(ready, 0, nil) }
 
 // Parks returns how many times Park has blocked on w, for metrics: a busy
 // pipeline should park rarely, never once per batch.
@@ -279,6 +268,11 @@ func pause(n int) {
 // its channel drained), so that timed waits allocate nothing; ParkFor
 // leaves it so.
 func (w *Waiter) ParkFor(ready func() bool, d time.Duration, timer *time.Timer) {
+	w.park(ready, d, timer)
+}
+
+// park blocks until woken, or, with a timer, at most d.
+func (w *Waiter) park(ready func() bool, d time.Duration, timer *time.Timer) {
 	if !w.parked.CompareAndSwap(0, 1) {
 		panic("ringbuf: two goroutines parked on one Waiter")
 	}
@@ -287,11 +281,15 @@ func (w *Waiter) ParkFor(ready func() bool, d time.Duration, timer *time.Timer) 
 		return
 	}
 	w.parks.Add(1)
-	timer.Reset(d)
-	select {
-	case <-w.wakeup:
-		timer.Stop()
-	case <-timer.C:
+	if timer == nil {
+		<-w.wakeup
+	} else {
+		timer.Reset(d)
+		select {
+		case <-w.wakeup:
+			timer.Stop()
+		case <-timer.C:
+		}
 	}
 	w.parked.Store(0)
 }

@@ -21,8 +21,51 @@ type stateInfo struct {
 type keyCtx struct {
 	enc  []byte // uvarint(len(key)) || key: the encoded key of value records and map heads
 	hash uint64 // HashKey(key)
-	kg   int
-	idx  int // kg - Range.Start
+	idx  int    // key group - Range.Start
+
+	// Fixed-width compare words of enc, set by setKey (only for the
+	// current key): findValue compares a short stored key with one or two
+	// 8-byte loads instead of a memequal call. For len(enc) <= 8, w0 is
+	// enc little endian (the stored key is read through the 8 bytes that
+	// end where it ends, which start inside the record header, and
+	// shifted right by wshift); for len(enc) <= 16, w0 and w1 are the
+	// first and the last 8 bytes of enc.
+	w0, w1 uint64
+	wshift uint8
+}
+
+// setKey sets enc to uvarint(len(key)) || key and the compare words. The
+// words are computed from key, not read back from enc: a load spanning the
+// two stores that just wrote enc would stall on store forwarding.
+func (k *keyCtx) setKey(key []byte) {
+	n := len(key)
+	if n >= 0x80 || n >= cap(k.enc) {
+		// A multi-byte length: len(enc) > 16, no compare words.
+		k.enc = binary.AppendUvarint(k.enc[:0], uint64(n))
+		k.enc = append(k.enc, key...)
+		return
+	}
+	k.enc = k.enc[:n+1] // only the length changes
+	enc := k.enc
+	enc[0] = byte(n)
+	switch {
+	case n >= 8:
+		w := binary.LittleEndian.Uint64(key)
+		if n == 8 {
+			binary.LittleEndian.PutUint64(enc[1:], w)
+		} else {
+			copy(enc[1:], key)
+		}
+		k.w0 = uint64(n) | w<<8 // enc[0:8]
+		k.w1 = binary.LittleEndian.Uint64(key[n-8:])
+	default:
+		copy(enc[1:], key)
+		w := uint64(0)
+		for i := n - 1; i >= 0; i-- {
+			w = w<<8 | uint64(key[i])
+		}
+		k.w0, k.wshift = uint64(n)|w<<8, uint8(64-8*(n+1))
+	}
 }
 
 func (k *keyCtx) key() []byte {
@@ -59,16 +102,34 @@ type Backend struct {
 	// the same state that follows (read-modify-write, the common case)
 	// skips the lookup. Valid while mods is unchanged (every write, so
 	// every rehash and compaction, changes it; copying a table on write
-	// keeps slot indexes and addresses) and the key is the same.
+	// keeps slot indexes and addresses) and the key is the same. t is the
+	// table Get read: while mods is unchanged no table was replaced (only
+	// writes replace tables), so it is still tables[cur.idx]; a snapshot
+	// taken since makes it shared, which putLast checks.
+	//
+	// Put's fast path (fast: no TTL) needs no lookup at all: r is the
+	// record's page reference in t.data (t.data is reallocated only by
+	// writes), epoch the older of t's and the page's epochs (both are
+	// writable in place while epoch > newestSnap; a snapshot taken since
+	// Get raises newestSnap to at least it), off, vo and vcap the record's
+	// offset, value offset and value capacity.
 	last struct {
 		valid bool
+		fast  bool
+		id    StateID
 		mods  uint64
-		hw    uint16
 		at    int
 		addr  uint32
+		t     *table
+		r     *pageRef
+		epoch uint64
+		off   int
+		vo    int
+		vcap  int
 	}
 
 	dir        *dir
+	tables     []*table    // dir.tables (one load less per lookup)
 	epoch      uint64      // current write epoch; Snapshot takes it and bumps it
 	newestSnap uint64      // epoch of the newest snapshot not known to be released; 0: none
 	snaps      []*Snapshot // snapshots not known to be released, by ascending epoch
@@ -116,7 +177,9 @@ func NewBackend(opts Options) (*Backend, error) {
 	// overwhelming probability: see Snapshot.KeyGroupVersion.
 	b.epoch = 1<<32 + rand.Uint64N(1<<61)
 	b.dir = &dir{epoch: b.epoch, tables: make([]*table, opts.Range.Len())}
+	b.tables = b.dir.tables
 	b.cur.idx = -1
+	b.cur.enc = make([]byte, 0, 64)
 	return b, nil
 }
 
@@ -176,24 +239,31 @@ func (b *Backend) SetCurrentKey(key []byte) { b.SetCurrentKeyHashed(key, HashKey
 // hash == HashKey(key) (the router computed it). A wrong hash is a bug that
 // this does not detect (except under -tags invariants).
 func (b *Backend) SetCurrentKeyHashed(key []byte, hash uint64) {
+	kg := KeyGroupOf(hash, b.opts.MaxParallelism)
+	idx := kg - b.opts.Range.Start
+	// len(tables) == Range.Len(), so this is !Range.Contains(kg).
+	if len(key) > MaxKeyBytes || uint(idx) >= uint(len(b.tables)) || (invariants && hash != HashKey(key)) {
+		b.badKey(key, hash, kg)
+	}
+	b.cur.setKey(key)
+	b.cur.hash = hash
+	b.cur.idx = idx
+	b.curSet = true
+	b.last.valid, b.last.fast = false, false
+}
+
+// badKey panics for SetCurrentKeyHashed, out of line.
+//
+//go:noinline
+func (b *Backend) badKey(key []byte, hash uint64, kg int) {
 	if len(key) > MaxKeyBytes {
 		panic(fmt.Errorf("%w: key of %d bytes, limit %d", ErrKeyTooLarge, len(key), MaxKeyBytes))
 	}
 	if invariants && hash != HashKey(key) {
 		panic("keyed: SetCurrentKeyHashed: hash is not HashKey(key)")
 	}
-	kg := KeyGroupOf(hash, b.opts.MaxParallelism)
-	if !b.opts.Range.Contains(kg) {
-		panic(fmt.Sprintf("keyed: key %x is in key group %d, outside this backend's range %v: the record was routed to the wrong task",
-			string(key[:min(len(key), 64)]), kg, b.opts.Range))
-	}
-	b.cur.enc = binary.AppendUvarint(b.cur.enc[:0], uint64(len(key)))
-	b.cur.enc = append(b.cur.enc, key...)
-	b.cur.hash = hash
-	b.cur.kg = kg
-	b.cur.idx = kg - b.opts.Range.Start
-	b.curSet = true
-	b.last.valid = false
+	panic(fmt.Sprintf("keyed: key %x is in key group %d, outside this backend's range %v: the record was routed to the wrong task",
+		string(key[:min(len(key), 64)]), kg, b.opts.Range))
 }
 
 // HasCurrentKey reports whether key is already the current key, so a
@@ -212,7 +282,7 @@ func (b *Backend) CurrentKey() []byte {
 // CurrentKeyGroup returns the key group of the current key.
 func (b *Backend) CurrentKeyGroup() int {
 	b.mustHaveKey()
-	return b.cur.kg
+	return b.cur.idx + b.opts.Range.Start
 }
 
 func (b *Backend) mustHaveKey() {
@@ -223,7 +293,19 @@ func (b *Backend) mustHaveKey() {
 
 // stateOf returns the state id, panicking when it is not registered or is
 // (map != true) of the wrong kind for the operation.
+// The panics are out of line in badState.
 func (b *Backend) stateOf(id StateID, isMap bool) *stateInfo {
+	if uint(id) < uint(len(b.states)) {
+		if st := &b.states[id]; (st.kind == KindMap) == isMap && b.curSet {
+			return st
+		}
+	}
+	b.badState(id, isMap)
+	return nil
+}
+
+//go:noinline
+func (b *Backend) badState(id StateID, isMap bool) {
 	if uint(id) >= uint(len(b.states)) {
 		panic(fmt.Sprintf("keyed: state ID %d is not registered", id))
 	}
@@ -231,10 +313,7 @@ func (b *Backend) stateOf(id StateID, isMap bool) *stateInfo {
 	if (st.kind == KindMap) != isMap {
 		b.wrongKind(st, isMap)
 	}
-	if !b.curSet {
-		b.mustHaveKey()
-	}
-	return st
+	b.mustHaveKey()
 }
 
 func (b *Backend) wrongKind(st *stateInfo, isMap bool) {
@@ -246,8 +325,13 @@ func (b *Backend) wrongKind(st *stateInfo, isMap bool) {
 
 func checkValueSize(n int) {
 	if n > MaxValueBytes {
-		panic(fmt.Errorf("%w: value of %d bytes, limit %d", ErrValueTooLarge, n, MaxValueBytes))
+		valueTooLarge(n)
 	}
+}
+
+//go:noinline
+func valueTooLarge(n int) {
+	panic(fmt.Errorf("%w: value of %d bytes, limit %d", ErrValueTooLarge, n, MaxValueBytes))
 }
 
 func checkUserKeySize(n int) {
@@ -269,18 +353,34 @@ func expired(v []byte, ttlMs, nowMs int64) bool {
 // false when there is none or it has expired. The bytes belong to the
 // backend: valid until the next write to the backend, never to be modified.
 func (b *Backend) Get(id StateID) ([]byte, bool) {
-	st := b.stateOf(id, false)
-	t := b.dir.tables[b.cur.idx]
-	if t == nil {
+	// stateOf, inline.
+	if uint(id) >= uint(len(b.states)) || b.states[id].kind == KindMap || !b.curSet {
+		b.badState(id, false)
+	}
+	st := &b.states[id]
+	t := b.tables[b.cur.idx]
+	if t == nil || t.slots == nil {
 		return nil, false
 	}
-	hw := hwOf(id, 0)
-	at, addr := b.findValue(t, valueHash(b.cur.hash, id), hw, b.cur.enc)
+	var at, off int
+	var addr uint32
+	var r *pageRef
+	if t.slot0 != nil {
+		at, addr, r, off = b.findValue(t, valueHash(b.cur.hash, id), hwOf(id, 0))
+	} else {
+		at, addr, r, off = b.findValuePaged(t, valueHash(b.cur.hash, id), hwOf(id, 0))
+	}
 	if addr == 0 {
 		return nil, false
 	}
-	b.last.valid, b.last.mods, b.last.hw, b.last.at, b.last.addr = true, b.mods, hw, at, addr
-	v := b.valueOf(t, addr, len(b.cur.enc))
+	p := r.b
+	lc := binary.LittleEndian.Uint64(p[off+4:]) // value length, capacity
+	vo := off + hdrBytes + len(b.cur.enc)
+	ve := vo + int(uint32(lc))
+	v := p[vo:ve:ve]
+	l := &b.last
+	l.valid, l.fast, l.id, l.mods, l.at, l.addr = true, st.ttlMs == 0, id, b.mods, at, addr
+	l.t, l.r, l.epoch, l.off, l.vo, l.vcap = t, r, min(t.epoch, r.epoch), off, vo, int(lc>>32)
 	if st.ttlMs > 0 {
 		if expired(v, st.ttlMs, b.opts.Clock()) {
 			return nil, false
@@ -295,6 +395,34 @@ func (b *Backend) Get(id StateID) ([]byte, bool) {
 // Overwriting an existing value that fits the space of the old one is an
 // in-place copy.
 func (b *Backend) Put(id StateID, value []byte) {
+	// The fast path: overwrite in place the record that Get of the same
+	// state and key just found (so id is registered, not a map, the key
+	// is set), when neither its table nor its page is shared with a
+	// snapshot and value fits as overwrite would keep it in place. It
+	// does what putValue, overwrite and maybeCompact do, minus the lookup.
+	l := &b.last
+	if n := len(value); l.fast && l.id == id && l.mods == b.mods && l.epoch > b.newestSnap &&
+		n <= l.vcap && (n >= l.vcap/4 || l.vcap <= 64) {
+		t, p := l.t, l.r.b
+		t.version = b.epoch // touch
+		b.mods++
+		if vo := l.vo; n == 8 {
+			binary.LittleEndian.PutUint64(p[vo:vo+8], binary.LittleEndian.Uint64(value))
+		} else {
+			copy(p[vo:vo+n], value)
+		}
+		put32(p[l.off+4:], n)
+		if b.maintDue(t) {
+			b.maybeCompact(t)
+		} else {
+			l.mods = b.mods // nothing moved
+		}
+		return
+	}
+	b.put(id, value)
+}
+
+func (b *Backend) put(id StateID, value []byte) {
 	st := b.stateOf(id, false)
 	checkValueSize(len(value))
 	v := val{a: value}
@@ -515,15 +643,6 @@ func (b *Backend) rec(t *table, addr uint32) ([]byte, int) {
 	return t.data[addr>>(b.pageShift&31)].b, int(addr & b.pageMask)
 }
 
-// valueOf returns the value of the value record at addr whose encoded key
-// has keyLen bytes (known to the caller, who matched it).
-func (b *Backend) valueOf(t *table, addr uint32, keyLen int) []byte {
-	p, off := b.rec(t, addr)
-	vo := off + hdrBytes + keyLen
-	vl := le32(p[off+4:])
-	return p[vo : vo+vl : vo+vl]
-}
-
 // find looks up the record with header word hw and encoded key
 // prefix||suffix, whose hash is h. It returns its slot index and address
 // (-1, 0 when absent) and the first free (empty or tombstone) slot index on
@@ -558,30 +677,73 @@ func (b *Backend) find(t *table, h uint64, hw uint16, prefix, suffix []byte) (at
 	}
 }
 
-// findValue is find for a value record (no user key, flags 0), the hot
-// path: fewer arguments, fewer registers spilled.
-func (b *Backend) findValue(t *table, h uint64, hw uint16, enc []byte) (at int, addr uint32) {
-	if t.slots == nil {
-		return -1, 0
-	}
+// findValue is find for a value record (no user key, flags 0) of the
+// current key in t with a single slot page (t.slot0 != nil), the hot
+// path. It returns the slot index, the address, the reference of the
+// record's page and the record's offset (addr 0 when absent). A key of up
+// to 16 encoded bytes is compared with the words of b.cur (setKey).
+func (b *Backend) findValue(t *table, h uint64, hw uint16) (at int, addr uint32, r *pageRef, off int) {
+	sp := t.slot0
+	k := &b.cur
 	tag := uint32(h >> 32)
-	mask := 1<<t.bits - 1
-	i := int(tag >> ((32 - t.bits) & 31))
-	want := uint32(hw) | uint32(len(enc))<<16
-	for {
-		s := slotAt(t.slots[i>>(b.slotShift&31)], i&b.slotMask)
-		if s.addr == 0 {
-			return -1, 0
+	hdr := uint32(hw) | uint32(len(k.enc))<<16
+	nb := t.bits & 31
+	mask := 1<<nb - 1
+	pshift, pmask := b.pageShift&31, b.pageMask
+	for i := int(tag >> ((32 - nb) & 31)); ; i = (i + 1) & mask {
+		s := binary.LittleEndian.Uint64(sp[i*8:])
+		a := uint32(s >> 32)
+		if a == 0 {
+			return -1, 0, nil, 0
 		}
-		if s.tag == tag && s.addr != tombAddr {
-			p, off := b.rec(t, s.addr)
-			if binary.LittleEndian.Uint32(p[off:off+hdrBytes]) == want &&
-				string(p[off+hdrBytes:off+hdrBytes+len(enc)]) == string(enc) {
-				return i, s.addr
-			}
+		if uint32(s) != tag || a == tombAddr {
+			continue
 		}
-		i = (i + 1) & mask
+		r := &t.data[a>>pshift]
+		off := int(a & pmask)
+		if binary.LittleEndian.Uint32(r.b[off:]) == hdr && k.keyAt(r.b, off+hdrBytes) {
+			return i, a, r, off
+		}
 	}
+}
+
+// findValuePaged is findValue for a table of several slot pages.
+func (b *Backend) findValuePaged(t *table, h uint64, hw uint16) (at int, addr uint32, r *pageRef, off int) {
+	k := &b.cur
+	tag := uint32(h >> 32)
+	hdr := uint32(hw) | uint32(len(k.enc))<<16
+	mask := 1<<t.bits - 1
+	shift, smask := b.slotShift&31, b.slotMask
+	for i := int(tag >> ((32 - t.bits) & 31)); ; i = (i + 1) & mask {
+		s := slotAt(t.slots[i>>shift], i&smask)
+		if s.addr == 0 {
+			return -1, 0, nil, 0
+		}
+		if s.tag != tag || s.addr == tombAddr {
+			continue
+		}
+		r := &t.data[s.addr>>(b.pageShift&31)]
+		off := int(s.addr & b.pageMask)
+		if binary.LittleEndian.Uint32(r.b[off:]) == hdr && k.keyAt(r.b, off+hdrBytes) {
+			return i, s.addr, r, off
+		}
+	}
+}
+
+// keyAt reports whether the encoded key stored at p[ko:], of len(k.enc)
+// bytes (the caller checked the record header), is k.enc.
+func (k *keyCtx) keyAt(p []byte, ko int) bool {
+	kl := len(k.enc)
+	if kl <= 8 {
+		// The 8 bytes ending where the key ends start at or after the
+		// record header's 4th byte.
+		return binary.LittleEndian.Uint64(p[ko+kl-8:])>>(k.wshift&63) == k.w0
+	}
+	key := p[ko : ko+kl]
+	if kl <= 16 {
+		return binary.LittleEndian.Uint64(key) == k.w0 && binary.LittleEndian.Uint64(key[kl-8:]) == k.w1
+	}
+	return string(key) == string(k.enc)
 }
 
 func (b *Backend) match(t *table, addr uint32, hw uint16, prefix, suffix []byte) bool {
@@ -601,7 +763,7 @@ func (b *Backend) match(t *table, addr uint32, hw uint16, prefix, suffix []byte)
 // putValue inserts or overwrites a non-map record and returns its table.
 func (b *Backend) putValue(k *keyCtx, id StateID, v val) *table {
 	hw := hwOf(id, 0)
-	if k == &b.cur && b.last.valid && b.last.mods == b.mods && b.last.hw == hw {
+	if k == &b.cur && b.last.valid && b.last.mods == b.mods && b.last.id == id {
 		t := b.writableTable(k.idx)
 		b.touch(t)
 		b.overwrite(t, b.last.at, b.last.addr, v)
@@ -952,8 +1114,7 @@ func (b *Backend) rehash(t *table, nbits uint) {
 	}
 	b.rehashes++
 	old := t.slots
-	t.slots = b.newSlots(nbits)
-	t.bits = nbits
+	t.setSlots(b.newSlots(nbits), nbits)
 	t.tombs = 0
 	for _, sp := range old {
 		for j := range len(sp) / 8 {
@@ -979,6 +1140,14 @@ func (b *Backend) placeSlot(t *table, s slot) {
 			return
 		}
 		i = (i + 1) & mask
+	}
+}
+
+// setSlots installs slot pages for 1<<nbits slots (keeping slot0 in step).
+func (t *table) setSlots(pages [][]byte, nbits uint) {
+	t.slots, t.bits, t.slot0 = pages, nbits, nil
+	if len(pages) == 1 {
+		t.slot0 = pages[0]
 	}
 }
 
@@ -1010,6 +1179,13 @@ func (b *Backend) fillSlot(t *table, i int, tag, addr uint32) {
 
 func (b *Backend) setSlotAddr(t *table, i int, addr uint32) {
 	binary.LittleEndian.PutUint32(t.slots[i>>b.slotShift][(i&b.slotMask)*8+4:], addr)
+}
+
+// maintDue reports whether maybeCompact(t) would do anything.
+func (b *Backend) maintDue(t *table) bool {
+	garbage := t.usedBytes - t.liveBytes
+	return (garbage > t.liveBytes && garbage >= 2*b.pageSize) || (t.holes >= 64 && 2*t.holes > len(t.data)) ||
+		(t.slots != nil && t.bits > minSlotBits+3 && t.count*16 < 1<<t.bits)
 }
 
 // maybeCompact compacts t when at least half of its small pages' bytes are

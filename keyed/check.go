@@ -11,6 +11,9 @@ import (
 // panics naming the first broken one. Tests call it; under -tags
 // invariants compactions call checkTable too. O(state).
 func (b *Backend) checkAll() {
+	if len(b.tables) != len(b.dir.tables) || (len(b.tables) > 0 && &b.tables[0] != &b.dir.tables[0]) {
+		panic("keyed: invariant: Backend.tables is not dir.tables")
+	}
 	entries := 0
 	for i, t := range b.dir.tables {
 		if t == nil {
@@ -50,6 +53,13 @@ func (b *Backend) checkAll() {
 func (b *Backend) checkTable(t *table) {
 	fail := func(format string, args ...any) {
 		panic(fmt.Sprintf("keyed: invariant: "+format, args...))
+	}
+	if len(t.slots) == 1 {
+		if len(t.slot0) != len(t.slots[0]) || &t.slot0[0] != &t.slots[0][0] {
+			fail("slot0 is not the single slot page")
+		}
+	} else if t.slot0 != nil {
+		fail("slot0 set with %d slot pages", len(t.slots))
 	}
 	type recInfo struct {
 		flags  int

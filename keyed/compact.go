@@ -32,8 +32,7 @@ func (b *Backend) compact(t *table) (dropped int) {
 
 	t.data = make([]pageRef, 1, len(oldData)/2+2)
 	t.tail, t.liveBytes, t.usedBytes, t.holes = 0, 0, 0, 0
-	t.slots = b.newSlots(slotBitsFor(t.count))
-	t.bits = slotBitsFor(t.count)
+	t.setSlots(b.newSlots(slotBitsFor(t.count)), slotBitsFor(t.count))
 	t.count, t.tombs = 0, 0
 	oldEntries := t.entries
 	t.entries = 0

@@ -34,7 +34,7 @@ import (
 // first when a snapshot shares them, and creating an empty table when there
 // is none.
 func (b *Backend) writableTable(idx int) *table {
-	if t := b.dir.tables[idx]; t != nil && t.epoch > b.newestSnap {
+	if t := b.tables[idx]; t != nil && t.epoch > b.newestSnap {
 		return t
 	}
 	return b.writableTableSlow(idx)
@@ -51,7 +51,7 @@ func (b *Backend) writableTableSlow(idx int) *table {
 	}
 	if d.epoch <= b.newestSnap {
 		d = &dir{epoch: b.epoch, tables: slices.Clone(d.tables)}
-		b.dir = d
+		b.dir, b.tables = d, d.tables
 	}
 	t := d.tables[idx]
 	if t == nil {

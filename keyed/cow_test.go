@@ -113,6 +113,15 @@ func (h *cowHarness) step(op, arg byte) {
 			id = h.value2
 		}
 		v := h.valueOf(size, arg)
+		if arg%3 != 0 {
+			// Read-modify-write: the Put that follows may take the
+			// fast path through b.last.
+			got, ok := b.Get(id)
+			want, wok := h.model[mkey{int(id), string(h.keyEnc)}]
+			if ok != wok || string(got) != want {
+				h.tb.Fatalf("Get(%d) of key %x = %x, %v; want %x, %v", id, h.keyEnc, got, ok, want, wok)
+			}
+		}
 		b.Put(id, v)
 		h.model[mkey{int(id), string(h.keyEnc)}] = string(v)
 	case 4:

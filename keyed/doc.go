@@ -44,6 +44,34 @@
 // since another snapshot of the same backend (incremental checkpoints).
 // Hash-table slots are never read by snapshots and so are never copied.
 //
+// # The hot path
+//
+// Per record the engine calls SetCurrentKeyHashed, then a ValueState's Get
+// and Put of the same key. SetCurrentKeyHashed writes the encoded key with
+// a one-byte length in place and precomputes two 8-byte compare words, so
+// a lookup compares a key of up to 16 encoded bytes with two loads, no
+// memequal (HashKey also computes xxHash64 of an 8-byte key inline). A
+// table with a single slot page keeps it in table.slot0 (one dependent
+// load less), and Backend.tables mirrors dir.tables. Get records where it
+// found the record (Backend.last: table, page reference, offsets, value
+// capacity, the older of the table's and the page's epochs, and mods);
+// the Put of the same state and key that follows overwrites in place with
+// no lookup when mods is unchanged (no write since: no table, page table
+// or record moved) and that epoch is above newestSnap (no snapshot shares
+// them, a snapshot taken in between fails the check); otherwise it takes
+// the general path. The typed states code Int64Codec, Uint64Codec and
+// Float64Codec inline instead of through the interface. Measured on a
+// shared 2-core VM (noisy: medians of 5 interleaved runs of
+// go test -run '^$' -bench 'BenchmarkGetPut$|BenchmarkGet$|BaselineGoMap'
+// -benchtime 1s, cpu-ns/op, before -> after): GetPut 1k 126 -> 87, 100k
+// 417 -> 334, 1M 529 -> 470; Get 1k 76 -> 69, 100k 320 -> 254, 1M 410 ->
+// 399; the Go map baseline in the same runs 18-19 (1k), 54-67 (100k),
+// 156-163 (1M). Instructions per operation (valgrind callgrind, not
+// noisy): GetPut 1k 946 -> 596, Get 1k 518 -> 475. What is left is
+// mostly instructions (calls, bounds checks, the per-call bookkeeping),
+// not cache misses, at 1k keys; at 100k and 1M, the misses on the slot
+// page, the page table and the data page.
+//
 // # Decisions where the design is silent
 //
 //   - RestoreEntry requires the state to be registered first, with the

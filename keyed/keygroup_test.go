@@ -4,8 +4,11 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"strings"
 	"testing"
+
+	"github.com/cespare/xxhash/v2"
 )
 
 // TestHashKeyGolden pins HashKey and KeyGroupOf: checkpoints depend on
@@ -148,5 +151,27 @@ func TestOptionsValidate(t *testing.T) {
 	}
 	if _, err := NewBackend(Options{PageSizeBytes: 100}); err == nil {
 		t.Fatal("NewBackend accepted a bad page size")
+	}
+}
+
+// TestHashKey8 checks HashKey's inlined 8-byte path against xxhash.Sum64,
+// which HashKey is defined to be, forever.
+func TestHashKey8(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	var key [8]byte
+	check := func() {
+		if got, want := HashKey(key[:]), xxhash.Sum64(key[:]); got != want {
+			t.Fatalf("HashKey(%x) = %#x, xxhash.Sum64 = %#x", key, got, want)
+		}
+	}
+	for i := range 1 << 16 {
+		binary.BigEndian.PutUint64(key[:], uint64(i))
+		check()
+		binary.LittleEndian.PutUint64(key[:], r.Uint64())
+		check()
+	}
+	for _, x := range []uint64{0, ^uint64(0), 1 << 63, 0x0123456789abcdef} {
+		binary.LittleEndian.PutUint64(key[:], x)
+		check()
 	}
 }

@@ -88,6 +88,7 @@ type table struct {
 	version uint64 // epoch of the last write; see Snapshot.KeyGroupVersion
 
 	slots [][]byte // slot pages; never shared with a snapshot
+	slot0 []byte   // slots[0] when there is exactly one slot page, else nil (one load less per lookup)
 	bits  uint     // log2 of the slot count; meaningful when slots != nil
 	count int      // live slots: entries and map heads
 	tombs int      // tombstone slots

@@ -76,7 +76,7 @@ func (b *Backend) RestoreEntry(state string, key, value []byte) error {
 		return fmt.Errorf("%w: cannot restore an entry of state %q: key group %d is outside this backend's range %v",
 			ErrKeyGroupOutOfRange, state, kg, b.opts.Range)
 	}
-	k := keyCtx{enc: key[:len(key)-len(uk)], hash: h, kg: kg, idx: kg - b.opts.Range.Start}
+	k := keyCtx{enc: key[:len(key)-len(uk)], hash: h, idx: kg - b.opts.Range.Start}
 	var t *table
 	if st.kind == KindMap {
 		t = b.putUser(&k, id, uk, val{a: value})

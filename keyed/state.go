@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"iter"
+	"math"
 )
 
 // The typed states wrap a Backend's raw per-key operations with a Codec.
@@ -25,11 +26,22 @@ func corruptPanic(name string, err error) {
 
 // ValueState is one value of type T per key.
 type ValueState[T any] struct {
-	b    *Backend
-	id   StateID
-	name string
-	c    Codec[T]
-	buf  []byte
+	b     *Backend
+	id    StateID
+	fixed bool // c is Int64Codec, Uint64Codec or Float64Codec: coded inline
+	name  string
+	c     Codec[T]
+	buf   []byte
+	b8    [8]byte // Put's encoding when fixed
+}
+
+func newValueState[T any](b *Backend, id StateID, name string, c Codec[T]) ValueState[T] {
+	s := ValueState[T]{b: b, id: id, name: name, c: c}
+	switch any(c).(type) {
+	case int64Codec, uint64Codec, float64Codec:
+		s.fixed = true
+	}
+	return s
 }
 
 // NewValueState registers (or looks up) the value state name in b.
@@ -38,7 +50,38 @@ func NewValueState[T any](b *Backend, name string, c Codec[T], so StateOptions) 
 	if err != nil {
 		return nil, err
 	}
-	return &ValueState[T]{b: b, id: id, name: name, c: c}, nil
+	s := newValueState(b, id, name, c)
+	return &s, nil
+}
+
+// decodeFixed is Decode of the 8-byte codecs (fixed), without the
+// interface call; raw has 8 bytes. A codec of T is only one of them when T
+// is the codec's type, so one case matches.
+func decodeFixed[T any](raw []byte) (v T) {
+	x := binary.BigEndian.Uint64(raw)
+	switch p := any(&v).(type) {
+	case *int64:
+		*p = int64(x)
+	case *uint64:
+		*p = x
+	case *float64:
+		*p = math.Float64frombits(x)
+	}
+	return v
+}
+
+// encodeFixed is Append of the 8-byte codecs (fixed) into dst.
+func encodeFixed[T any](dst *[8]byte, v T) {
+	var x uint64
+	switch p := any(&v).(type) {
+	case *int64:
+		x = uint64(*p)
+	case *uint64:
+		x = *p
+	case *float64:
+		x = math.Float64bits(*p)
+	}
+	binary.BigEndian.PutUint64(dst[:], x)
 }
 
 // ID is the state's ID in its backend.
@@ -52,6 +95,9 @@ func (s *ValueState[T]) Get() (T, bool) {
 		var zero T
 		return zero, false
 	}
+	if s.fixed && len(raw) == 8 {
+		return decodeFixed[T](raw), true
+	}
 	v, err := s.c.Decode(raw)
 	if err != nil {
 		corruptPanic(s.name, err)
@@ -61,6 +107,11 @@ func (s *ValueState[T]) Get() (T, bool) {
 
 // Put sets the current key's value.
 func (s *ValueState[T]) Put(v T) {
+	if s.fixed {
+		encodeFixed(&s.b8, v)
+		s.b.Put(s.id, s.b8[:])
+		return
+	}
 	s.buf = s.c.Append(s.buf[:0], v)
 	s.b.Put(s.id, s.buf)
 }
@@ -251,7 +302,7 @@ func NewReducingState[T any](b *Backend, name string, c Codec[T], reduce func(a,
 	if err != nil {
 		return nil, err
 	}
-	return &ReducingState[T]{v: ValueState[T]{b: b, id: id, name: name, c: c}, reduce: reduce}, nil
+	return &ReducingState[T]{v: newValueState(b, id, name, c), reduce: reduce}, nil
 }
 
 // ID is the state's ID in its backend.
@@ -291,7 +342,7 @@ func NewAggregatingState[IN, ACC, OUT any](b *Backend, name string, accCodec Cod
 		return nil, err
 	}
 	return &AggregatingState[IN, ACC, OUT]{
-		v: ValueState[ACC]{b: b, id: id, name: name, c: accCodec}, init: init, add: add, result: result,
+		v: newValueState(b, id, name, accCodec), init: init, add: add, result: result,
 	}, nil
 }
 

@@ -30,6 +30,30 @@ func usableCPUs(override int) []int {
 		}
 		return cpus
 	}
+	return threadAffinity()
+}
+
+// pinThread pins the calling OS thread (the worker goroutine is locked to
+// it) to cpu. It returns whether the thread got back the affinity it had
+// before, by unpin, which the worker calls before it unlocks the thread:
+// an unlocked thread goes back to the Go runtime's pool and would run any
+// goroutine on that one core. When the old affinity cannot be restored the
+// worker stays locked, and the runtime ends the thread with the goroutine.
+func pinThread(cpu int) (unpin func() bool, err error) {
+	var old unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &old); err != nil {
+		return func() bool { return true }, err // nothing changed
+	}
+	var set unix.CPUSet
+	set.Set(cpu)
+	if err := unix.SchedSetaffinity(0, &set); err != nil {
+		return func() bool { return true }, err
+	}
+	return func() bool { return unix.SchedSetaffinity(0, &old) == nil }, nil
+}
+
+// threadAffinity returns the cores the calling OS thread may run on.
+func threadAffinity() []int {
 	var set unix.CPUSet
 	if err := unix.SchedGetaffinity(0, &set); err != nil {
 		return nil
@@ -41,12 +65,4 @@ func usableCPUs(override int) []int {
 		}
 	}
 	return cpus
-}
-
-// pinThread pins the calling OS thread (the task goroutine is locked to
-// it) to cpu.
-func pinThread(cpu int) error {
-	var set unix.CPUSet
-	set.Set(cpu)
-	return unix.SchedSetaffinity(0, &set)
 }

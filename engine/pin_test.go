@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"runtime"
 	"slices"
 	"testing"
 )
@@ -25,4 +26,37 @@ func TestUsableCPUsOnThisMachine(t *testing.T) {
 	if cpus := usableCPUs(0); len(cpus) == 0 {
 		t.Fatal("no usable CPUs found with sched_getaffinity")
 	}
+}
+
+// A pinned worker thread goes back to the runtime's pool when the worker
+// ends: it must get its old affinity back first, or any goroutine the
+// runtime later runs on it would be confined to one core.
+func TestPinThreadRestoresAffinity(t *testing.T) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		before := threadAffinity()
+		if len(before) == 0 {
+			t.Error("no affinity for this thread")
+			return
+		}
+		cpu := before[len(before)-1]
+		unpin, err := pinThread(cpu)
+		if err != nil {
+			t.Errorf("pinThread(%d): %v", cpu, err)
+			return
+		}
+		if got := threadAffinity(); !slices.Equal(got, []int{cpu}) {
+			t.Errorf("pinned to %d, affinity %v", cpu, got)
+		}
+		if !unpin() {
+			t.Error("unpin failed")
+		}
+		if got := threadAffinity(); !slices.Equal(got, before) {
+			t.Errorf("affinity after unpin %v, want %v as before", got, before)
+		}
+	}()
+	<-done
 }

@@ -67,10 +67,15 @@ func (w *worker) run() {
 		// through the OS (~20 µs per wake-up, DESIGN.md), while the Go
 		// scheduler switches goroutines in well under a microsecond.
 		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
-		if perr := pinThread(w.cpu); perr != nil {
+		unpin, perr := pinThread(w.cpu)
+		if perr != nil {
 			w.job.opts.Logger("streamd: worker %d: cannot pin to cpu %d: %v", w.index, w.cpu, perr)
 		}
+		defer func() {
+			if unpin() {
+				runtime.UnlockOSThread()
+			}
+		}()
 	}
 	w.live = len(w.tasks)
 	for _, t := range w.tasks {

@@ -35,8 +35,8 @@ type PinMode uint8
 const (
 	// PinAuto pins every worker to its own core when the process may run
 	// on at least as many cores as the job has workers (its largest
-	// parallelism), and pins nothing otherwise (oversubscribed pinned
-	// threads would fight over cores).
+	// parallelism) and GOMAXPROCS is at least that too, and pins nothing
+	// otherwise (oversubscribed pinned threads would fight over cores).
 	PinAuto PinMode = iota
 	// PinOff never pins.
 	PinOff

@@ -5,12 +5,16 @@ import (
 )
 
 // planPinning decides which core each worker's thread is pinned to, or nil
-// for none. allowed lists the cores the process may run on.
-func planPinning(mode PinMode, workers int, allowed []int) []int {
+// for none. allowed lists the cores the process may run on; procs is
+// GOMAXPROCS, the number of goroutines that run at once: PinAuto pins only
+// when there are at least as many of both as workers, since a locked
+// thread without a P of its own waits for another locked thread to hand
+// it one through the OS.
+func planPinning(mode PinMode, workers int, allowed []int, procs int) []int {
 	if mode == PinOff || len(allowed) == 0 || workers == 0 {
 		return nil
 	}
-	if workers > len(allowed) && mode == PinAuto {
+	if mode == PinAuto && (workers > len(allowed) || workers > procs) {
 		return nil
 	}
 	cpus := make([]int, workers)

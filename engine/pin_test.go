@@ -7,12 +7,16 @@ import (
 )
 
 func TestPlanPinning(t *testing.T) {
-	f := func(mode PinMode, tasks, cores int, want []int) {
+	g := func(mode PinMode, workers, cores, procs int, want []int) {
 		t.Helper()
-		got := planPinning(mode, tasks, usableCPUs(cores))
+		got := planPinning(mode, workers, usableCPUs(cores), procs)
 		if !slices.Equal(got, want) {
-			t.Fatalf("planPinning(%d, %d tasks, %d cores) = %v, want %v", mode, tasks, cores, got, want)
+			t.Fatalf("planPinning(%d, %d workers, %d cores, GOMAXPROCS %d) = %v, want %v", mode, workers, cores, procs, got, want)
 		}
+	}
+	f := func(mode PinMode, workers, cores int, want []int) {
+		t.Helper()
+		g(mode, workers, cores, cores, want)
 	}
 	f(PinAuto, 4, 8, []int{0, 1, 2, 3})
 	f(PinAuto, 8, 8, []int{0, 1, 2, 3, 4, 5, 6, 7})
@@ -20,6 +24,9 @@ func TestPlanPinning(t *testing.T) {
 	f(PinOff, 2, 8, nil)
 	f(PinOn, 3, 2, []int{0, 1, 0})
 	f(PinAuto, 0, 2, nil)
+	g(PinAuto, 2, 8, 1, nil)         // GOMAXPROCS=1: two locked threads would share one P
+	g(PinAuto, 2, 8, 2, []int{0, 1}) // enough of both
+	g(PinOn, 2, 8, 1, []int{0, 1})   // PinOn pins regardless
 }
 
 func TestUsableCPUsOnThisMachine(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -293,7 +294,7 @@ func (rt *jobRuntime) buildTasks() {
 	for i := range nw {
 		rt.workers = append(rt.workers, newWorker(rt, i))
 	}
-	cpus := planPinning(rt.opts.Pinning, nw, usableCPUs(rt.opts.cpus))
+	cpus := planPinning(rt.opts.Pinning, nw, usableCPUs(rt.opts.cpus), runtime.GOMAXPROCS(0))
 	for i, w := range rt.workers {
 		if cpus != nil {
 			w.cpu = cpus[i]

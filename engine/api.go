@@ -25,24 +25,44 @@ type KeyedStream[T any] struct {
 	reinterpret bool
 }
 
-// KeySelector appends the key of a record to dst and returns the extended
-// slice. Keys are compared and hashed as bytes; use the helpers Int64Key,
-// Uint64Key and StringKey for the common cases.
-type KeySelector[T any] func(dst []byte, v *T) []byte
+// KeySelector says what a record's key is. Keys are compared and hashed as
+// bytes; build a selector with Int64Key, Uint64Key, StringKey or, for any
+// other key, BytesKey.
+type KeySelector[T any] struct {
+	// appendKey appends the key of v to dst and returns the extended slice.
+	appendKey func(dst []byte, v *T) []byte
+	// i64 or u64, when set, returns the key as a number whose 8
+	// big-endian bytes are the key: the engine then hashes and sets the
+	// key without building a byte slice (and without a second call).
+	i64 func(v *T) int64
+	u64 func(v *T) uint64
+}
+
+// BytesKey selects a key that f appends to dst (returning the extended
+// slice, as append does).
+func BytesKey[T any](f func(dst []byte, v *T) []byte) KeySelector[T] {
+	return KeySelector[T]{appendKey: f}
+}
 
 // Int64Key selects an int64 key, encoded as 8 big-endian bytes.
 func Int64Key[T any](f func(v *T) int64) KeySelector[T] {
-	return func(dst []byte, v *T) []byte { return binary.BigEndian.AppendUint64(dst, uint64(f(v))) }
+	return KeySelector[T]{
+		appendKey: func(dst []byte, v *T) []byte { return binary.BigEndian.AppendUint64(dst, uint64(f(v))) },
+		i64:       f,
+	}
 }
 
 // Uint64Key selects a uint64 key, encoded as 8 big-endian bytes.
 func Uint64Key[T any](f func(v *T) uint64) KeySelector[T] {
-	return func(dst []byte, v *T) []byte { return binary.BigEndian.AppendUint64(dst, f(v)) }
+	return KeySelector[T]{
+		appendKey: func(dst []byte, v *T) []byte { return binary.BigEndian.AppendUint64(dst, f(v)) },
+		u64:       f,
+	}
 }
 
 // StringKey selects a string key, encoded as its bytes.
 func StringKey[T any](f func(v *T) string) KeySelector[T] {
-	return func(dst []byte, v *T) []byte { return append(dst, f(v)...) }
+	return BytesKey(func(dst []byte, v *T) []byte { return append(dst, f(v)...) })
 }
 
 // Source produces the records of a source operator. Each parallel task has
@@ -221,8 +241,15 @@ func ProcessRaw[T, U any](ks KeyedStream[T], name string, build func(rt *Runtime
 			// edges never chain) the exchange already hashed the key and
 			// passed the hash along in the ring slot.
 			t := rt.task
+			if f := key.i64; f != nil {
+				return setNumberKey(f, b, t, inner), nil
+			}
+			if f := key.u64; f != nil {
+				return setNumberKey(f, b, t, inner), nil
+			}
+			appendKey := key.appendKey
 			return func(v *T) {
-				kb = key(kb[:0], v)
+				kb = appendKey(kb[:0], v)
 				b.SetCurrentKeyHashed(kb, t.recHash)
 				inner(v)
 			}, nil
@@ -230,8 +257,9 @@ func ProcessRaw[T, U any](ks KeyedStream[T], name string, build func(rt *Runtime
 		// A reinterpreted keyed stream usually follows a keyed operator in
 		// the same task, which already made this key current: compare the
 		// key bytes before hashing again.
+		appendKey := key.appendKey
 		return func(v *T) {
-			kb = key(kb[:0], v)
+			kb = appendKey(kb[:0], v)
 			if !b.HasCurrentKey(kb) {
 				b.SetCurrentKey(kb)
 			}
@@ -239,7 +267,22 @@ func ProcessRaw[T, U any](ks KeyedStream[T], name string, build func(rt *Runtime
 		}, nil
 	}
 	ks.j.addNode(n, ks.n, opts)
+	if key.appendKey == nil {
+		ks.j.errs = append(ks.j.errs, fmt.Errorf("engine: keyed operator %q: the KeyBy has no key selector (use Int64Key, Uint64Key, StringKey or BytesKey)", name))
+	}
 	return Stream[U]{j: ks.j, n: n}
+}
+
+// setNumberKey is the head of a keyed operator whose key is a number
+// (Int64Key, Uint64Key): it sets the record's key, which the exchange
+// hashed (task.recHash), and passes the record on.
+func setNumberKey[T any, N int64 | uint64](f func(v *T) N, b *keyed.Backend, t *task, inner func(*T)) func(*T) {
+	var k8 [8]byte
+	return func(v *T) {
+		binary.BigEndian.PutUint64(k8[:], uint64(f(v)))
+		b.SetCurrentKeyHashed(k8[:], t.recHash)
+		inner(v)
+	}
 }
 
 // Process adds a keyed process function. open is called once per task, on

@@ -58,16 +58,22 @@ func (typeOps[T]) newWriter(t *task, part partitioning, rings []any, route any) 
 		ws[i] = w
 	}
 	pw := &partWriter[T]{ws: ws}
+	// Closures rather than method values: a method value is a wrapper
+	// around the method, one more call per record.
 	switch part {
 	case partForward:
-		pw.push = ws[0].push
+		w := ws[0]
+		pw.push = func(v *T) { w.put(v, 0) }
 	case partRebalance:
 		pw.push = pw.rebalance
 	case partBroadcast:
 		pw.push = pw.broadcast
 	case partKeyed:
-		pw.route = route.(func(*T) (int, uint64))
-		pw.push = pw.keyed
+		route := route.(func(*T) (int, uint64))
+		pw.push = func(v *T) {
+			task, hash := route(v)
+			ws[task].put(v, hash)
+		}
 	default:
 		panic("engine: unknown partitioning " + part.String())
 	}
@@ -112,11 +118,28 @@ func keyRoute[T any](key KeySelector[T]) func(maxPar, parallelism int) any {
 		for kg := range owner {
 			owner[kg] = int32(keyed.TaskForKeyGroup(maxPar, parallelism, kg))
 		}
+		if f := key.i64; f != nil {
+			return routeNumber(f, owner)
+		}
+		if f := key.u64; f != nil {
+			return routeNumber(f, owner)
+		}
+		appendKey := key.appendKey
 		return func(v *T) (int, uint64) {
-			buf = key(buf[:0], v)
+			buf = appendKey(buf[:0], v)
 			h := keyed.HashKey(buf)
 			return int(owner[keyed.KeyGroupOf(h, maxPar)]), h
 		}
+	}
+}
+
+// routeNumber is keyRoute's router for a key that is a number (Int64Key,
+// Uint64Key); owner maps each key group to its task.
+func routeNumber[T any, N int64 | uint64](f func(v *T) N, owner []int32) func(*T) (int, uint64) {
+	maxPar := len(owner)
+	return func(v *T) (int, uint64) {
+		h := keyed.HashUint64Key(uint64(f(v)))
+		return int(owner[keyed.KeyGroupOf(h, maxPar)]), h
 	}
 }
 
@@ -130,10 +153,9 @@ type outWriter interface {
 
 // partWriter writes one task's output to the rings of a downstream vertex.
 type partWriter[T any] struct {
-	ws    []*ringWriter[T]
-	push  func(*T)
-	route func(*T) (task int, hash uint64)
-	next  int
+	ws   []*ringWriter[T]
+	push func(*T)
+	next int
 }
 
 func (p *partWriter[T]) pushFunc() any { return p.push }
@@ -151,11 +173,6 @@ func (p *partWriter[T]) broadcast(v *T) {
 	for _, w := range p.ws {
 		w.push(v)
 	}
-}
-
-func (p *partWriter[T]) keyed(v *T) {
-	task, hash := p.route(v)
-	p.ws[task].put(v, hash)
 }
 
 func (p *partWriter[T]) emit(kind elemKind, id uint64) {

@@ -1,7 +1,9 @@
 package engine_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -554,5 +556,60 @@ func TestMapInPlaceAndPointerProcess(t *testing.T) {
 		if n != 2 {
 			t.Fatalf("seq %d seen %d times, want 2", seq, n)
 		}
+	}
+}
+
+// TestKeySelectors runs the same keyed job with each kind of key selector.
+// Int64Key and Uint64Key hash the key as a number, BytesKey as the bytes it
+// appends: the same 8 bytes must land in the same key group on the same
+// task (a misrouted key makes the job fail) and be the current key.
+func TestKeySelectors(t *testing.T) {
+	be := func(x int64) []byte { return binary.BigEndian.AppendUint64(nil, uint64(x)) }
+	for name, sel := range map[string]engine.KeySelector[rec]{
+		"Int64Key":  engine.Int64Key(func(r *rec) int64 { return r.Key }),
+		"Uint64Key": engine.Uint64Key(func(r *rec) uint64 { return uint64(r.Key) }),
+		"BytesKey":  engine.BytesKey(func(dst []byte, r *rec) []byte { return append(dst, be(r.Key)...) }),
+	} {
+		t.Run(name, func(t *testing.T) {
+			j := engine.NewJob("keys", engine.Options{Parallelism: 3})
+			s := engine.FromSource(j, "source", newSeq(3000, 50))
+			out := engine.Process(engine.KeyBy(s, sel), "check", func(*engine.Runtime) (func(*engine.KeyedContext, *rec, func(*rec)), error) {
+				return func(ctx *engine.KeyedContext, r *rec, emit func(*rec)) {
+					if !bytes.Equal(ctx.Key(), be(r.Key)) {
+						panic(fmt.Sprintf("current key %x, record key %d", ctx.Key(), r.Key))
+					}
+					r.Count = int64(ctx.Runtime().TaskIndex)
+					emit(r)
+				}, nil
+			})
+			sink := newMemSink()
+			engine.ToSink(out, "sink", engine.Sink[rec](sink))
+			if err := j.Run(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			if len(sink.committed) != 3000 {
+				t.Fatalf("sink got %d records, want 3000", len(sink.committed))
+			}
+			task := make(map[int64]int64)
+			for _, r := range sink.committed {
+				if prev, ok := task[r.Key]; ok && prev != r.Count {
+					t.Fatalf("key %d processed by tasks %d and %d", r.Key, prev, r.Count)
+				}
+				task[r.Key] = r.Count
+			}
+		})
+	}
+}
+
+func TestMissingKeySelector(t *testing.T) {
+	j := engine.NewJob("nokey", engine.Options{})
+	s := engine.FromSource(j, "source", newSeq(10, 1))
+	out := engine.Process(engine.KeyBy(s, engine.KeySelector[rec]{}), "count", func(*engine.Runtime) (func(*engine.KeyedContext, *rec, func(*rec)), error) {
+		return func(_ *engine.KeyedContext, r *rec, emit func(*rec)) { emit(r) }, nil
+	})
+	engine.ToSink(out, "sink", engine.Sink[rec](newMemSink()))
+	err := j.Run(context.Background())
+	if err == nil || !strings.Contains(err.Error(), `"count"`) || !strings.Contains(err.Error(), "no key selector") {
+		t.Fatalf("error %v does not name the operator and the missing key selector", err)
 	}
 }

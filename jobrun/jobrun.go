@@ -127,7 +127,7 @@ func Build(plan *job.Plan, opts Options) (*Built, error) {
 		case job.StepCount, job.StepSum, job.StepMin, job.StepMax:
 			key := st.Key
 			in := st.In
-			sel := engine.KeySelector[job.Row](func(dst []byte, r *job.Row) []byte { return in.AppendKey(dst, r, key) })
+			sel := engine.BytesKey(func(dst []byte, r *job.Row) []byte { return in.AppendKey(dst, r, key) })
 			var ks engine.KeyedStream[job.Row]
 			if !pendingBy && partKey != nil && partKey.Name == key.Name && partPar == st.Parallelism {
 				ks = engine.AsKeyed(s, sel)

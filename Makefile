@@ -7,7 +7,7 @@ FUZZTIME  ?= 10s
 BENCH_COUNT ?= 5
 BENCH_TIME  ?= 1s
 
-.PHONY: build test race bench bench-smoke profile fuzz lint ci example clean
+.PHONY: build test race invariants bench bench-smoke profile fuzz lint ci example clean
 
 build:
 	$(GO) build -o bin/streamd ./cmd/streamd
@@ -18,6 +18,13 @@ test:
 
 race:
 	$(GO) test -race -short -count=1 $(RACE_PKGS)
+
+# The packages' tests again with their structural invariant checks
+# compiled in (-tags invariants: ring indexes, alignment, keyed tables,
+# snapshot blocks, the checkpoint coordinator).
+INVARIANT_PKGS := ./ringbuf/... ./align/... ./keyed/... ./snapshot/... ./engine/...
+invariants:
+	$(GO) test -tags invariants -short -count=1 $(INVARIANT_PKGS)
 
 # Benchmark table: medians of BENCH_COUNT interleaved runs, ratios against
 # baselines measured in the same process, at full state sizes (10 M keys for
@@ -61,7 +68,7 @@ example: build
 	@echo "first lines:"; head -n 3 $$(ls out/counts/*.jsonl | head -n 1)
 	@echo "records: $$(cat out/counts/*.jsonl | wc -l)"
 
-ci: lint test race bench-smoke
+ci: lint test race invariants bench-smoke
 
 clean:
 	rm -rf bin out streamd-data

@@ -98,31 +98,32 @@ type Backend struct {
 
 	cur    keyCtx
 	curSet bool
-	// last is where Get last found a record of the current key: a Put of
-	// the same state that follows (read-modify-write, the common case)
-	// skips the lookup. Valid while mods is unchanged (every write, so
-	// every rehash and compaction, changes it; copying a table on write
-	// keeps slot indexes and addresses) and the key is the same. t is the
-	// table Get read: while mods is unchanged no table was replaced (only
-	// writes replace tables), so it is still tables[cur.idx]; a snapshot
-	// taken since makes it shared, which putLast checks.
+	// last is where Get (or get8) last found a record of the current key:
+	// a Put of the same state that follows (read-modify-write, the common
+	// case) skips the lookup. It is valid while mods is unchanged (every
+	// write, so every rehash and compaction, changes it; copying a table on
+	// write keeps slot indexes and addresses) and the key is the same
+	// (SetCurrentKeyHashed clears valid and fast). When valid, at and addr
+	// are the record's slot and address, for putValue (get8 sets them only
+	// when it does not set fast: then put8 needs neither).
 	//
-	// Put's fast path (fast: no TTL) needs no lookup at all: r is the
-	// record's page reference in t.data (t.data is reallocated only by
-	// writes), epoch the older of t's and the page's epochs (both are
-	// writable in place while epoch > newestSnap; a snapshot taken since
-	// Get raises newestSnap to at least it), off, vo and vcap the record's
-	// offset, value offset and value capacity.
+	// fast says that Put's fast path may overwrite the value in place with
+	// no lookup at all, and which fields it uses (lastBytes: r, off, vo,
+	// vcap; lastFixed: v). Get sets it only for a state without TTL whose
+	// table t and page r were both private (epochs above newestSnap) when
+	// it looked; while mods is unchanged t is still tables[cur.idx] and r
+	// its page reference (only writes replace tables, pages and t.data),
+	// and Snapshot, the only thing that shares them, clears fast.
 	last struct {
-		valid bool
-		fast  bool
-		id    StateID
 		mods  uint64
+		id    StateID
+		valid bool
+		fast  uint8 // 0, lastBytes or lastFixed
 		at    int
 		addr  uint32
 		t     *table
 		r     *pageRef
-		epoch uint64
+		v     *[8]byte // lastFixed: the 8 value bytes in the page
 		off   int
 		vo    int
 		vcap  int
@@ -233,15 +234,53 @@ func (b *Backend) Register(name string, kind Kind, so StateOptions) (StateID, er
 // and the range (the caller routed the record to the wrong task). A key
 // longer than MaxKeyBytes panics with an error wrapping ErrKeyTooLarge.
 // The key is copied.
-func (b *Backend) SetCurrentKey(key []byte) { b.SetCurrentKeyHashed(key, HashKey(key)) }
+func (b *Backend) SetCurrentKey(key []byte) {
+	// HashKey, inline (it is too large to inline itself).
+	var h uint64
+	if len(key) == 8 {
+		h = xxh64of8(binary.LittleEndian.Uint64(key))
+	} else {
+		h = xxhash.Sum64(key)
+	}
+	b.SetCurrentKeyHashed(key, h)
+}
+
+// Values of Backend.last.fast.
+const (
+	lastBytes = 1 // Put may write through last.r, off, vo, vcap
+	lastFixed = 2 // put8 may write through last.v
+)
 
 // SetCurrentKeyHashed is SetCurrentKey for a caller that already has
 // hash == HashKey(key) (the router computed it). A wrong hash is a bug that
 // this does not detect (except under -tags invariants).
 func (b *Backend) SetCurrentKeyHashed(key []byte, hash uint64) {
+	// The common 8-byte key in a leaf function (no call, no spills);
+	// everything else, and every check that fails, in setCurrentKey.
+	idx := KeyGroupOf(hash, b.opts.MaxParallelism) - b.opts.Range.Start
+	k := &b.cur
+	// len(tables) == Range.Len(), so the idx check is Range.Contains.
+	if len(key) != 8 || uint(idx) >= uint(len(b.tables)) || cap(k.enc) < 9 || invariants {
+		b.setCurrentKey(key, hash)
+		return
+	}
+	// setKey, inline.
+	w := binary.LittleEndian.Uint64(key)
+	k.enc = k.enc[:9]
+	enc := k.enc[:9]
+	enc[0] = 8
+	binary.LittleEndian.PutUint64(enc[1:], w)
+	k.w0, k.w1 = 8|w<<8, w
+	k.hash = hash
+	k.idx = idx
+	b.curSet = true
+	b.last.valid, b.last.fast = false, 0
+}
+
+// setCurrentKey is SetCurrentKeyHashed for any key, with the checks.
+func (b *Backend) setCurrentKey(key []byte, hash uint64) {
 	kg := KeyGroupOf(hash, b.opts.MaxParallelism)
 	idx := kg - b.opts.Range.Start
-	// len(tables) == Range.Len(), so this is !Range.Contains(kg).
 	if len(key) > MaxKeyBytes || uint(idx) >= uint(len(b.tables)) || (invariants && hash != HashKey(key)) {
 		b.badKey(key, hash, kg)
 	}
@@ -249,7 +288,7 @@ func (b *Backend) SetCurrentKeyHashed(key []byte, hash uint64) {
 	b.cur.hash = hash
 	b.cur.idx = idx
 	b.curSet = true
-	b.last.valid, b.last.fast = false, false
+	b.last.valid, b.last.fast = false, 0
 }
 
 // badKey panics for SetCurrentKeyHashed, out of line.
@@ -379,13 +418,15 @@ func (b *Backend) Get(id StateID) ([]byte, bool) {
 	ve := vo + int(uint32(lc))
 	v := p[vo:ve:ve]
 	l := &b.last
-	l.valid, l.fast, l.id, l.mods, l.at, l.addr = true, st.ttlMs == 0, id, b.mods, at, addr
-	l.t, l.r, l.epoch, l.off, l.vo, l.vcap = t, r, min(t.epoch, r.epoch), off, vo, int(lc>>32)
+	l.valid, l.id, l.mods, l.at, l.addr, l.fast = true, id, b.mods, at, addr, 0
 	if st.ttlMs > 0 {
 		if expired(v, st.ttlMs, b.opts.Clock()) {
 			return nil, false
 		}
-		v = v[ttlBytes:]
+		return v[ttlBytes:], true
+	}
+	if min(t.epoch, r.epoch) > b.newestSnap {
+		l.fast, l.t, l.r, l.off, l.vo, l.vcap = lastBytes, t, r, off, vo, int(lc>>32)
 	}
 	return v, true
 }
@@ -398,10 +439,11 @@ func (b *Backend) Put(id StateID, value []byte) {
 	// The fast path: overwrite in place the record that Get of the same
 	// state and key just found (so id is registered, not a map, the key
 	// is set), when neither its table nor its page is shared with a
-	// snapshot and value fits as overwrite would keep it in place. It
-	// does what putValue, overwrite and maybeCompact do, minus the lookup.
+	// snapshot (Get checked, Snapshot clears fast) and value fits as
+	// overwrite would keep it in place. It does what putValue, overwrite
+	// and maybeCompact do, minus the lookup.
 	l := &b.last
-	if n := len(value); l.fast && l.id == id && l.mods == b.mods && l.epoch > b.newestSnap &&
+	if n := len(value); l.fast == lastBytes && l.id == id && l.mods == b.mods &&
 		n <= l.vcap && (n >= l.vcap/4 || l.vcap <= 64) {
 		t, p := l.t, l.r.b
 		t.version = b.epoch // touch
@@ -420,6 +462,186 @@ func (b *Backend) Put(id StateID, value []byte) {
 		return
 	}
 	b.put(id, value)
+}
+
+// Results of get8.
+const (
+	get8Absent = iota // no value (or the table is empty)
+	get8Found         // the value is the uint64 returned
+	get8Slow          // the stored value is not 8 bytes: use Get (the codec reports it)
+)
+
+// get8 is Get for ValueState with an 8-byte codec (Int64Codec and the
+// like) and no TTL: the stored value as the big-endian uint64 of its 8
+// bytes, with no slice built. It is Get and findValue fused for that case,
+// and records b.last so that put8 can overwrite the value in place. id
+// must be a registered non-map state without TTL (ValueState checks that
+// when it is built; states are never unregistered or changed).
+func (b *Backend) get8(id StateID) (uint64, int) {
+	// The common case (a table with a single slot page, an 8-byte key) in
+	// a leaf function: no call, few bounds checks. get8Slow does the
+	// rest (and panics when no key is set: then cur.idx is -1).
+	k := &b.cur
+	idx, tables := k.idx, b.tables
+	if uint(idx) >= uint(len(tables)) {
+		return b.get8Slow(id)
+	}
+	t := tables[idx]
+	if t == nil {
+		return 0, get8Absent
+	}
+	sp := t.slot0
+	if sp == nil || len(k.enc) != 9 {
+		return b.get8Slow(id)
+	}
+	// findValue, inline, walking byte offsets j = 8*slot index: the
+	// single slot page has 8<<t.bits bytes, so the first index,
+	// tag >> (32-t.bits), is tag*len(sp) >> 35, and the wrap mask of j
+	// is len(sp)-8. A record whose header matches has the 12-byte header
+	// and the 9-byte key (uvarint 8, the key: compare words w0, w1) at
+	// rec[0:21]; a shorter rest of the page cannot hold it.
+	tag := uint32(valueHash(k.hash, id) >> 32)
+	hdr := uint32(hwOf(id, 0)) | 9<<16
+	jmask := len(sp) - 8
+	pshift, pmask := b.pageShift&31, b.pageMask
+	j := int(uint64(tag)*uint64(len(sp))>>32) &^ 7
+	var r *pageRef
+	var rec []byte
+	for ; ; j = (j + 8) & jmask {
+		s := load64(sp, j)
+		a := uint32(s >> 32)
+		// a-1 < tombAddr-1: neither empty (0) nor a tombstone.
+		if uint32(s) == tag && a-1 < tombAddr-1 {
+			r = &t.data[a>>pshift]
+			if rec = r.b[a&pmask:]; len(rec) >= hdrBytes+9 &&
+				binary.LittleEndian.Uint32(rec) == hdr &&
+				binary.LittleEndian.Uint64(rec[hdrBytes:]) == k.w0 &&
+				binary.LittleEndian.Uint64(rec[hdrBytes+1:]) == k.w1 {
+				break
+			}
+		} else if a == 0 {
+			return 0, get8Absent
+		}
+	}
+	lc := binary.LittleEndian.Uint64(rec[4:]) // value length, capacity
+	if uint32(lc) != 8 || len(rec) < hdrBytes+9+8 {
+		return 0, get8Slow
+	}
+	v := (*[8]byte)(rec[hdrBytes+9 : hdrBytes+9+8])
+	l := &b.last
+	l.id, l.mods = id, b.mods
+	// put8 writes 8 bytes in place: overwrite would too when the
+	// capacity is at most 64 (8 >= vcap/4 || vcap <= 64).
+	if lc>>32 <= 64 && min(t.epoch, r.epoch) > b.newestSnap {
+		l.valid, l.fast, l.t, l.v = false, lastFixed, t, v
+	} else {
+		l.valid, l.fast, l.at = true, 0, j>>3
+		l.addr = uint32(load64(sp, j) >> 32)
+	}
+	return binary.BigEndian.Uint64(v[:]), get8Found
+}
+
+// get8Slow is get8 for every case.
+func (b *Backend) get8Slow(id StateID) (uint64, int) {
+	if !b.curSet {
+		b.mustHaveKey()
+	}
+	k := &b.cur
+	t := b.tables[k.idx]
+	if t == nil {
+		return 0, get8Absent
+	}
+	h := valueHash(k.hash, id)
+	var at, off int
+	var a uint32
+	var r *pageRef
+	var p []byte
+	if sp := t.slot0; sp != nil {
+		// findValue, inline, walking byte offsets j = 8*slot index. The
+		// single slot page has 8<<t.bits bytes, so the first index,
+		// tag >> (32-t.bits), is tag*len(sp) >> 35, and the wrap mask
+		// of j is len(sp)-8.
+		tag := uint32(h >> 32)
+		hdr := uint32(hwOf(id, 0)) | uint32(len(k.enc))<<16
+		jmask := len(sp) - 8
+		pshift, pmask := b.pageShift&31, b.pageMask
+		for j := int(uint64(tag)*uint64(len(sp))>>32) &^ 7; ; j = (j + 8) & jmask {
+			s := load64(sp, j)
+			a = uint32(s >> 32)
+			// a-1 < tombAddr-1: neither empty (0) nor a tombstone.
+			if uint32(s) == tag && a-1 < tombAddr-1 {
+				r = &t.data[a>>pshift]
+				off = int(a & pmask)
+				if p = r.b; load32(p, off) == hdr {
+					// keyAt, with its case of 9 to 16 encoded bytes
+					// (a key of 8 to 15 bytes) inline.
+					ko := off + hdrBytes
+					if kl := len(k.enc); uint(kl-9) < 8 {
+						if load64(p, ko) == k.w0 && load64(p, ko+kl-8) == k.w1 {
+							at = j >> 3
+							break
+						}
+					} else if k.keyAt(p, ko) {
+						at = j >> 3
+						break
+					}
+				}
+			} else if a == 0 {
+				return 0, get8Absent
+			}
+		}
+	} else {
+		if t.slots == nil {
+			return 0, get8Absent
+		}
+		if at, a, r, off = b.findValuePaged(t, h, hwOf(id, 0)); a == 0 {
+			return 0, get8Absent
+		}
+		p = r.b
+	}
+	lc := load64(p, off+4) // value length, capacity
+	if uint32(lc) != 8 {
+		return 0, get8Slow
+	}
+	vo := off + hdrBytes + len(k.enc)
+	v := (*[8]byte)(p[vo : vo+8 : vo+8])
+	l := &b.last
+	l.id, l.mods = id, b.mods
+	// put8 writes 8 bytes in place: overwrite would too when the
+	// capacity is at most 64 (8 >= vcap/4 || vcap <= 64).
+	if lc>>32 <= 64 && min(t.epoch, r.epoch) > b.newestSnap {
+		l.valid, l.fast, l.t, l.v = false, lastFixed, t, v
+	} else {
+		l.valid, l.fast, l.at, l.addr = true, 0, at, a
+	}
+	return binary.BigEndian.Uint64(v[:]), get8Found
+}
+
+// put8 is Put of an 8-byte value (big-endian x) for ValueState with an
+// 8-byte codec, when get8 of the same state and key just found the
+// record (last.fast == lastFixed) and nothing was written since: it
+// overwrites the 8 value bytes in place (the length stays 8) and does what
+// touch does. It reports false, having done nothing, when the caller must
+// call Put (no such get8).
+func (b *Backend) put8(id StateID, x uint64) bool {
+	l := &b.last
+	if l.fast != lastFixed || l.id != id || l.mods != b.mods {
+		return false
+	}
+	t := l.t
+	// Every write ends with maybeCompact of its table (or changes
+	// nothing maintDue reads), after which maintDue(t) is false; get8 and
+	// this overwrite change nothing it reads either. So no maintenance
+	// is due here (Put's fast path, which may change the value's length,
+	// checks).
+	if invariants && b.maintDue(t) {
+		panic("keyed: invariant: maintenance due before put8")
+	}
+	binary.BigEndian.PutUint64(l.v[:], x)
+	t.version = b.epoch // touch
+	b.mods++
+	l.mods = b.mods // nothing moved
+	return true
 }
 
 func (b *Backend) put(id StateID, value []byte) {
@@ -745,6 +967,13 @@ func (k *keyCtx) keyAt(p []byte, ko int) bool {
 	}
 	return string(key) == string(k.enc)
 }
+
+// load64 is the little-endian uint64 at p[i:i+8]. Slicing p[i:i+8]
+// instead of p[i:] spares the pointer masking of a possibly empty slice.
+func load64(p []byte, i int) uint64 { return binary.LittleEndian.Uint64(p[i : i+8 : i+8]) }
+
+// load32 is the little-endian uint32 at p[i:i+4].
+func load32(p []byte, i int) uint32 { return binary.LittleEndian.Uint32(p[i : i+4 : i+4]) }
 
 func (b *Backend) match(t *table, addr uint32, hw uint16, prefix, suffix []byte) bool {
 	p, off := b.rec(t, addr)
@@ -1192,15 +1421,23 @@ func (b *Backend) maintDue(t *table) bool {
 // dead, or many big pages were freed, and shrinks its slots when they are
 // mostly empty. It returns the number of expired entries the compaction
 // dropped.
+//
+// Afterwards maintDue(t) is false (put8 relies on it): compaction leaves
+// no garbage and no holes, and the slots are shrunk also after a
+// compaction (which sizes them before it drops expired entries).
 func (b *Backend) maybeCompact(t *table) int {
+	dropped := 0
 	garbage := t.usedBytes - t.liveBytes
 	if (garbage > t.liveBytes && garbage >= 2*b.pageSize) || (t.holes >= 64 && 2*t.holes > len(t.data)) {
-		return b.compact(t)
+		dropped = b.compact(t)
 	}
 	if t.slots != nil && t.bits > minSlotBits+3 && t.count*16 < 1<<t.bits {
 		b.rehash(t, slotBitsFor(t.count))
 	}
-	return 0
+	if invariants && b.maintDue(t) {
+		panic("keyed: invariant: maintenance still due after maybeCompact")
+	}
+	return dropped
 }
 
 // slotBitsFor is the smallest table (at least 1<<minSlotBits slots) that n

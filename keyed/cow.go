@@ -222,6 +222,9 @@ func (b *Backend) Snapshot() *Snapshot {
 	b.snaps = append(b.snaps, s)
 	b.newestSnap = b.epoch
 	b.epoch++
+	// Everything the live state has is now shared: Put's fast paths must
+	// not write in place what Get found before (see Backend.last).
+	b.last.fast = 0
 	return s
 }
 

@@ -46,6 +46,9 @@ type cowHarness struct {
 	rng    *rand.Rand
 	buf    []byte
 	bulk   []int // first keys of bulk-inserted batches not yet deleted
+	// Typed views of value and value2 with an 8-byte codec: Get and Put
+	// through the fixed-width path (get8, put8).
+	typed, typed2 ValueState[uint64]
 }
 
 func newCowHarness(tb testing.TB, seed uint64, opts Options) *cowHarness {
@@ -64,6 +67,8 @@ func newCowHarness(tb testing.TB, seed uint64, opts Options) *cowHarness {
 	h.mp = must(b.Register("m", KindMap, StateOptions{}))
 	h.list = must(b.Register("l", KindList, StateOptions{}))
 	h.value2 = must(b.Register("r", KindReducing, StateOptions{}))
+	h.typed = newValueState(b, h.value, "v", Uint64Codec)
+	h.typed2 = newValueState(b, h.value2, "r", Uint64Codec)
 	h.setKey(0)
 	return h
 }
@@ -111,6 +116,30 @@ func (h *cowHarness) step(op, arg byte) {
 		id := h.value
 		if arg%2 == 1 {
 			id = h.value2
+		}
+		mk := mkey{int(id), string(h.keyEnc)}
+		if old, ok := h.model[mk]; arg%5 == 0 && (!ok || len(old) == 8) {
+			// The typed fixed-width path, in steps that Get, Put or
+			// both, so that other operations (snapshots, writes of
+			// other keys and states, SetCurrentKey) fall between a Get
+			// and the Put that may take put8.
+			vs := &h.typed
+			if id == h.value2 {
+				vs = &h.typed2
+			}
+			sel := arg / 5
+			if sel%2 == 0 {
+				got, gok := vs.Get()
+				if gok != ok || (ok && got != binary.BigEndian.Uint64([]byte(old))) {
+					h.tb.Fatalf("typed Get of key %x = %d, %v; want %x, %v", h.keyEnc, got, gok, old, ok)
+				}
+			}
+			if sel%4 != 1 {
+				x := uint64(sel)<<32 | uint64(len(h.model))
+				vs.Put(x)
+				h.model[mk] = string(binary.BigEndian.AppendUint64(nil, x))
+			}
+			break
 		}
 		v := h.valueOf(size, arg)
 		if arg%3 != 0 {
@@ -517,6 +546,33 @@ func TestCoWConcurrentReader(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.checkLive()
+}
+
+// TestCoWTypedPath biases the harness to the fixed-width path: typed Gets
+// and Puts of few keys with snapshots, releases and other writes between
+// them, so that a Put after a snapshot that shares the Get's page, or
+// after a write that moved its record, would show in a snapshot or the
+// live state.
+func TestCoWTypedPath(t *testing.T) {
+	for seed := range uint64(4) {
+		h := newCowHarness(t, seed, smallOpts)
+		h.nkeys = 8
+		for range 5000 {
+			switch r := h.rng.IntN(20); {
+			case r < 3:
+				h.step(0, byte(h.rng.IntN(256))) // SetCurrentKey
+			case r < 14:
+				h.step(2, byte(5*h.rng.IntN(52))) // typed Get and/or Put
+			case r < 16:
+				h.step(11, 0) // snapshot
+			case r < 17:
+				h.step(12, byte(3*h.rng.IntN(86))) // check one, release it
+			default:
+				h.step(byte(h.rng.IntN(16)), byte(h.rng.IntN(256)))
+			}
+		}
+		h.finish()
+	}
 }
 
 // FuzzCoW drives the harness from bytes: pairs of (operation, argument).

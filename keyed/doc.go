@@ -50,27 +50,58 @@
 // and Put of the same key. SetCurrentKeyHashed writes the encoded key with
 // a one-byte length in place and precomputes two 8-byte compare words, so
 // a lookup compares a key of up to 16 encoded bytes with two loads, no
-// memequal (HashKey also computes xxHash64 of an 8-byte key inline). A
-// table with a single slot page keeps it in table.slot0 (one dependent
-// load less), and Backend.tables mirrors dir.tables. Get records where it
-// found the record (Backend.last: table, page reference, offsets, value
-// capacity, the older of the table's and the page's epochs, and mods);
-// the Put of the same state and key that follows overwrites in place with
-// no lookup when mods is unchanged (no write since: no table, page table
-// or record moved) and that epoch is above newestSnap (no snapshot shares
-// them, a snapshot taken in between fails the check); otherwise it takes
-// the general path. The typed states code Int64Codec, Uint64Codec and
-// Float64Codec inline instead of through the interface. Measured on a
-// shared 2-core VM (noisy: medians of 5 interleaved runs of
-// go test -run '^$' -bench 'BenchmarkGetPut$|BenchmarkGet$|BaselineGoMap'
-// -benchtime 1s, cpu-ns/op, before -> after): GetPut 1k 126 -> 87, 100k
-// 417 -> 334, 1M 529 -> 470; Get 1k 76 -> 69, 100k 320 -> 254, 1M 410 ->
-// 399; the Go map baseline in the same runs 18-19 (1k), 54-67 (100k),
-// 156-163 (1M). Instructions per operation (valgrind callgrind, not
-// noisy): GetPut 1k 946 -> 596, Get 1k 518 -> 475. What is left is
-// mostly instructions (calls, bounds checks, the per-call bookkeeping),
-// not cache misses, at 1k keys; at 100k and 1M, the misses on the slot
-// page, the page table and the data page.
+// memequal; for an 8-byte key (the engine's integer keys) it is a leaf
+// function with the key encoding inline, everything else (other lengths,
+// failed range checks, -tags invariants) in setCurrentKey. SetCurrentKey
+// computes xxHash64 of an 8-byte key inline. A table with a single slot
+// page keeps it in table.slot0 (one dependent load less), and
+// Backend.tables mirrors dir.tables. valueHash swaps the halves of the key
+// hash (xored with a per-state constant) instead of a 64-bit finalizer.
+//
+// A ValueState with Int64Codec, Uint64Codec or Float64Codec and no TTL
+// ("plain") reads and writes through a fixed-width path: Backend.get8 is
+// Get, findValue and the decoding fused, returning the value as a uint64
+// without building a slice, and put8 writes the 8 bytes back in place.
+// get8's common case (a single slot page, an 8-byte key) is a leaf function
+// that compares the record header and the key at constant offsets of one
+// slice of the page, so it has few bounds checks; get8Slow handles the
+// rest (several slot pages, other key lengths, no current key). T is
+// converted to and from the codec's uint64 by reinterpreting its 8 bytes
+// (fromBits, toBits: no type switch on a shape type). A stored value that
+// is not 8 bytes takes the general path, whose codec reports ErrCorrupt.
+//
+// Get (and get8) records where it found the record in Backend.last, and
+// whether the Put of the same state and key that follows may overwrite in
+// place with no lookup ("fast"): decided once at Get time (no TTL, the
+// table's and the page's epochs above newestSnap, and for get8 a value
+// capacity that overwrite keeps in place). The Put takes that path when
+// mods is unchanged (no write since: no table, page table or record
+// moved) and the state is the same; Snapshot clears fast (it is what makes
+// a table or page shared), SetCurrentKeyHashed clears it, any write
+// changes mods. put8 skips maintDue: every write ends with maybeCompact of
+// its table (after which maintenance is not due) and an in-place overwrite
+// of 8 bytes changes nothing maintDue reads (checked under -tags
+// invariants). Otherwise Put takes the general path, which copies shared
+// pages.
+//
+// Measured on a shared 2-core VM (noisy: medians of 5 runs of
+// go test -run '^$' -bench 'GetPut|Get$|BaselineGoMap' -count 5, ns/op,
+// before -> after). First round (b.last, slot0, compare words): GetPut 1k
+// 126 -> 87, 100k 417 -> 334, 1M 529 -> 470; Get 1k 76 -> 69, 100k 320
+// -> 254, 1M 410 -> 399 (cpu-ns/op). Second round (get8/put8, leaf fast
+// paths, valueHash; a busier VM, the runs of both versions interleaved):
+// GetPut 1k 100 -> 61, 100k 424 -> 374, 1M 680 -> 651; Get 1k 85 -> 53,
+// 100k 409 -> 353, 1M 661 -> 654; the Go map baseline 25 (1k), 65-77
+// (100k), 305-328 (1M). Instructions per operation (valgrind
+// callgrind, not noisy; per op = the difference of runs of 2M and 1M
+// iterations): GetPut 1k 946 -> 596 -> 298, Get 1k 518 -> 475 -> 259; per
+// GetPut of the second round, Get + findValue + ValueState.Get 323 ->
+// get8 + ValueState.Get 159, Put + ValueState.Put 116 -> 31 (put8
+// inline), SetCurrentKeyHashed + setKey 73 -> 41, SetCurrentKey +
+// HashKey 57 -> 38; the benchmark loop 27; a Go map's m[k]++ is 123.
+// What is left is mostly instructions (calls, bounds checks), not cache
+// misses, at 1k keys; at 100k and 1M, the misses on the slot page, the
+// page table and the data page.
 //
 // # Decisions where the design is silent
 //

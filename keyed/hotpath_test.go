@@ -3,8 +3,11 @@ package keyed
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"strings"
 	"testing"
+	"time"
 )
 
 // Tests of the hot path's caches: b.last (Get's record, used by Put's fast
@@ -259,5 +262,192 @@ func TestSlot0AcrossRehash(t *testing.T) {
 		t.Fatalf("after deletes: %d slot pages, slot0 set: %v", len(tb.slots), tb.slot0 != nil)
 	}
 	check(func(i int) bool { return i < 10 })
+	b.checkAll()
+}
+
+// The fixed-width path of ValueState (get8, put8): hit, and every way the
+// Put after a Get must not write in place.
+func TestFixedWidthPath(t *testing.T) {
+	b, _ := NewBackend(Options{MaxParallelism: 1})
+	vs, _ := NewValueState(b, "v", Int64Codec, StateOptions{})
+	other, _ := NewValueState(b, "o", Uint64Codec, StateOptions{})
+	fs, _ := NewValueState(b, "f", Float64Codec, StateOptions{})
+	if !vs.plain || !other.plain || !fs.plain {
+		t.Fatal("8-byte codecs without TTL do not take the fixed-width path")
+	}
+	for i := range 100 {
+		b.SetCurrentKey(key8(i))
+		vs.Put(int64(i))
+		other.Put(uint64(i) << 40)
+		fs.Put(float64(i) / 4)
+	}
+	k := key8(7)
+	b.SetCurrentKeyHashed(k, HashKey(k))
+	// Hit: the Put overwrites in place, with no lookup and no copy.
+	v, ok := vs.Get()
+	if !ok || v != 7 || b.last.fast != lastFixed {
+		t.Fatalf("Get = %d, %v (fast %d); want 7 via the fixed path", v, ok, b.last.fast)
+	}
+	mods := b.mods
+	vs.Put(-v)
+	if b.mods != mods+1 || b.last.fast != lastFixed || b.last.mods != b.mods {
+		t.Fatal("the Put after Get did not take put8")
+	}
+	vs.Put(-v - 1) // b.last stays valid after put8: in place again
+	if got, _ := vs.Get(); got != -8 {
+		t.Fatalf("after two Puts: %d, want -8", got)
+	}
+	if f, ok := fs.Get(); !ok || f != 7.0/4 {
+		t.Fatalf("float64: %v, %v", f, ok)
+	}
+	fs.Put(-0.5)
+	if f, _ := fs.Get(); f != -0.5 {
+		t.Fatalf("float64 after Put: %v", f)
+	}
+
+	// A snapshot between Get and Put: the page and the table are shared,
+	// so the Put copies and the snapshot keeps the old value.
+	vs.Get()
+	s := b.Snapshot()
+	if b.last.fast != 0 {
+		t.Fatal("Snapshot did not clear last.fast")
+	}
+	copies := b.pageCopies
+	vs.Put(1000)
+	if b.pageCopies == copies {
+		t.Fatal("the Put after a snapshot did not copy the page")
+	}
+	if got, ok := snapValue(t, s, 0, vs.ID(), k); !ok || int64(binary.BigEndian.Uint64([]byte(got))) != -8 {
+		t.Fatalf("snapshot reads %x, %v; want -8", got, ok)
+	}
+	// After the copy, Get and Put are in place again.
+	if got, _ := vs.Get(); got != 1000 || b.last.fast != lastFixed {
+		t.Fatalf("after the copy: %d, fast %d", got, b.last.fast)
+	}
+	vs.Put(1001)
+	s.Release()
+
+	// A Put of another state between Get and Put: mods changed, so the
+	// Put finds its record again (and does not write the other's).
+	vs.Get()
+	other.Put(5)
+	vs.Put(1002)
+	if got, _ := other.Get(); got != 5 {
+		t.Fatalf("other = %d, want 5", got)
+	}
+	// A Put of another state right after Get of this one: the id differs.
+	vs.Get()
+	other.Put(6)
+	if got, _ := vs.Get(); got != 1002 {
+		t.Fatalf("v = %d, want 1002", got)
+	}
+	if got, _ := other.Get(); got != 6 {
+		t.Fatalf("other = %d, want 6", got)
+	}
+	// Another key between Get and Put.
+	vs.Get()
+	b.SetCurrentKey(key8(8))
+	vs.Put(88)
+	b.SetCurrentKey(k)
+	if got, _ := vs.Get(); got != 1002 {
+		t.Fatalf("v[7] = %d after a Put of key 8", got)
+	}
+	b.SetCurrentKey(key8(8))
+	if got, _ := vs.Get(); got != 88 {
+		t.Fatalf("v[8] = %d, want 88", got)
+	}
+	// A Put without a Get (b.last is of another key) and of a new key.
+	b.SetCurrentKey(key8(500))
+	if _, ok := vs.Get(); ok {
+		t.Fatal("key 500 found before it was written")
+	}
+	vs.Put(500)
+	if got, ok := vs.Get(); !ok || got != 500 {
+		t.Fatalf("v[500] = %d, %v", got, ok)
+	}
+	// A Delete between Get and Put.
+	vs.Get()
+	vs.Clear()
+	vs.Put(501)
+	if got, ok := vs.Get(); !ok || got != 501 {
+		t.Fatalf("after Clear and Put: %d, %v", got, ok)
+	}
+	b.checkAll()
+}
+
+// A stored value that is not 8 bytes takes the general path: the codec's
+// error panics (ErrCorrupt), and no Put writes through a stale b.last.
+func TestFixedWidthCorrupt(t *testing.T) {
+	b, _ := NewBackend(Options{})
+	vs, _ := NewValueState(b, "v", Int64Codec, StateOptions{})
+	b.SetCurrentKey(key8(1))
+	b.Put(vs.ID(), []byte("abc"))
+	func() {
+		defer func() {
+			err, _ := recover().(error)
+			if !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("Get of a 3-byte value: recovered %v, want ErrCorrupt", err)
+			}
+		}()
+		vs.Get()
+	}()
+	vs.Put(9)
+	if got, ok := vs.Get(); !ok || got != 9 {
+		t.Fatalf("after Put: %d, %v", got, ok)
+	}
+	// Without a current key, get8 panics as Get does.
+	b2, _ := NewBackend(Options{})
+	vs2, _ := NewValueState(b2, "v", Int64Codec, StateOptions{})
+	func() {
+		defer func() {
+			if r := recover(); r == nil || !strings.Contains(fmt.Sprint(r), "no current key") {
+				t.Fatalf("Get without a key: recovered %v", r)
+			}
+		}()
+		vs2.Get()
+	}()
+}
+
+// A TTL state with an 8-byte codec takes the general path (the stored
+// value carries its timestamp); its Put after Get never writes through
+// b.last's fixed-width fields.
+func TestFixedWidthTTL(t *testing.T) {
+	clk := &fakeClock{nowMs: 1_000_000}
+	b, _ := NewBackend(Options{Clock: clk.now, MaxParallelism: 1})
+	ttl, _ := NewValueState(b, "t", Int64Codec, StateOptions{TTL: 10 * time.Second})
+	vs, _ := NewValueState(b, "v", Int64Codec, StateOptions{})
+	if ttl.plain || !ttl.fixed {
+		t.Fatal("a TTL state must not take get8/put8")
+	}
+	b.SetCurrentKey(key8(1))
+	ttl.Put(1)
+	vs.Put(2)
+	for i := range 5 {
+		clk.nowMs += 5_000
+		v, ok := ttl.Get()
+		if !ok || v != int64(1+i) {
+			t.Fatalf("round %d: %d, %v", i, v, ok)
+		}
+		if b.last.fast != 0 {
+			t.Fatal("a TTL Get set last.fast")
+		}
+		ttl.Put(v + 1) // refreshes the timestamp
+		w, _ := vs.Get()
+		s := b.Snapshot()
+		vs.Put(w + 1)
+		ttl.Put(v + 1)
+		if got, _ := snapValue(t, s, 0, vs.ID(), key8(1)); int64(binary.BigEndian.Uint64([]byte(got))) != w {
+			t.Fatalf("snapshot of v reads %x, want %d", got, w)
+		}
+		s.Release()
+	}
+	clk.nowMs += 10_000
+	if _, ok := ttl.Get(); ok {
+		t.Fatal("returned an expired value")
+	}
+	ttl.Put(42)
+	if v, ok := ttl.Get(); !ok || v != 42 {
+		t.Fatalf("after expiry and Put: %d, %v", v, ok)
+	}
 	b.checkAll()
 }

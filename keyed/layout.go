@@ -156,9 +156,12 @@ func recordBytes(entry bool, keyLen, valCap int) int {
 }
 
 // Hashes of the three record kinds. The table hash must mix the state ID
-// into the key hash (every key of a group shares KeyGroupOf's bits), so a
-// 64-bit finalizer (murmur3's fmix64) is applied. These only place records
-// within a group and may change between versions; HashKey may not.
+// into the key hash, and its high 32 bits (the tag, whose top bits index
+// the table) must not be the key hash's high 32 bits (every key of a group
+// shares KeyGroupOf's bits of them). headHash and entryHash apply a 64-bit
+// finalizer (murmur3's fmix64); valueHash, on the per-record path, swaps
+// the halves instead. These only place records within a group (slots are
+// never in a checkpoint) and may change between versions; HashKey may not.
 const (
 	seedValue = 0x9E3779B97F4A7C15
 	seedHead  = 0xC2B2AE3D27D4EB4F
@@ -174,8 +177,12 @@ func fmix64(h uint64) uint64 {
 	return h
 }
 
+// valueHash, the hot path's, needs no finalizer: only its high 32 bits
+// are used (the tag), and those are the low 32 bits of the key hash, which
+// xxHash64 mixes as well as the high ones, independently of KeyGroupOf
+// (which reads only the high 32), xored with a per-state constant.
 func valueHash(keyHash uint64, id StateID) uint64 {
-	return fmix64(keyHash ^ (uint64(id)+1)*seedValue)
+	return bits.RotateLeft64(keyHash, 32) ^ (uint64(id)+1)*seedValue
 }
 
 func headHash(keyHash uint64, id StateID) uint64 {

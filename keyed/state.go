@@ -4,7 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"iter"
-	"math"
+	"unsafe"
 )
 
 // The typed states wrap a Backend's raw per-key operations with a Codec.
@@ -29,6 +29,7 @@ type ValueState[T any] struct {
 	b     *Backend
 	id    StateID
 	fixed bool // c is Int64Codec, Uint64Codec or Float64Codec: coded inline
+	plain bool // fixed, and the state has no TTL: Get and Put use get8 and put8
 	name  string
 	c     Codec[T]
 	buf   []byte
@@ -39,8 +40,13 @@ func newValueState[T any](b *Backend, id StateID, name string, c Codec[T]) Value
 	s := ValueState[T]{b: b, id: id, name: name, c: c}
 	switch any(c).(type) {
 	case int64Codec, uint64Codec, float64Codec:
-		s.fixed = true
+		// T is int64, uint64 or float64: a Codec[T] is one of these only
+		// when T is the codec's type (their methods take exactly it).
+		s.fixed = unsafe.Sizeof(*new(T)) == 8
 	}
+	// The state is registered (the callers just did), not a map state,
+	// and its kind and TTL never change, so get8 needs no checks of id.
+	s.plain = s.fixed && b.states[id].kind != KindMap && b.states[id].ttlMs == 0
 	return s
 }
 
@@ -54,35 +60,16 @@ func NewValueState[T any](b *Backend, name string, c Codec[T], so StateOptions) 
 	return &s, nil
 }
 
-// decodeFixed is Decode of the 8-byte codecs (fixed), without the
-// interface call; raw has 8 bytes. A codec of T is only one of them when T
-// is the codec's type, so one case matches.
-func decodeFixed[T any](raw []byte) (v T) {
-	x := binary.BigEndian.Uint64(raw)
-	switch p := any(&v).(type) {
-	case *int64:
-		*p = int64(x)
-	case *uint64:
-		*p = x
-	case *float64:
-		*p = math.Float64frombits(x)
-	}
-	return v
-}
+// The 8-byte codecs (fixed) encode v as the 8 big-endian bytes of its bit
+// pattern: uint64(v) for int64 and uint64, math.Float64bits(v) for
+// float64. With T one of those types (see newValueState), that bit pattern
+// is what unsafe reads at &v, so fromBits and toBits are those codecs'
+// Decode and Append without the interface call or a type switch on T
+// (which costs a run-time type comparison in shape-generic code).
 
-// encodeFixed is Append of the 8-byte codecs (fixed) into dst.
-func encodeFixed[T any](dst *[8]byte, v T) {
-	var x uint64
-	switch p := any(&v).(type) {
-	case *int64:
-		x = uint64(*p)
-	case *uint64:
-		x = *p
-	case *float64:
-		x = math.Float64bits(*p)
-	}
-	binary.BigEndian.PutUint64(dst[:], x)
-}
+func fromBits[T any](x uint64) T { return *(*T)(unsafe.Pointer(&x)) }
+
+func toBits[T any](v T) uint64 { return *(*uint64)(unsafe.Pointer(&v)) }
 
 // ID is the state's ID in its backend.
 func (s *ValueState[T]) ID() StateID { return s.id }
@@ -90,13 +77,23 @@ func (s *ValueState[T]) ID() StateID { return s.id }
 // Get returns the current key's value, or false when there is none (or it
 // expired).
 func (s *ValueState[T]) Get() (T, bool) {
+	// Small enough to inline: the common case is one call, get8.
+	if s.plain {
+		if x, res := s.b.get8(s.id); res != get8Slow {
+			return fromBits[T](x), res == get8Found
+		}
+	}
+	return s.get()
+}
+
+func (s *ValueState[T]) get() (T, bool) {
 	raw, ok := s.b.Get(s.id)
 	if !ok {
 		var zero T
 		return zero, false
 	}
 	if s.fixed && len(raw) == 8 {
-		return decodeFixed[T](raw), true
+		return fromBits[T](binary.BigEndian.Uint64(raw)), true
 	}
 	v, err := s.c.Decode(raw)
 	if err != nil {
@@ -107,8 +104,16 @@ func (s *ValueState[T]) Get() (T, bool) {
 
 // Put sets the current key's value.
 func (s *ValueState[T]) Put(v T) {
+	// Small enough to inline: the common case is one call, put8.
+	if s.plain && s.b.put8(s.id, toBits(v)) {
+		return
+	}
+	s.put(v)
+}
+
+func (s *ValueState[T]) put(v T) {
 	if s.fixed {
-		encodeFixed(&s.b8, v)
+		binary.BigEndian.PutUint64(s.b8[:], toBits(v))
 		s.b.Put(s.id, s.b8[:])
 		return
 	}

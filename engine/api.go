@@ -277,10 +277,8 @@ func ProcessRaw[T, U any](ks KeyedStream[T], name string, build func(rt *Runtime
 // (Int64Key, Uint64Key): it sets the record's key, which the exchange
 // hashed (task.recHash), and passes the record on.
 func setNumberKey[T any, N int64 | uint64](f func(v *T) N, b *keyed.Backend, t *task, inner func(*T)) func(*T) {
-	var k8 [8]byte
 	return func(v *T) {
-		binary.BigEndian.PutUint64(k8[:], uint64(f(v)))
-		b.SetCurrentKeyHashed(k8[:], t.recHash)
+		b.SetCurrentKeyUint64(uint64(f(v)), t.recHash)
 		inner(v)
 	}
 }

@@ -207,7 +207,12 @@ func (w *ringWriter[T]) push(v *T) { w.put(v, 0) }
 // exchanges (the keyed operator downstream reads it instead of hashing
 // again), 0 elsewhere.
 func (w *ringWriter[T]) put(v *T, id uint64) {
-	e := w.slot()
+	// slot, inline.
+	if w.n >= len(w.buf) {
+		w.reserve()
+	}
+	e := &w.buf[w.n]
+	w.n++
 	e.kind = elemRecord
 	e.id = id
 	if w.words > 0 {

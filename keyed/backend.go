@@ -264,8 +264,14 @@ func (b *Backend) SetCurrentKeyHashed(key []byte, hash uint64) {
 		b.setCurrentKey(key, hash)
 		return
 	}
-	// setKey, inline.
-	w := binary.LittleEndian.Uint64(key)
+	b.setKey8(binary.LittleEndian.Uint64(key), hash, idx)
+}
+
+// setKey8 makes current the 8-byte key whose bytes read little endian are
+// w: setKey, inline, for the leaf paths of SetCurrentKeyHashed and
+// SetCurrentKeyUint64 (cap(cur.enc) >= 9, idx checked).
+func (b *Backend) setKey8(w, hash uint64, idx int) {
+	k := &b.cur
 	k.enc = k.enc[:9]
 	enc := k.enc[:9]
 	enc[0] = 8
@@ -275,6 +281,21 @@ func (b *Backend) SetCurrentKeyHashed(key []byte, hash uint64) {
 	k.idx = idx
 	b.curSet = true
 	b.last.valid, b.last.fast = false, 0
+}
+
+// SetCurrentKeyUint64 is SetCurrentKeyHashed for the 8-byte key whose
+// big-endian value is x (the engine's integer keys), with hash ==
+// HashUint64Key(x): the key bytes are never built by the caller.
+func (b *Backend) SetCurrentKeyUint64(x, hash uint64) {
+	idx := KeyGroupOf(hash, b.opts.MaxParallelism) - b.opts.Range.Start
+	k := &b.cur
+	if uint(idx) >= uint(len(b.tables)) || cap(k.enc) < 9 || invariants {
+		var key [8]byte
+		binary.BigEndian.PutUint64(key[:], x)
+		b.setCurrentKey(key[:], hash)
+		return
+	}
+	b.setKey8(bits.ReverseBytes64(x), hash, idx)
 }
 
 // setCurrentKey is SetCurrentKeyHashed for any key, with the checks.

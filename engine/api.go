@@ -221,6 +221,51 @@ func (c *KeyedContext) Runtime() *Runtime { return c.rt }
 // before each record reaches the returned function the engine sets the
 // record's key as the current key of rt.Backend().
 func ProcessRaw[T, U any](ks KeyedStream[T], name string, build func(rt *Runtime, next func(*U)) (func(*T), error), opts ...OpOption) Stream[U] {
+	return keyedOp(ks, name, func(rt *Runtime, next func(*U)) (keyedFunc[T, U], error) {
+		inner, err := build(rt, next)
+		return keyedFunc[T, U]{inner: inner}, err
+	}, opts)
+}
+
+// Process adds a keyed process function. open is called once per task, on
+// the task's goroutine, to register state (keyed.NewValueState(rt.Backend(),
+// …)) and returns the function called for each record.
+//
+// Records are passed by pointer, as Flink passes reused objects with object
+// reuse enabled: fn may read and modify *v, and emit any number of records
+// (v itself, modified in place, is the cheapest). Neither v nor an emitted
+// pointer may be kept after the call returns. Pointers instead of values
+// are deliberate: a struct of several words passed and returned by value
+// costs a store-forwarding stall per copy (~30 ns per record measured on the
+// project's machine, DESIGN.md), more than the rest of the operator.
+func Process[T, U any](ks KeyedStream[T], name string, open func(rt *Runtime) (func(ctx *KeyedContext, v *T, emit func(*U)), error), opts ...OpOption) Stream[U] {
+	return keyedOp(ks, name, func(rt *Runtime, next func(*U)) (keyedFunc[T, U], error) {
+		fn, err := open(rt)
+		return keyedFunc[T, U]{fn: fn, ctx: &KeyedContext{rt: rt}, next: next}, err
+	}, opts)
+}
+
+// keyedFunc is what a keyed operator does with a record once its key is
+// set: inner(v) (ProcessRaw), or fn(ctx, v, next) (Process), called
+// directly by the function that sets the key rather than through a wrapper.
+type keyedFunc[T, U any] struct {
+	inner func(*T)
+	fn    func(*KeyedContext, *T, func(*U))
+	ctx   *KeyedContext
+	next  func(*U)
+}
+
+func (k keyedFunc[T, U]) asInner() func(*T) {
+	if k.inner != nil {
+		return k.inner
+	}
+	fn, ctx, next := k.fn, k.ctx, k.next
+	return func(v *T) { fn(ctx, v, next) }
+}
+
+// keyedOp adds a keyed operator: the function that build returns runs
+// with each record's key as the current key of rt.Backend().
+func keyedOp[T, U any](ks KeyedStream[T], name string, build func(rt *Runtime, next func(*U)) (keyedFunc[T, U], error), opts []OpOption) Stream[U] {
 	n := &node{name: name, kind: kindOperatorNode, keyed: true, out: typeOps[U]{}}
 	key := ks.key
 	if ks.reinterpret {
@@ -230,7 +275,7 @@ func ProcessRaw[T, U any](ks KeyedStream[T], name string, build func(rt *Runtime
 		n.route = keyRoute(key)
 	}
 	n.build = func(rt *Runtime, next any) (any, error) {
-		inner, err := build(rt, next.(func(*U)))
+		kf, err := build(rt, next.(func(*U)))
 		if err != nil {
 			return nil, err
 		}
@@ -242,12 +287,12 @@ func ProcessRaw[T, U any](ks KeyedStream[T], name string, build func(rt *Runtime
 			// passed the hash along in the ring slot.
 			t := rt.task
 			if f := key.i64; f != nil {
-				return setNumberKey(f, b, t, inner), nil
+				return setNumberKey(f, b, t, kf), nil
 			}
 			if f := key.u64; f != nil {
-				return setNumberKey(f, b, t, inner), nil
+				return setNumberKey(f, b, t, kf), nil
 			}
-			appendKey := key.appendKey
+			appendKey, inner := key.appendKey, kf.asInner()
 			return func(v *T) {
 				kb = appendKey(kb[:0], v)
 				b.SetCurrentKeyHashed(kb, t.recHash)
@@ -257,7 +302,7 @@ func ProcessRaw[T, U any](ks KeyedStream[T], name string, build func(rt *Runtime
 		// A reinterpreted keyed stream usually follows a keyed operator in
 		// the same task, which already made this key current: compare the
 		// key bytes before hashing again.
-		appendKey := key.appendKey
+		appendKey, inner := key.appendKey, kf.asInner()
 		return func(v *T) {
 			kb = appendKey(kb[:0], v)
 			if !b.HasCurrentKey(kb) {
@@ -275,34 +320,20 @@ func ProcessRaw[T, U any](ks KeyedStream[T], name string, build func(rt *Runtime
 
 // setNumberKey is the head of a keyed operator whose key is a number
 // (Int64Key, Uint64Key): it sets the record's key, which the exchange
-// hashed (task.recHash), and passes the record on.
-func setNumberKey[T any, N int64 | uint64](f func(v *T) N, b *keyed.Backend, t *task, inner func(*T)) func(*T) {
+// hashed (task.recHash), and runs the operator.
+func setNumberKey[T, U any, N int64 | uint64](f func(v *T) N, b *keyed.Backend, t *task, kf keyedFunc[T, U]) func(*T) {
+	if fn := kf.fn; fn != nil {
+		ctx, next := kf.ctx, kf.next
+		return func(v *T) {
+			b.SetCurrentKeyUint64(uint64(f(v)), t.recHash)
+			fn(ctx, v, next)
+		}
+	}
+	inner := kf.inner
 	return func(v *T) {
 		b.SetCurrentKeyUint64(uint64(f(v)), t.recHash)
 		inner(v)
 	}
-}
-
-// Process adds a keyed process function. open is called once per task, on
-// the task's goroutine, to register state (keyed.NewValueState(rt.Backend(),
-// …)) and returns the function called for each record.
-//
-// Records are passed by pointer, as Flink passes reused objects with object
-// reuse enabled: fn may read and modify *v, and emit any number of records
-// (v itself, modified in place, is the cheapest). Neither v nor an emitted
-// pointer may be kept after the call returns. Pointers instead of values
-// are deliberate: a struct of several words passed and returned by value
-// costs a store-forwarding stall per copy (~30 ns per record measured on the
-// project's machine, DESIGN.md), more than the rest of the operator.
-func Process[T, U any](ks KeyedStream[T], name string, open func(rt *Runtime) (func(ctx *KeyedContext, v *T, emit func(*U)), error), opts ...OpOption) Stream[U] {
-	return ProcessRaw(ks, name, func(rt *Runtime, next func(*U)) (func(*T), error) {
-		fn, err := open(rt)
-		if err != nil {
-			return nil, err
-		}
-		ctx := &KeyedContext{rt: rt}
-		return func(v *T) { fn(ctx, v, next) }, nil
-	}, opts...)
 }
 
 // Runtime is what an operator sees of the task it runs in.

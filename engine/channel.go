@@ -69,11 +69,7 @@ func (typeOps[T]) newWriter(t *task, part partitioning, rings []any, route any) 
 	case partBroadcast:
 		pw.push = pw.broadcast
 	case partKeyed:
-		route := route.(func(*T) (int, uint64))
-		pw.push = func(v *T) {
-			task, hash := route(v)
-			ws[task].put(v, hash)
-		}
+		pw.push = route.(func([]*ringWriter[T]) func(*T))(ws)
 	default:
 		panic("engine: unknown partitioning " + part.String())
 	}
@@ -103,15 +99,17 @@ func (typeOps[T]) fanout(pushes []any) any {
 	}
 }
 
-// keyRoute returns the router of a keyed exchange: key bytes, hash, key
-// group, owning task. It allocates nothing per record.
+// keyRoute returns the router of a keyed exchange: key, hash, key group,
+// owning task, and the record into that task's ring, in one function per
+// record that allocates nothing. The boxed value is a
+// func([]*ringWriter[T]) func(*T), called once per upstream task with its
+// writers (one per downstream task).
 //
-// The router returns the key's hash too: it travels in the ring slot's id
-// field (unused by records) so the keyed operator downstream does not hash
-// the key again.
+// The router passes the key's hash along in the ring slot's id field
+// (unused by records) so the keyed operator downstream does not hash the
+// key again.
 func keyRoute[T any](key KeySelector[T]) func(maxPar, parallelism int) any {
 	return func(maxPar, parallelism int) any {
-		var buf []byte
 		// owner[kg] is the task that owns key group kg: a table lookup
 		// instead of a division per record.
 		owner := make([]int32, maxPar)
@@ -125,21 +123,26 @@ func keyRoute[T any](key KeySelector[T]) func(maxPar, parallelism int) any {
 			return routeNumber(f, owner)
 		}
 		appendKey := key.appendKey
-		return func(v *T) (int, uint64) {
-			buf = appendKey(buf[:0], v)
-			h := keyed.HashKey(buf)
-			return int(owner[keyed.KeyGroupOf(h, maxPar)]), h
+		return func(ws []*ringWriter[T]) func(*T) {
+			var buf []byte
+			return func(v *T) {
+				buf = appendKey(buf[:0], v)
+				h := keyed.HashKey(buf)
+				ws[owner[keyed.KeyGroupOf(h, maxPar)]].put(v, h)
+			}
 		}
 	}
 }
 
 // routeNumber is keyRoute's router for a key that is a number (Int64Key,
 // Uint64Key); owner maps each key group to its task.
-func routeNumber[T any, N int64 | uint64](f func(v *T) N, owner []int32) func(*T) (int, uint64) {
+func routeNumber[T any, N int64 | uint64](f func(v *T) N, owner []int32) func([]*ringWriter[T]) func(*T) {
 	maxPar := len(owner)
-	return func(v *T) (int, uint64) {
-		h := keyed.HashUint64Key(uint64(f(v)))
-		return int(owner[keyed.KeyGroupOf(h, maxPar)]), h
+	return func(ws []*ringWriter[T]) func(*T) {
+		return func(v *T) {
+			h := keyed.HashUint64Key(uint64(f(v)))
+			ws[owner[keyed.KeyGroupOf(h, maxPar)]].put(v, h)
+		}
 	}
 }
 

@@ -71,8 +71,9 @@ type node struct {
 	// out provides the rings, readers and writers for the node's output
 	// record type.
 	out outType
-	// route, for partKeyed edges into this node, is a func(*T) int that
-	// picks the downstream task of a record (boxed once per job).
+	// route, for partKeyed edges into this node, returns (boxed) what
+	// builds the push function of an upstream task's keyed output from
+	// its ring writers (keyRoute).
 	route func(maxPar, parallelism int) any
 	// build returns the node's push function func(*In) given next
 	// (func(*Out), or nil for sinks). Nil for sources.

@@ -295,15 +295,16 @@ func (r *ringReader[T]) poll() bool {
 		}
 		progress = true
 		n := 0
+		t, push := r.t, r.push
 		for j := range els {
 			e := &els[j]
 			n++
 			if e.kind == elemRecord {
-				r.t.recHash = e.id // the key hash, on keyed exchanges
-				r.push(&e.rec)
+				t.recHash = e.id // the key hash, on keyed exchanges
+				push(&e.rec)
 				continue
 			}
-			if r.t.onElement(i, e.kind, e.id) {
+			if t.onElement(i, e.kind, e.id) {
 				// The channel is blocked or ended: what follows in the batch
 				// is read after it is unblocked.
 				break

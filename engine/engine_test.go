@@ -613,3 +613,18 @@ func TestMissingKeySelector(t *testing.T) {
 		t.Fatalf("error %v does not name the operator and the missing key selector", err)
 	}
 }
+
+// overReader claims more records than its buffer holds.
+type overReader struct{ seqSource }
+
+func (s *overReader) Read(buf []rec) (int, error) { return len(buf) + 1, nil }
+
+func TestSourceReadCountChecked(t *testing.T) {
+	j := engine.NewJob("overread", engine.Options{})
+	s := engine.FromSource(j, "source", func(engine.SourceContext) (engine.Source[rec], error) { return &overReader{}, nil })
+	engine.ToSink(s, "sink", engine.Sink[rec](newMemSink()))
+	err := j.Run(context.Background())
+	if err == nil || !strings.Contains(err.Error(), `operator "source`) || !strings.Contains(err.Error(), "returned 257 records for a buffer of 256") {
+		t.Fatalf("got %v", err)
+	}
+}

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"errors"
+	"fmt"
 	"io"
 )
 
@@ -131,8 +132,12 @@ type typedSource[T any] struct {
 
 func (s *typedSource[T]) step() (int, bool, error) {
 	n, err := s.src.Read(s.buf)
-	for i := 0; i < n; i++ {
-		s.push(&s.buf[i])
+	if n < 0 || n > len(s.buf) {
+		return 0, false, fmt.Errorf("Source.Read returned %d records for a buffer of %d", n, len(s.buf))
+	}
+	push, buf := s.push, s.buf[:n]
+	for i := range buf {
+		push(&buf[i])
 	}
 	if errors.Is(err, io.EOF) {
 		return n, true, nil

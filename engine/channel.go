@@ -210,8 +210,9 @@ func (w *ringWriter[T]) push(v *T) { w.put(v, 0) }
 // exchanges (the keyed operator downstream reads it instead of hashing
 // again), 0 elsewhere.
 func (w *ringWriter[T]) put(v *T, id uint64) {
-	// slot, inline.
-	if w.n >= len(w.buf) {
+	// slot, by hand: the compiler does not inline it in generic code, and
+	// the call cost ~14 instructions per record (callgrind, typed pipeline).
+	if w.n == len(w.buf) {
 		w.reserve()
 	}
 	e := &w.buf[w.n]

@@ -11,8 +11,8 @@ import (
 // stores, which is how operators build and modify records), each 16-byte
 // load that spans two pending stores misses store forwarding and stalls.
 // Measured on the project's machine (go test -bench SlotCopy ./engine/,
-// 4 runs): 11.2–12.3 ns per 40-byte record copied into a slot the vector
-// way, 7.6–10.4 ns word by word.
+// 3 runs): 12.6–12.9 ns per 40-byte record copied into a slot the vector
+// way, 8.3–8.6 ns word by word.
 //
 // Word copies bypass the garbage collector's write barriers, so they are
 // used only for types without pointers.

@@ -38,11 +38,11 @@ func usableCPUs(override int) []int {
 }
 
 // pinThread pins the calling OS thread (the worker goroutine is locked to
-// it) to cpu. It returns whether the thread got back the affinity it had
-// before, by unpin, which the worker calls before it unlocks the thread:
+// it) to cpu. unpin gives the thread its old affinity back and reports
+// whether it could; the worker calls it before it unlocks the thread, since
 // an unlocked thread goes back to the Go runtime's pool and would run any
-// goroutine on that one core. When the old affinity cannot be restored the
-// worker stays locked, and the runtime ends the thread with the goroutine.
+// goroutine on that one core. When unpin fails the worker stays locked,
+// and the runtime ends the thread with the goroutine.
 func pinThread(cpu int) (unpin func() bool, err error) {
 	var old unix.CPUSet
 	if err := unix.SchedGetaffinity(0, &old); err != nil {

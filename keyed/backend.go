@@ -255,7 +255,7 @@ const (
 // hash == HashKey(key) (the router computed it). A wrong hash is a bug that
 // this does not detect (except under -tags invariants).
 func (b *Backend) SetCurrentKeyHashed(key []byte, hash uint64) {
-	// The common 8-byte key in a leaf function (no call, no spills);
+	// The common 8-byte key with no call on its path;
 	// everything else, and every check that fails, in setCurrentKey.
 	idx := KeyGroupOf(hash, b.opts.MaxParallelism) - b.opts.Range.Start
 	k := &b.cur
@@ -268,7 +268,7 @@ func (b *Backend) SetCurrentKeyHashed(key []byte, hash uint64) {
 }
 
 // setKey8 makes current the 8-byte key whose bytes read little endian are
-// w: setKey, inline, for the leaf paths of SetCurrentKeyHashed and
+// w: setKey, inline, for the 8-byte paths of SetCurrentKeyHashed and
 // SetCurrentKeyUint64 (cap(cur.enc) >= 9, idx checked).
 func (b *Backend) setKey8(w, hash uint64, idx int) {
 	k := &b.cur
@@ -499,9 +499,10 @@ const (
 // must be a registered non-map state without TTL (ValueState checks that
 // when it is built; states are never unregistered or changed).
 func (b *Backend) get8(id StateID) (uint64, int) {
-	// The common case (a table with a single slot page, an 8-byte key) in
-	// a leaf function: no call, few bounds checks. get8Slow does the
-	// rest (and panics when no key is set: then cur.idx is -1).
+	// The common case (a table with a single slot page, an 8-byte key)
+	// makes no call and has few bounds checks (spills in the probe loop
+	// still give it a stack frame). get8Slow does the rest (and panics
+	// when no key is set: then cur.idx is -1).
 	k := &b.cur
 	idx, tables := k.idx, b.tables
 	if uint(idx) >= uint(len(tables)) {

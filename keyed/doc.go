@@ -50,8 +50,8 @@
 // and Put of the same key. SetCurrentKeyHashed writes the encoded key with
 // a one-byte length in place and precomputes two 8-byte compare words, so
 // a lookup compares a key of up to 16 encoded bytes with two loads, no
-// memequal; for an 8-byte key (the engine's integer keys) it is a leaf
-// function with the key encoding inline, everything else (other lengths,
+// memequal; for an 8-byte key (the engine's integer keys) it makes no
+// call, with the key encoding inline, everything else (other lengths,
 // failed range checks, -tags invariants) in setCurrentKey. SetCurrentKey
 // computes xxHash64 of an 8-byte key inline. A table with a single slot
 // page keeps it in table.slot0 (one dependent load less), and
@@ -62,8 +62,8 @@
 // ("plain") reads and writes through a fixed-width path: Backend.get8 is
 // Get, findValue and the decoding fused, returning the value as a uint64
 // without building a slice, and put8 writes the 8 bytes back in place.
-// get8's common case (a single slot page, an 8-byte key) is a leaf function
-// that compares the record header and the key at constant offsets of one
+// get8's common case (a single slot page, an 8-byte key) makes no call and
+// compares the record header and the key at constant offsets of one
 // slice of the page, so it has few bounds checks; get8Slow handles the
 // rest (several slot pages, other key lengths, no current key). T is
 // converted to and from the codec's uint64 by reinterpreting its 8 bytes
@@ -88,7 +88,7 @@
 // go test -run '^$' -bench 'GetPut|Get$|BaselineGoMap' -count 5, ns/op,
 // before -> after). First round (b.last, slot0, compare words): GetPut 1k
 // 126 -> 87, 100k 417 -> 334, 1M 529 -> 470; Get 1k 76 -> 69, 100k 320
-// -> 254, 1M 410 -> 399 (cpu-ns/op). Second round (get8/put8, leaf fast
+// -> 254, 1M 410 -> 399 (cpu-ns/op). Second round (get8/put8, call-free fast
 // paths, valueHash; a busier VM, the runs of both versions interleaved):
 // GetPut 1k 100 -> 61, 100k 424 -> 374, 1M 680 -> 651; Get 1k 85 -> 53,
 // 100k 409 -> 353, 1M 661 -> 654; the Go map baseline 25 (1k), 65-77

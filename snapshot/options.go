@@ -144,7 +144,8 @@ func (o *Options) pebbleOptions() (*pebble.Options, error) {
 	// blocks arrive compressed: turning it off saved ~17 % of the CPU of
 	// writing an S2 snapshot through a batch, but the 100 ms checkpoint
 	// benchmark ran slower (0.75-0.84x vs 0.90-1.15x of no checkpoints,
-	// interleaved runs, 2026-12-01): more bytes to flush and compact.
+	// interleaved runs, 2026-12-01; why was not measured - likely more
+	// bytes to flush and compact).
 	if o.PebbleOptions != nil {
 		o.PebbleOptions(po)
 	}

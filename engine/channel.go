@@ -33,7 +33,8 @@ type outType interface {
 	// newRing creates a ring whose producer and consumer tasks park on the
 	// given waiters. Waiters are bound here, before any task starts: the
 	// ring reads them on every Publish and Release.
-	newRing(capacity int, producer, consumer *ringbuf.Waiter) any
+	// capacity 0 sizes the ring by its slot size (autoRingCapacity).
+	newRing(capacity, batch int, producer, consumer *ringbuf.Waiter) any
 	newWriter(t *task, part partitioning, rings []any, route any) outWriter
 	newReader(t *task, rings []any, push any) inputReader
 	fanout(pushes []any) any
@@ -41,7 +42,10 @@ type outType interface {
 
 type typeOps[T any] struct{}
 
-func (typeOps[T]) newRing(capacity int, producer, consumer *ringbuf.Waiter) any {
+func (typeOps[T]) newRing(capacity, batch int, producer, consumer *ringbuf.Waiter) any {
+	if capacity == 0 {
+		capacity = autoRingCapacity(unsafe.Sizeof(element[T]{}), batch)
+	}
 	r := ringbuf.New[element[T]](capacity)
 	r.SetProducerWaiter(producer)
 	r.SetConsumerWaiter(consumer)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log"
+	"math/bits"
 	"time"
 
 	"github.com/streamd/streamd/engine/coord"
@@ -20,6 +21,13 @@ const (
 	MaxTasks = 4096
 	// MaxRingCapacity bounds the slots of one ring.
 	MaxRingCapacity = 1 << 20
+	// DefaultRingSlots and DefaultRingBytes bound the default capacity of
+	// a ring (Options.RingCapacity 0): at most this many slots, and slots
+	// of at most this many bytes in all, like Flink's in-flight buffers
+	// per channel (2 exclusive network buffers of 32 KiB and a share of
+	// the floating ones).
+	DefaultRingSlots = 4096
+	DefaultRingBytes = 256 << 10
 	// controlQueueLen is the capacity of each task's control channel. The
 	// driver never has more than a few messages per checkpoint in flight per
 	// task, and MaxConcurrent checkpoints at once.
@@ -75,7 +83,11 @@ type Options struct {
 	// a checkpoint restores only into a job with the same value. Default
 	// keyed.DefaultMaxParallelism (128).
 	MaxParallelism int
-	// RingCapacity is the number of slots of each ring. Default 1024.
+	// RingCapacity is the number of slots of each ring, rounded up to a
+	// power of two. Default (0): sized per edge by the record type, the
+	// largest power of two up to DefaultRingSlots whose slots take at
+	// most DefaultRingBytes, and at least twice BatchSize (see
+	// autoRingCapacity).
 	RingCapacity int
 	// BatchSize is the number of records moved per ring operation and per
 	// source read. Default 256.
@@ -110,9 +122,6 @@ func (o *Options) EnsureDefaults() {
 	if o.MaxParallelism == 0 {
 		o.MaxParallelism = keyed.DefaultMaxParallelism
 	}
-	if o.RingCapacity == 0 {
-		o.RingCapacity = 1024
-	}
 	if o.BatchSize == 0 {
 		o.BatchSize = 256
 	}
@@ -136,11 +145,17 @@ func (o *Options) Validate() error {
 	if o.MaxParallelism < 1 || o.MaxParallelism > keyed.MaxMaxParallelism {
 		errs = append(errs, fmt.Errorf("engine: max parallelism %d is outside [1, %d]", o.MaxParallelism, keyed.MaxMaxParallelism))
 	}
-	if o.RingCapacity < 2 || o.RingCapacity > MaxRingCapacity {
-		errs = append(errs, fmt.Errorf("engine: ring capacity %d is outside [2, %d]", o.RingCapacity, MaxRingCapacity))
-	}
-	if o.BatchSize < 1 || o.BatchSize > o.RingCapacity {
-		errs = append(errs, fmt.Errorf("engine: batch size %d is outside [1, ring capacity %d]", o.BatchSize, o.RingCapacity))
+	if o.RingCapacity == 0 { // sized per edge, at least 2*BatchSize
+		if o.BatchSize < 1 || o.BatchSize > MaxRingCapacity/2 {
+			errs = append(errs, fmt.Errorf("engine: batch size %d is outside [1, %d]", o.BatchSize, MaxRingCapacity/2))
+		}
+	} else {
+		if o.RingCapacity < 2 || o.RingCapacity > MaxRingCapacity {
+			errs = append(errs, fmt.Errorf("engine: ring capacity %d is outside [2, %d]", o.RingCapacity, MaxRingCapacity))
+		}
+		if o.BatchSize < 1 || o.BatchSize > o.RingCapacity {
+			errs = append(errs, fmt.Errorf("engine: batch size %d is outside [1, ring capacity %d]", o.BatchSize, o.RingCapacity))
+		}
 	}
 	if c := o.Checkpointing; c != nil {
 		if err := c.Options.Validate(); err != nil {
@@ -189,4 +204,27 @@ type TaskStats struct {
 	Async       time.Duration `json:"async_duration_ns"`
 	RawBytes    int64         `json:"state_size_raw_bytes"`
 	StoredBytes int64         `json:"state_size_stored_bytes"`
+}
+
+// autoRingCapacity is the default capacity of a ring whose slots take
+// slotBytes bytes (Options.RingCapacity 0): the largest power of two up to
+// DefaultRingSlots whose slots take at most DefaultRingBytes, and at least
+// 2*batch rounded up to a power of two, so that a producer can fill one
+// batch while its consumer reads another.
+//
+// Why this many. A ring must absorb the time its consumer's worker spends
+// away from it: on its other tasks, and whenever the Go scheduler or the OS
+// takes the worker's core for a moment. The typed pipeline benchmark (56-
+// byte slots, 2 workers on 2 cores) ran at ~26 ns per record with 1024
+// slots, when each worker parked hundreds to thousands of times per 20 M
+// records, and at ~16.5 ns with 2048, 4096 or 8192 slots, parking 0 to
+// 150 times; the YAML job (272-byte slots) ran the same with 512 to 4096
+// slots (bench/cmd/streamd-bench, 2026-12-02).
+func autoRingCapacity(slotBytes uintptr, batch int) int {
+	c := DefaultRingSlots
+	for c > 1 && uintptr(c)*slotBytes > DefaultRingBytes {
+		c /= 2
+	}
+	least := 1 << bits.Len(uint(2*batch-1))
+	return max(c, least)
 }

@@ -327,7 +327,7 @@ func (rt *jobRuntime) buildTasks() {
 				if head.part == partForward && di != ut.index {
 					continue
 				}
-				r := upTail.out.newRing(rt.opts.RingCapacity, ut.waiter, dt.waiter)
+				r := upTail.out.newRing(rt.opts.RingCapacity, rt.opts.BatchSize, ut.waiter, dt.waiter)
 				rings = append(rings, r)
 				if dt.w == ut.w {
 					ut.consumers = append(ut.consumers, dt)

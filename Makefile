@@ -43,7 +43,7 @@ PROFILE_BENCHES := PipelineEngine YAMLStreamd Checkpoint100ms
 profile:
 	@for b in $(PROFILE_BENCHES); do \
 	  echo "profiling $$b"; \
-	  $(GO) test -run '^$$' -bench "^Benchmark$$b$$" -benchtime 30000000x -cpuprofile profiles/$$b.cpu.pprof -o $${TMPDIR:-/tmp}/streamd-bench.test ./bench/ || exit 1; \
+	  $(GO) test -run '^$$' -bench "^Benchmark$$b$$" -benchtime 150000000x -cpuprofile profiles/$$b.cpu.pprof -o $${TMPDIR:-/tmp}/streamd-bench.test ./bench/ || exit 1; \
 	done
 	$(GO) run ./bench/cmd/profsummary profiles/*.cpu.pprof
 

@@ -33,8 +33,9 @@ type outType interface {
 	// newRing creates a ring whose producer and consumer tasks park on the
 	// given waiters. Waiters are bound here, before any task starts: the
 	// ring reads them on every Publish and Release.
-	// capacity 0 sizes the ring by its slot size (autoRingCapacity).
-	newRing(capacity, batch int, producer, consumer *ringbuf.Waiter) any
+	// capacity 0 sizes the ring by its slot size and fanout, the
+	// producer's number of rings on the edge (autoRingCapacity).
+	newRing(capacity, batch, fanout int, producer, consumer *ringbuf.Waiter) any
 	newWriter(t *task, part partitioning, rings []any, route any) outWriter
 	newReader(t *task, rings []any, push any) inputReader
 	fanout(pushes []any) any
@@ -42,9 +43,9 @@ type outType interface {
 
 type typeOps[T any] struct{}
 
-func (typeOps[T]) newRing(capacity, batch int, producer, consumer *ringbuf.Waiter) any {
+func (typeOps[T]) newRing(capacity, batch, fanout int, producer, consumer *ringbuf.Waiter) any {
 	if capacity == 0 {
-		capacity = autoRingCapacity(unsafe.Sizeof(element[T]{}), batch)
+		capacity = autoRingCapacity(unsafe.Sizeof(element[T]{}), batch, fanout)
 	}
 	r := ringbuf.New[element[T]](capacity)
 	r.SetProducerWaiter(producer)

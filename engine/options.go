@@ -22,10 +22,11 @@ const (
 	// MaxRingCapacity bounds the slots of one ring.
 	MaxRingCapacity = 1 << 20
 	// DefaultRingSlots and DefaultRingBytes bound the default capacity of
-	// a ring (Options.RingCapacity 0): at most this many slots, and slots
-	// of at most this many bytes in all, like Flink's in-flight buffers
-	// per channel (2 exclusive network buffers of 32 KiB and a share of
-	// the floating ones).
+	// a ring (Options.RingCapacity 0): at most this many slots, fewer for
+	// a producer with more than two rings on the edge, and slots of at most
+	// this many bytes in all, like Flink's in-flight buffers per channel (2
+	// exclusive network buffers of 32 KiB and a share of the floating
+	// ones). See autoRingCapacity.
 	DefaultRingSlots = 4096
 	DefaultRingBytes = 256 << 10
 	// controlQueueLen is the capacity of each task's control channel. The
@@ -84,10 +85,9 @@ type Options struct {
 	// keyed.DefaultMaxParallelism (128).
 	MaxParallelism int
 	// RingCapacity is the number of slots of each ring, rounded up to a
-	// power of two. Default (0): sized per edge by the record type, the
-	// largest power of two up to DefaultRingSlots whose slots take at
-	// most DefaultRingBytes, and at least twice BatchSize (see
-	// autoRingCapacity).
+	// power of two. Default (0): sized per edge by the record type and the
+	// producer's number of rings on the edge (autoRingCapacity): up to
+	// DefaultRingSlots slots and DefaultRingBytes bytes.
 	RingCapacity int
 	// BatchSize is the number of records moved per ring operation and per
 	// source read. Default 256.
@@ -207,22 +207,28 @@ type TaskStats struct {
 }
 
 // autoRingCapacity is the default capacity of a ring whose slots take
-// slotBytes bytes (Options.RingCapacity 0): the largest power of two up to
-// DefaultRingSlots whose slots take at most DefaultRingBytes, and at least
-// 2*batch rounded up to a power of two, so that a producer can fill one
-// batch while its consumer reads another.
+// slotBytes bytes, on an edge where each producer writes fanout rings
+// (Options.RingCapacity 0): the largest power of two that is at most
+// DefaultRingSlots, at most 2*DefaultRingSlots/fanout, and whose slots take
+// at most DefaultRingBytes; but at least 2*batch rounded up to a power of
+// two, so that a producer can fill one batch while its consumer reads
+// another.
 //
 // Why this many. A ring must absorb the time its consumer's worker spends
 // away from it: on its other tasks, and whenever the Go scheduler or the OS
 // takes the worker's core for a moment. The typed pipeline benchmark (56-
-// byte slots, 2 workers on 2 cores) ran at ~26 ns per record with 1024
-// slots, when each worker parked hundreds to thousands of times per 20 M
-// records, and at ~16.5 ns with 2048, 4096 or 8192 slots, parking 0 to
-// 150 times; the YAML job (272-byte slots) ran the same with 512 to 4096
-// slots (bench/cmd/streamd-bench, 2026-12-02).
-func autoRingCapacity(slotBytes uintptr, batch int) int {
+// byte slots, 2 workers on 2 cores, fan-out 2) ran at ~26 ns per record
+// with 1024 slots, when each worker parked hundreds to thousands of times
+// per 20 M records, and at ~16.5 ns with 2048, 4096 or 8192 slots, parking
+// 0 to 150 times; the YAML job (272-byte slots) ran the same with 512 to
+// 4096 slots (bench/cmd/streamd-bench, 2026-12-02). A producer with q
+// rings on an edge fills each at 1/q of its rate, so the same time is
+// absorbed by 1/q of the slots: scaling by fan-out keeps a keyed exchange
+// between p and q tasks at ~p*8192 slots in all rather than p*q*4096
+// (not measured beyond q = 2: this machine has two cores).
+func autoRingCapacity(slotBytes uintptr, batch, fanout int) int {
 	c := DefaultRingSlots
-	for c > 1 && uintptr(c)*slotBytes > DefaultRingBytes {
+	for c > 1 && (c*max(fanout, 1) > 2*DefaultRingSlots || uintptr(c)*slotBytes > DefaultRingBytes) {
 		c /= 2
 	}
 	least := 1 << bits.Len(uint(2*batch-1))

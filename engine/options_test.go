@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"unsafe"
@@ -8,26 +9,33 @@ import (
 
 func TestAutoRingCapacity(t *testing.T) {
 	for _, c := range []struct {
-		slot  uintptr
-		batch int
-		want  int
+		slot          uintptr
+		batch, fanout int
+		want          int
 	}{
-		{56, 256, 4096},     // the typed pipeline's prec: 229 KiB
-		{64, 256, 4096},     // exactly DefaultRingBytes
-		{65, 256, 2048},     // just over: halve
-		{272, 256, 512},     // a YAML row: 139 KiB
-		{272, 100, 512},     // the byte budget, not the batch, decides
-		{1 << 20, 256, 512}, // huge records: still two batches
-		{56, 1000, 4096},    // 2*1000 rounds up to 2048 < 4096
-		{56, 3000, 8192},    // two batches need more than the default
-		{1, 1, DefaultRingSlots},
+		{56, 256, 2, 4096},     // the typed pipeline's prec: 229 KiB
+		{56, 256, 1, 4096},     // a forward edge
+		{56, 256, 0, 4096},     // fan-out below 1 counts as 1
+		{64, 256, 2, 4096},     // exactly DefaultRingBytes
+		{65, 256, 2, 2048},     // just over: halve
+		{56, 256, 3, 2048},     // 8192/3: the power of two below
+		{56, 256, 4, 2048},     // 8192/4
+		{56, 256, 16, 512},     // 8192/16
+		{56, 256, 64, 512},     // 8192/64 = 128, but two batches
+		{56, 16, 64, 128},      // ... of 16
+		{272, 256, 2, 512},     // a YAML row: 139 KiB
+		{272, 100, 2, 512},     // the byte budget, not the batch, decides
+		{1 << 20, 256, 2, 512}, // huge records: still two batches
+		{56, 1000, 2, 4096},    // 2*1000 rounds up to 2048 < 4096
+		{56, 3000, 2, 8192},    // two batches need more than the default
+		{1, 1, 1, DefaultRingSlots},
 	} {
-		if got := autoRingCapacity(c.slot, c.batch); got != c.want {
-			t.Errorf("autoRingCapacity(%d, %d) = %d, want %d", c.slot, c.batch, got, c.want)
+		if got := autoRingCapacity(c.slot, c.batch, c.fanout); got != c.want {
+			t.Errorf("autoRingCapacity(%d, %d, %d) = %d, want %d", c.slot, c.batch, c.fanout, got, c.want)
 		}
 	}
 	type prec struct{ a, b, c, d, e int64 }
-	if got := autoRingCapacity(unsafe.Sizeof(element[prec]{}), 256); got != 4096 {
+	if got := autoRingCapacity(unsafe.Sizeof(element[prec]{}), 256, 2); got != 4096 {
 		t.Errorf("element of 5 words: %d slots, want 4096", got)
 	}
 }
@@ -56,4 +64,96 @@ func TestValidateRingAndBatch(t *testing.T) {
 			t.Errorf("ring %d batch %d: error %v, want one containing %q", c.ring, c.batch, err, c.err)
 		}
 	}
+}
+
+type nopSource[T any] struct{}
+
+func (nopSource[T]) Open(SourceContext, []byte) error { return nil }
+func (nopSource[T]) Read([]T) (int, error)            { return 0, nil }
+func (nopSource[T]) Position() ([]byte, error)        { return nil, nil }
+func (nopSource[T]) Close() error                     { return nil }
+
+type nopSink[T any] struct{}
+
+func (nopSink[T]) Recover([][]byte) error                       { return nil }
+func (nopSink[T]) NewWriter(SinkContext) (SinkWriter[T], error) { return nil, nil }
+
+// ringCaps builds j's tasks, without running them, and returns the
+// capacity of every input ring of the vertex whose name starts with
+// prefix.
+func ringCaps(t *testing.T, j *Job, prefix string) []int {
+	t.Helper()
+	if err := errors.Join(j.errs...); err != nil {
+		t.Fatal(err)
+	}
+	vs, err := j.buildVertices()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt := &jobRuntime{job: j, opts: j.opts, vertices: vs, inputRings: make(map[*task][]any)}
+	rt.buildTasks()
+	var caps []int
+	for _, v := range vs {
+		if !strings.HasPrefix(v.name, prefix) {
+			continue
+		}
+		for _, tk := range v.tasks {
+			for _, r := range rt.inputRings[tk] {
+				caps = append(caps, r.(interface{ Cap() int }).Cap())
+			}
+		}
+	}
+	return caps
+}
+
+// TestRingCapacityPerEdge checks the capacities the engine gives the rings
+// of real edges: by slot size and fan-out by default, Options.RingCapacity
+// when set.
+func TestRingCapacityPerEdge(t *testing.T) {
+	type small struct{ a, b, c, d, e int64 } // 56-byte slots
+	type wide struct{ x [32]int64 }          // 272-byte slots
+	build := func(o Options, par, downPar int, widen bool) *Job {
+		o.Parallelism = par
+		o.Pinning = PinOff
+		j := NewJob("caps", o)
+		s := FromSource(j, "src", func(SourceContext) (Source[small], error) { return nopSource[small]{}, nil })
+		if !widen {
+			ks := KeyBy(s, Int64Key(func(v *small) int64 { return v.a }))
+			out := Process(ks, "count", func(*Runtime) (func(*KeyedContext, *small, func(*small)), error) {
+				return func(*KeyedContext, *small, func(*small)) {}, nil
+			}, WithParallelism(downPar))
+			ToSink(out, "sink", Sink[small](nopSink[small]{}), WithParallelism(downPar))
+			return j
+		}
+		ws := Map(s, "widen", func(v small) wide { return wide{} })
+		ks := KeyBy(ws, Int64Key(func(v *wide) int64 { return v.x[0] }))
+		out := Process(ks, "count", func(*Runtime) (func(*KeyedContext, *wide, func(*wide)), error) {
+			return func(*KeyedContext, *wide, func(*wide)) {}, nil
+		}, WithParallelism(downPar))
+		ToSink(out, "sink", Sink[wide](nopSink[wide]{}), WithParallelism(downPar))
+		return j
+	}
+	all := func(caps []int, n, want int) {
+		t.Helper()
+		if len(caps) != n {
+			t.Fatalf("%d rings, want %d", len(caps), n)
+		}
+		for _, c := range caps {
+			if c != want {
+				t.Fatalf("ring capacities %v, want %d each", caps, want)
+			}
+		}
+	}
+	// 2 -> 2 keyed, 56-byte slots: the typed pipeline's 4096.
+	all(ringCaps(t, build(Options{}, 2, 2, false), "count"), 4, 4096)
+	// 1 -> 16 keyed: 8192/16 = 512 slots per ring.
+	all(ringCaps(t, build(Options{BatchSize: 16}, 1, 16, false), "count"), 16, 512)
+	// 1 -> 4 keyed: 8192/4.
+	all(ringCaps(t, build(Options{}, 1, 4, false), "count"), 4, 2048)
+	// ... but never less than two batches.
+	all(ringCaps(t, build(Options{BatchSize: 512}, 1, 16, false), "count"), 16, 1024)
+	// 2 -> 2 keyed, 272-byte slots: 256 KiB holds 963, so 512.
+	all(ringCaps(t, build(Options{BatchSize: 32}, 2, 2, true), "count"), 4, 512)
+	// An explicit capacity wins.
+	all(ringCaps(t, build(Options{RingCapacity: 64, BatchSize: 16}, 2, 2, false), "count"), 4, 64)
 }

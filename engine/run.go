@@ -321,13 +321,17 @@ func (rt *jobRuntime) buildTasks() {
 		head, up := v.head(), v.input
 		upTail := up.tail()
 		var route func(maxPar, parallelism int) any = head.route
+		fanout := len(v.tasks)
+		if head.part == partForward {
+			fanout = 1
+		}
 		for _, ut := range up.tasks {
 			var rings []any
 			for di, dt := range v.tasks {
 				if head.part == partForward && di != ut.index {
 					continue
 				}
-				r := upTail.out.newRing(rt.opts.RingCapacity, rt.opts.BatchSize, ut.waiter, dt.waiter)
+				r := upTail.out.newRing(rt.opts.RingCapacity, rt.opts.BatchSize, fanout, ut.waiter, dt.waiter)
 				rings = append(rings, r)
 				if dt.w == ut.w {
 					ut.consumers = append(ut.consumers, dt)

@@ -207,7 +207,8 @@ type TaskStats struct {
 }
 
 // autoRingCapacity is the default capacity of a ring whose slots take
-// slotBytes bytes, on an edge where each producer writes fanout rings
+// slotBytes bytes, on an edge where each producer spreads its records over
+// fanout rings (keyed and rebalance edges; 1 for forward and broadcast)
 // (Options.RingCapacity 0): the largest power of two that is at most
 // DefaultRingSlots, at most 2*DefaultRingSlots/fanout, and whose slots take
 // at most DefaultRingBytes; but at least 2*batch rounded up to a power of
@@ -221,8 +222,8 @@ type TaskStats struct {
 // with 1024 slots, when each worker parked hundreds to thousands of times
 // per 20 M records, and at ~16.5 ns with 2048, 4096 or 8192 slots, parking
 // 0 to 150 times; the YAML job (272-byte slots) ran the same with 512 to
-// 4096 slots (bench/cmd/streamd-bench, 2026-12-02). A producer with q
-// rings on an edge fills each at 1/q of its rate, so the same time is
+// 4096 slots (bench/cmd/streamd-bench, 2026-12-02). A producer that
+// spreads its records over q rings fills each at 1/q of its rate, so the same time is
 // absorbed by 1/q of the slots: scaling by fan-out keeps a keyed exchange
 // between p and q tasks at ~p*8192 slots in all rather than p*q*4096
 // (not measured beyond q = 2: this machine has two cores).

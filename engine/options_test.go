@@ -117,6 +117,11 @@ func TestRingCapacityPerEdge(t *testing.T) {
 		o.Pinning = PinOff
 		j := NewJob("caps", o)
 		s := FromSource(j, "src", func(SourceContext) (Source[small], error) { return nopSource[small]{}, nil })
+		if downPar < 0 { // broadcast to -downPar tasks
+			out := Map(Broadcast(s), "count", func(v small) small { return v }, WithParallelism(-downPar))
+			ToSink(out, "sink", Sink[small](nopSink[small]{}), WithParallelism(-downPar))
+			return j
+		}
 		if !widen {
 			ks := KeyBy(s, Int64Key(func(v *small) int64 { return v.a }))
 			out := Process(ks, "count", func(*Runtime) (func(*KeyedContext, *small, func(*small)), error) {
@@ -154,6 +159,8 @@ func TestRingCapacityPerEdge(t *testing.T) {
 	all(ringCaps(t, build(Options{BatchSize: 512}, 1, 16, false), "count"), 16, 1024)
 	// 2 -> 2 keyed, 272-byte slots: 256 KiB holds 963, so 512.
 	all(ringCaps(t, build(Options{BatchSize: 32}, 2, 2, true), "count"), 4, 512)
+	// 1 -> 16 broadcast: every ring gets every record, so no scaling.
+	all(ringCaps(t, build(Options{}, 1, -16, false), "count"), 16, 4096)
 	// An explicit capacity wins.
 	all(ringCaps(t, build(Options{RingCapacity: 64, BatchSize: 16}, 2, 2, false), "count"), 4, 64)
 }

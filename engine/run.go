@@ -321,8 +321,11 @@ func (rt *jobRuntime) buildTasks() {
 		head, up := v.head(), v.input
 		upTail := up.tail()
 		var route func(maxPar, parallelism int) any = head.route
+		// fanout: how many rings share a producer's records (a broadcast
+		// writes every record to every ring, as a forward edge does to
+		// its one).
 		fanout := len(v.tasks)
-		if head.part == partForward {
+		if head.part == partForward || head.part == partBroadcast {
 			fanout = 1
 		}
 		for _, ut := range up.tasks {

@@ -64,7 +64,7 @@
 //     (~19 µs, DefaultSpinIterations × DefaultPauseRounds) or none, the
 //     consumer parks, the producer runs ahead a few batches, and they
 //     took 0.72–0.77 and 24 ns (a Go channel: 0.83 and 33). Thread-locked
-//     pairs were slow with every budget there (16–23 ns per item in
+//     pairs were slow with every budget there (9–23 ns per item in
 //     256-item batches); the engine's pinned workers park rarely enough
 //     that the typed pipeline ran the same with 64 or 512 checks, fixed or
 //     adaptive.

@@ -129,7 +129,7 @@ func openStoreIn(t testing.TB, dir string, opts Options) (*Store, *logBuffer) {
 		t.Fatalf("Open: %v", err)
 	}
 	t.Cleanup(func() {
-		if !s.closed.Load() {
+		if !s.isClosed() {
 			if err := s.Close(); err != nil {
 				t.Errorf("Close: %v", err)
 			}

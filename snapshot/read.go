@@ -19,9 +19,10 @@ import (
 // give an error for which IsCorruption is true, naming the job, checkpoint,
 // scope, key group and block. A nil h has no entries.
 func (s *Store) ReadKeyed(job string, h *KeyedHandle, start, end int, fn func(kg int, state string, key, value []byte) error) error {
-	if err := s.checkOpen(); err != nil {
+	if err := s.enter(); err != nil {
 		return err
 	}
+	defer s.leave()
 	if err := checkJobName(job); err != nil {
 		return err
 	}
@@ -50,9 +51,10 @@ func (s *Store) ReadKeyed(job string, h *KeyedHandle, start, end int, fn func(kg
 // checks the metadata's own consistency. Every finding is a corruption
 // error; an I/O error is not.
 func (s *Store) Verify(m *Metadata) error {
-	if err := s.checkOpen(); err != nil {
+	if err := s.enter(); err != nil {
 		return err
 	}
+	defer s.leave()
 	if p := m.problems(); len(p) > 0 {
 		return corruptf("job %s, checkpoint %d: metadata is inconsistent: %s", m.Job, m.CheckpointID, strings.Join(p, "; "))
 	}

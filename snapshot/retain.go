@@ -23,9 +23,10 @@ import (
 // and logs why. Deletions are not synced: if they are lost in a crash, the
 // next Retain does them again.
 func (s *Store) Retain(job string, keep int) error {
-	if err := s.checkOpen(); err != nil {
+	if err := s.enter(); err != nil {
 		return err
 	}
+	defer s.leave()
 	if err := checkJobName(job); err != nil {
 		return err
 	}
@@ -179,9 +180,10 @@ func (s *Store) deleteWriterGapsLocked(b *pebble.Batch, it *pebble.Iterator, job
 // MaxCheckpointID and before the first WriteKeyed; it must not run while
 // checkpoints are being written.
 func (s *Store) DiscardIncomplete(job string) error {
-	if err := s.checkOpen(); err != nil {
+	if err := s.enter(); err != nil {
 		return err
 	}
+	defer s.leave()
 	if err := checkJobName(job); err != nil {
 		return err
 	}

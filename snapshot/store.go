@@ -54,15 +54,25 @@ const maxCheckpointID = 1<<63 - 1
 //
 // WriteKeyed, ReadKeyed, Verify, LoadMetadata, Completed, MaxCheckpointID
 // and Jobs may be called concurrently. CommitCheckpoint, Retain and
-// DiscardIncomplete are serialized by the store. Close must not be called
-// concurrently with anything else.
+// DiscardIncomplete are serialized by the store. Close may be called at
+// any time: it waits for the calls in progress.
 type Store struct {
 	dir        string
 	opts       Options
 	pebbleOpts *pebble.Options
 	db         *pebble.DB
 	lock       *os.File
-	closed     atomic.Bool
+
+	// life makes Close safe at any time: every public method but Close
+	// and Dir runs between enter and leave, and Close waits until no call
+	// is inside before it closes Pebble (which panics when used after
+	// Close). A call that starts after Close began returns ErrClosed.
+	life struct {
+		sync.Mutex
+		closed   bool
+		inflight int
+		idle     sync.Cond // signalled when inflight drops to 0 after closed is set
+	}
 
 	// fs and ingestDir are where WriteKeyed builds sstables to ingest
 	// (Pebble's file system, so that it can link them).
@@ -120,6 +130,7 @@ func Open(dir string, opts Options) (*Store, error) {
 	s := &Store{dir: dir, opts: opts, pebbleOpts: po, db: db, lock: lock,
 		fs: po.FS, ingestDir: ingestDir, ingestThresholdBytes: ingestThresholdBytes}
 	s.mu.pins = make(map[string]map[uint64][]*KeyedHandle)
+	s.life.idle.L = &s.life.Mutex
 	return s, nil
 }
 
@@ -176,10 +187,21 @@ func lockDir(dir string) (*os.File, error) {
 // Close closes Pebble and releases the data dir's lock. Blocks written
 // without a following CommitCheckpoint are durable only as far as Pebble
 // got to write them (Close does not sync them: they belong to no checkpoint).
+// Close may be called while other calls are in progress: it waits for them
+// to return, and calls that start later return ErrClosed. A second Close
+// returns ErrClosed.
 func (s *Store) Close() error {
-	if s.closed.Swap(true) {
+	l := &s.life
+	l.Lock()
+	if l.closed {
+		l.Unlock()
 		return ErrClosed
 	}
+	l.closed = true
+	for l.inflight > 0 {
+		l.idle.Wait()
+	}
+	l.Unlock()
 	err := s.db.Close()
 	if lerr := s.lock.Close(); err == nil && lerr != nil {
 		err = lerr
@@ -193,11 +215,35 @@ func (s *Store) Close() error {
 // Dir returns the data dir.
 func (s *Store) Dir() string { return s.dir }
 
-func (s *Store) checkOpen() error {
-	if s.closed.Load() {
+// enter starts a call: ErrClosed once Close has begun; otherwise the
+// caller must call leave when it no longer uses Pebble. Calls may nest.
+func (s *Store) enter() error {
+	l := &s.life
+	l.Lock()
+	defer l.Unlock()
+	if l.closed {
 		return ErrClosed
 	}
+	l.inflight++
 	return nil
+}
+
+// leave ends a call that enter started.
+func (s *Store) leave() {
+	l := &s.life
+	l.Lock()
+	l.inflight--
+	if l.inflight == 0 && l.closed {
+		l.idle.Broadcast()
+	}
+	l.Unlock()
+}
+
+// isClosed reports whether Close has begun.
+func (s *Store) isClosed() bool {
+	s.life.Lock()
+	defer s.life.Unlock()
+	return s.life.closed
 }
 
 func (s *Store) newIter(lower, upper []byte) (*pebble.Iterator, error) {
@@ -211,9 +257,10 @@ func (s *Store) newIter(lower, upper []byte) (*pebble.Iterator, error) {
 // Completed returns the ids of job's checkpoints that have metadata, in
 // ascending order.
 func (s *Store) Completed(job string) ([]uint64, error) {
-	if err := s.checkOpen(); err != nil {
+	if err := s.enter(); err != nil {
 		return nil, err
 	}
+	defer s.leave()
 	if err := checkJobName(job); err != nil {
 		return nil, err
 	}
@@ -262,9 +309,10 @@ func (s *Store) newestCompleted(job string) (id uint64, ok bool, err error) {
 // job. A missing checkpoint wraps ErrNotFound; metadata that does not
 // decode, or that describes an impossible checkpoint, is corruption.
 func (s *Store) LoadMetadata(job string, id uint64) (*Metadata, error) {
-	if err := s.checkOpen(); err != nil {
+	if err := s.enter(); err != nil {
 		return nil, err
 	}
+	defer s.leave()
 	if err := checkJobName(job); err != nil {
 		return nil, err
 	}
@@ -318,9 +366,10 @@ func (s *Store) LoadMetadata(job string, id uint64) (*Metadata, error) {
 // stop — fail the job or the process — and must never retry the commit or
 // carry on writing checkpoints; recovery will find out what is durable.
 func (s *Store) CommitCheckpoint(m *Metadata) error {
-	if err := s.checkOpen(); err != nil {
+	if err := s.enter(); err != nil {
 		return err
 	}
+	defer s.leave()
 	if m.CheckpointID > maxCheckpointID {
 		return invalidf("checkpoint id %d of job %s exceeds %d", m.CheckpointID, m.Job, uint64(maxCheckpointID))
 	}
@@ -358,9 +407,10 @@ func (s *Store) CommitCheckpoint(m *Metadata) error {
 // and number new checkpoints above it, so ids never repeat across restarts
 // (external systems, e.g. sink transactions, may be named after them).
 func (s *Store) MaxCheckpointID(job string) (uint64, error) {
-	if err := s.checkOpen(); err != nil {
+	if err := s.enter(); err != nil {
 		return 0, err
 	}
+	defer s.leave()
 	if err := checkJobName(job); err != nil {
 		return 0, err
 	}
@@ -390,9 +440,10 @@ func (s *Store) MaxCheckpointID(job string) (uint64, error) {
 // Jobs returns the names of the jobs with any key in the store (metadata or
 // blocks), sorted.
 func (s *Store) Jobs() ([]string, error) {
-	if err := s.checkOpen(); err != nil {
+	if err := s.enter(); err != nil {
 		return nil, err
 	}
+	defer s.leave()
 	var jobs []string
 	for _, tag := range []byte{metaTag, blockTag} {
 		it, err := s.newIter([]byte{tag}, []byte{tag + 1})

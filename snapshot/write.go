@@ -40,9 +40,10 @@ const FailpointAsync = "snapshot-async"
 // group, scope, job and checkpoint. A crash (or the failpoint) in the middle
 // leaves at most an sstable in DIR/ingest, which the next Open removes.
 func (s *Store) WriteKeyed(job string, ckpt uint64, scope string, start, end int, v View, prev *KeyedHandle) (*KeyedHandle, error) {
-	if err := s.checkOpen(); err != nil {
+	if err := s.enter(); err != nil {
 		return nil, err
 	}
+	defer s.leave()
 	if err := checkJobName(job); err != nil {
 		return nil, err
 	}

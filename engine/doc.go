@@ -57,6 +57,19 @@
 // promptly (no final checkpoint); Stop ends the sources gracefully, takes a
 // final checkpoint and commits.
 //
+// # Files
+//
+// api.go and graph.go: the typed API and the job graph; build.go: tasks,
+// workers and rings of a run; exchange.go: ring writers and readers per
+// partitioning (they call back into the task for cancellation and for
+// running consumers on the same worker, so they stay in this package
+// rather than behind an interface in engine/internal); task.go: one task's
+// step, alignment and synchronous checkpoint part; worker.go: the workers
+// and their wait; restore.go: finding, checking and loading the checkpoint
+// a run starts from; driver.go: the driver loop around the coordinator;
+// async.go: the asynchronous checkpoint work, in checkpoint order per task;
+// sink.go: the two-phase-commit sink interface.
+//
 // engine imports ringbuf, align, keyed, snapshot and engine/coord, and never
 // anything under connectors, jobrun, bench or cmd.
 package engine

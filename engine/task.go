@@ -225,33 +225,6 @@ func (t *task) runtimeFor(n *node) *Runtime {
 	}
 }
 
-// restoreKeyed loads the task's key groups from the restored checkpoint:
-// from every task of the same vertex whose range overlaps ours, so a
-// checkpoint restores into a different parallelism.
-func (t *task) restoreKeyed() error {
-	j := t.job
-	if t.backend == nil || j.restored == nil {
-		return nil
-	}
-	for i := range j.restored.Tasks {
-		m := &j.restored.Tasks[i]
-		if m.Vertex != t.v.name || m.Keyed == nil {
-			continue
-		}
-		start, end := max(m.KeyGroupStart, t.kgRange.Start), min(m.KeyGroupEnd, t.kgRange.End)
-		if start >= end {
-			continue
-		}
-		err := j.store.ReadKeyed(j.job.name, m.Keyed, start, end, func(kg int, state string, key, value []byte) error {
-			return t.backend.RestoreEntry(state, key, value)
-		})
-		if err != nil {
-			return fmt.Errorf("cannot restore key groups [%d, %d) from checkpoint %d: %w", start, end, j.restored.CheckpointID, err)
-		}
-	}
-	return nil
-}
-
 // step runs one round of the task on its worker: it handles control
 // messages, then reads one batch from each input (operators) or one batch
 // from the source. It reports whether the task did anything; a task with

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log"
 	"math/bits"
+	"slices"
 	"time"
 
 	"github.com/streamd/streamd/engine/coord"
@@ -15,10 +16,19 @@ import (
 
 // Limits.
 const (
-	// MaxParallelism is the largest parallelism of one operator.
+	// MaxParallelism is the largest parallelism of one operator, and of
+	// Options.Parallelism. (The number of key groups, Options.MaxParallelism,
+	// is bounded by keyed.MaxMaxParallelism instead.)
 	MaxParallelism = 1024
-	// MaxTasks is the largest number of tasks in one job.
+	// MaxTasks is the largest number of tasks in one job: the sum over its
+	// vertices (chains of operators) of their parallelism.
 	MaxTasks = 4096
+	// DefaultRetained is CheckpointOptions.Retained when it is left zero.
+	DefaultRetained = 2
+	// MaxRetained is the largest CheckpointOptions.Retained accepted. Each
+	// completed checkpoint reads the metadata of every retained one
+	// (snapshot.Store.Retain), so the bound keeps that work small.
+	MaxRetained = 1000
 	// MaxRingCapacity bounds the slots of one ring.
 	MaxRingCapacity = 1 << 20
 	// DefaultRingSlots and DefaultRingBytes bound the default capacity of
@@ -70,7 +80,8 @@ type CheckpointOptions struct {
 	coord.Options
 	// Store receives the checkpoints. Required.
 	Store *snapshot.Store
-	// Retained is the number of completed checkpoints kept. Default 2.
+	// Retained is the number of completed checkpoints kept. Default
+	// DefaultRetained; at most MaxRetained.
 	Retained int
 }
 
@@ -131,10 +142,14 @@ func (o *Options) EnsureDefaults() {
 	if c := o.Checkpointing; c != nil {
 		c.EnsureDefaults()
 		if c.Retained == 0 {
-			c.Retained = 2
+			c.Retained = DefaultRetained
 		}
 	}
 }
+
+// ErrNoStore is the problem Validate reports for checkpointing without a
+// Store.
+var ErrNoStore = errors.New("engine: checkpointing needs a Store")
 
 // Validate reports every problem with the options at once.
 func (o *Options) Validate() error {
@@ -162,11 +177,25 @@ func (o *Options) Validate() error {
 			errs = append(errs, err)
 		}
 		if c.Store == nil {
-			errs = append(errs, errors.New("engine: checkpointing needs a Store"))
+			errs = append(errs, ErrNoStore)
 		}
-		if c.Retained < 1 {
-			errs = append(errs, fmt.Errorf("engine: retained checkpoints %d must be >= 1", c.Retained))
+		if c.Retained < 1 || c.Retained > MaxRetained {
+			errs = append(errs, fmt.Errorf("engine: retained checkpoints %d is outside [1, %d]", c.Retained, MaxRetained))
 		}
+	}
+	return errors.Join(errs...)
+}
+
+// Validate reports every problem of the job that Run would fail with
+// before it starts anything, all at once: the options (Options.Validate),
+// the job's and operators' names, every operator's parallelism (at most
+// MaxParallelism; a keyed one at most Options.MaxParallelism), the edges,
+// and the number of tasks (at most MaxTasks). It starts nothing, so a
+// caller can check a job it only describes.
+func (j *Job) Validate() error {
+	errs := slices.Clone(j.errs)
+	if _, err := j.buildVertices(); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }

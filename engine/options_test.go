@@ -2,9 +2,15 @@ package engine
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
+	"time"
 	"unsafe"
+
+	"github.com/streamd/streamd/engine/coord"
+	"github.com/streamd/streamd/keyed"
+	"github.com/streamd/streamd/snapshot"
 )
 
 func TestAutoRingCapacity(t *testing.T) {
@@ -163,4 +169,63 @@ func TestRingCapacityPerEdge(t *testing.T) {
 	all(ringCaps(t, build(Options{}, 1, -16, false), "count"), 16, 4096)
 	// An explicit capacity wins.
 	all(ringCaps(t, build(Options{RingCapacity: 64, BatchSize: 16}, 2, 2, false), "count"), 4, 64)
+}
+
+// TestLimits builds jobs at each limit the engine checks before it runs a
+// job, and one past it.
+func TestLimits(t *testing.T) {
+	type rec struct{ k int64 }
+	src := func(SourceContext) (Source[rec], error) { return nopSource[rec]{}, nil }
+	key := Int64Key(func(v *rec) int64 { return v.k })
+	keyedOp := func(ks KeyedStream[rec], name string, opts ...OpOption) Stream[rec] {
+		return ProcessRaw(ks, name, func(_ *Runtime, next func(*rec)) (func(*rec), error) { return next, nil }, opts...)
+	}
+	// job is a source, n keyed operators (each its own vertex) and a sink
+	// chained to the last, every one at parallelism par.
+	job := func(o Options, par, n int) *Job {
+		o.Parallelism = par
+		j := NewJob("limits", o)
+		s := FromSource(j, "source", src)
+		for i := range n {
+			s = keyedOp(KeyBy(s, key), fmt.Sprintf("op-%d", i))
+		}
+		ToSink(s, "sink", Sink[rec](nopSink[rec]{}))
+		return j
+	}
+	f := func(name string, j *Job, want string) {
+		t.Helper()
+		err := j.Validate()
+		switch {
+		case want == "" && err != nil:
+			t.Errorf("%s: %v", name, err)
+		case want != "" && (err == nil || !strings.Contains(err.Error(), want)):
+			t.Errorf("%s: error %v, want one containing %q", name, err, want)
+		}
+	}
+	mp := Options{MaxParallelism: MaxParallelism}
+	f("parallelism at the limit", job(mp, MaxParallelism, 1), "")
+	f("parallelism past the limit", job(mp, MaxParallelism+1, 0), "parallelism 1025 is outside [1, 1024]")
+	f("tasks at the limit", job(mp, MaxParallelism, MaxTasks/MaxParallelism-1), "")
+	f("tasks past the limit", job(mp, MaxParallelism, MaxTasks/MaxParallelism), "has 5120 tasks, more than the limit 4096")
+	f("keyed parallelism at max parallelism", job(Options{MaxParallelism: 8}, 8, 1), "")
+	f("keyed parallelism past max parallelism", job(Options{MaxParallelism: 8}, 9, 1), `keyed operator "op-0": parallelism 9 exceeds max parallelism 8`)
+	f("max parallelism at the limit", job(Options{MaxParallelism: keyed.MaxMaxParallelism}, 1, 1), "")
+	f("max parallelism past the limit", job(Options{MaxParallelism: keyed.MaxMaxParallelism + 1}, 1, 1), "max parallelism 32769 is outside [1, 32768]")
+	f("job name", NewJob("-x", Options{}), "job name")
+
+	store := new(snapshot.Store) // Validate only checks that there is one
+	cp := func(c coord.Options, retained int) Options {
+		c.Interval = time.Second
+		return Options{Checkpointing: &CheckpointOptions{Options: c, Store: store, Retained: retained}}
+	}
+	f("retained default", job(cp(coord.Options{}, 0), 1, 1), "")
+	f("retained at the limit", job(cp(coord.Options{}, MaxRetained), 1, 1), "")
+	f("retained past the limit", job(cp(coord.Options{}, MaxRetained+1), 1, 1), "retained checkpoints 1001 is outside [1, 1000]")
+	f("max concurrent at the limit", job(cp(coord.Options{MaxConcurrent: coord.MaxConcurrentLimit}, 0), 1, 1), "")
+	f("max concurrent past the limit", job(cp(coord.Options{MaxConcurrent: coord.MaxConcurrentLimit + 1}, 0), 1, 1), "MaxConcurrent must be in [1, 16]")
+	noStore := cp(coord.Options{}, 0)
+	noStore.Checkpointing.Store = nil
+	if err := job(noStore, 1, 1).Validate(); !errors.Is(err, ErrNoStore) {
+		t.Errorf("checkpointing without a store: %v, want ErrNoStore", err)
+	}
 }

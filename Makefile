@@ -16,12 +16,14 @@ build:
 test:
 	$(GO) test -count=1 $(PKGS)
 
+# -race also turns on the invariant checks (internal/invariants).
 race:
 	$(GO) test -race -short -count=1 $(RACE_PKGS)
 
 # The packages' tests again with their structural invariant checks
-# compiled in (-tags invariants: ring indexes, alignment, keyed tables,
-# snapshot blocks, the checkpoint coordinator).
+# compiled in (-tags invariants, the switch in internal/invariants: ring
+# indexes, alignment, keyed tables, snapshot blocks, the checkpoint
+# coordinator), without the race detector's slowdown.
 INVARIANT_PKGS := ./ringbuf/... ./align/... ./keyed/... ./snapshot/... ./engine/...
 invariants:
 	$(GO) test -tags invariants -short -count=1 $(INVARIANT_PKGS)

@@ -3,10 +3,18 @@ package coord
 import (
 	"errors"
 	"fmt"
+
+	inv "github.com/streamd/streamd/internal/invariants"
 )
 
+// invariantsEnabled turns on the expensive self-checks after every Tick,
+// Step, Ready and Advance. It is internal/invariants' switch: on with
+// -tags invariants or -race, and compiled away otherwise. That package, a
+// leaf of constants, is the only streamd import coord may have.
+const invariantsEnabled = inv.Enabled
+
 // checkInvariants panics if the coordinator's state is inconsistent. It
-// costs nothing unless built with -tags invariants.
+// costs nothing unless built with -tags invariants or -race.
 func (c *Coordinator) checkInvariants() {
 	if !invariantsEnabled {
 		return

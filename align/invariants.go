@@ -1,15 +1,19 @@
-//go:build invariants
-
 package align
 
-import "fmt"
+import (
+	"fmt"
 
-// invariants enables expensive self-checks after every state change; build
-// with -tags invariants to turn them on.
-const invariants = true
+	inv "github.com/streamd/streamd/internal/invariants"
+)
+
+// invariants enables expensive self-checks after every state change. It is
+// internal/invariants' switch: on with -tags invariants or -race, and
+// compiled away otherwise. That package, a leaf of constants, is the only
+// streamd import align may have.
+const invariants = inv.Enabled
 
 // checkInvariants panics, naming the broken invariant, if the state is not
-// one the Aligner can reach.
+// one the Aligner can reach. Callers call it only when invariants is true.
 func (a *Aligner) checkInvariants() {
 	fail := func(format string, args ...any) {
 		panic(fmt.Sprintf("align: invariant violated: "+format+"; state: %s", append(args, a)...))

@@ -15,6 +15,9 @@ type Plan struct {
 	SourceSchema *Schema
 	Stages       []Stage // one per pipeline step, in order
 	SinkSchema   *Schema
+	// Vertices are the chains of operators the engine runs the plan as,
+	// in order, from the source's to the sink's (see Vertex).
+	Vertices []Vertex
 }
 
 // Stage is one compiled pipeline step.
@@ -33,6 +36,13 @@ type Stage struct {
 	// output field has its name); that step is still Keyed, the next is not.
 	Keyed bool
 	Key   Field
+	// Shuffle (aggregations) reports that records reach the stage through
+	// a keyed exchange, hashed by Key to its tasks. When false, the stage
+	// runs in the tasks of the aggregation before it: the stream is already
+	// partitioned by the same key at the same parallelism (Flink's
+	// reinterpretAsKeyedStream). A key_by, a change of parallelism or a
+	// step that writes the key field in between makes it true.
+	Shuffle bool
 
 	// Filter (StepFilter) reports whether r passes.
 	Filter func(r *Row) bool
@@ -126,6 +136,8 @@ func cmpOr(a, b int) int {
 // step, the compiled expressions, keyed-ness and parallelism of every step.
 // It validates the spec's values first (a Spec built in code gets the same
 // checks as a parsed one) and reports every problem at once as *Errors.
+// Once the rest is right it lays the plan out as the engine will run it
+// (Plan.Vertices) and checks the limits of that layout (limits.go).
 //
 // Schemas and slots: the source's fields take slots in declaration order.
 // A map step keeps the slots of the fields it does not assign; a field it
@@ -146,6 +158,13 @@ func Compile(s *Spec) (*Plan, error) {
 	errs = append(errs, c.errs...)
 	if len(errs) > 0 {
 		return nil, asErrors(errs)
+	}
+	// The limits of the whole layout (tasks, checkpoint scopes) depend on
+	// every step's parallelism and name, so they are checked once the rest
+	// of the spec is right.
+	c.layout(c.plan)
+	if len(c.errs) > 0 {
+		return nil, asErrors(c.errs)
 	}
 	return c.plan, nil
 }

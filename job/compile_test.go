@@ -107,7 +107,7 @@ func TestCompileBuiltSpec(t *testing.T) {
 	want := strings.Join([]string{
 		"checkpointing.compression: unknown compression \"\": want zstd, s2 or none",
 		"checkpointing.interval: must be > 0, got 0s",
-		"checkpointing.max_concurrent: must be between 1 and 64, got 0",
+		"checkpointing.max_concurrent: must be between 1 and 16, got 0",
 		"checkpointing.mode: unknown mode \"\": want exactly_once or at_least_once",
 		"checkpointing.retained: must be between 1 and 1000, got 0",
 		"checkpointing.timeout: must be > 0, got 0s",

@@ -28,8 +28,13 @@
 //     (MaxSpecBytes, MaxSpecLines, MaxSpecFlowDepth — the YAML parser is
 //     superlinear in them), steps (MaxSteps), expression length
 //     (MaxExprBytes), names (MaxNameLen, MaxFieldNameLen), fields per record
-//     (MaxNumFields, MaxStrFields), parallelism (MaxParallelismLimit),
-//     checkpoint concurrency and retention, and nesting of ignored JSON.
+//     (MaxNumFields, MaxStrFields), and nesting of ignored JSON.
+//   - A spec that Load accepts is one the engine runs: the limits on what a
+//     spec asks of the engine (parallelism, key groups, the number of tasks
+//     of the laid-out plan, checkpoint concurrency and retention, the names
+//     of keyed chains in checkpoints) are the constants of the packages that
+//     enforce them (engine, engine/coord, keyed, snapshot), checked here
+//     with the field's line (limits.go lists them).
 //
 // # Decisions where the issue was silent
 //
@@ -75,8 +80,9 @@
 //
 // # What it must never import
 //
-// Package job is a leaf of streamd: it must never import engine/, keyed/,
-// snapshot/, ringbuf/, align/, connectors or cmd/. Its only dependencies
-// are the standard library, github.com/goccy/go-yaml and
-// github.com/expr-lang/expr.
+// Package job imports engine, engine/coord, keyed and snapshot for their
+// limits and defaults only (none of them imports job); it must never
+// import jobrun, connectors or cmd/, and never runs anything of the
+// engine. Its other dependencies are the standard library,
+// github.com/goccy/go-yaml and github.com/expr-lang/expr.
 package job

@@ -42,6 +42,9 @@ func dumpPlan(p *Plan) string {
 			}
 			fmt.Fprintf(&b, " agg %s(%s) -> %s %s@%d", a.Kind, in, a.Out.Name, a.Out.Type, a.Out.Slot)
 		}
+		if st.Shuffle {
+			b.WriteString(" shuffle")
+		}
 		if len(st.SlowExprs) > 0 {
 			fmt.Fprintf(&b, " slow=%q", st.SlowExprs)
 		}
@@ -59,6 +62,16 @@ func dumpPlan(p *Plan) string {
 			cp.Interval, cp.Timeout, cp.MinPause, cp.Mode, cp.MaxConcurrent, cp.TolerableFailures, cp.Retained, cp.Compression, cp.Line, cp.Column)
 	} else {
 		b.WriteString("checkpointing none\n")
+	}
+	for _, v := range p.Vertices {
+		fmt.Fprintf(&b, "vertex [%s] tasks=%d", v.Name, v.Parallelism)
+		if v.Keyed {
+			b.WriteString(" keyed")
+		}
+		if v.Exchange != "" {
+			fmt.Fprintf(&b, " from %s", v.Exchange)
+		}
+		b.WriteByte('\n')
 	}
 	b.WriteString("fingerprint:\n")
 	for _, l := range strings.Split(strings.TrimSuffix(p.Fingerprint(), "\n"), "\n") {

@@ -14,6 +14,10 @@ import (
 	"github.com/goccy/go-yaml/ast"
 	"github.com/goccy/go-yaml/parser"
 	"github.com/goccy/go-yaml/token"
+
+	"github.com/streamd/streamd/engine"
+	"github.com/streamd/streamd/engine/coord"
+	"github.com/streamd/streamd/keyed"
 )
 
 // Parse decodes a YAML job spec strictly: unknown fields, wrong types, bad
@@ -52,7 +56,7 @@ func parse(filename string, data []byte) (*Spec, *decoder) {
 	spec := &Spec{
 		File:           filename,
 		Parallelism:    1,
-		MaxParallelism: DefaultMaxParallelism,
+		MaxParallelism: keyed.DefaultMaxParallelism,
 		Source:         SourceSpec{Count: -1},
 		pos:            make(map[string]position),
 	}
@@ -498,10 +502,10 @@ func (d *decoder) sink(e entry) {
 
 func (d *decoder) checkpointing(e entry) {
 	cp := &CheckpointSpec{
-		Timeout:       DefaultTimeout,
+		Timeout:       coord.DefaultTimeout,
 		Mode:          DefaultMode,
-		MaxConcurrent: DefaultMaxConcurrent,
-		Retained:      DefaultRetained,
+		MaxConcurrent: coord.DefaultMaxConcurrent,
+		Retained:      engine.DefaultRetained,
 		Compression:   DefaultCompression,
 		Line:          e.kpos.line,
 		Column:        e.kpos.col,

@@ -5,18 +5,16 @@ import (
 	"time"
 )
 
-// Limits on specs ("put a limit on everything").
+// Limits on specs ("put a limit on everything"). The limits on what a spec
+// asks of the engine (parallelism, key groups, tasks, checkpoint options)
+// live in the packages that enforce them; limits.go lists them.
 const (
-	MaxSpecBytes          = 256 << 10 // size of a spec file (the YAML parser is superlinear)
-	MaxSpecLines          = 10000     // lines of a spec file
-	MaxSpecFlowDepth      = 64        // nesting of YAML flow collections ([...], {...})
-	MaxSteps              = 256       // steps in a pipeline
-	MaxExprBytes          = 4096      // source text of one expression
-	MaxNameLen            = 64        // job and step names
-	MaxParallelismLimit   = 32768     // any parallelism, and max_parallelism (key groups)
-	DefaultMaxParallelism = 128       // key groups when max_parallelism is omitted
-	MaxConcurrentLimit    = 64        // checkpointing.max_concurrent
-	MaxRetained           = 1000      // checkpointing.retained
+	MaxSpecBytes     = 256 << 10 // size of a spec file (the YAML parser is superlinear)
+	MaxSpecLines     = 10000     // lines of a spec file
+	MaxSpecFlowDepth = 64        // nesting of YAML flow collections ([...], {...})
+	MaxSteps         = 256       // steps in a pipeline
+	MaxExprBytes     = 4096      // source text of one expression
+	MaxNameLen       = 64        // job and step names
 )
 
 // Source types.
@@ -34,16 +32,13 @@ const (
 
 // Checkpoint modes and compressions, and the defaults of `checkpointing:`.
 const (
-	ModeExactlyOnce      = "exactly_once"
-	ModeAtLeastOnce      = "at_least_once"
-	CompressionZstd      = "zstd"
-	CompressionS2        = "s2"
-	CompressionNone      = "none"
-	DefaultTimeout       = 10 * time.Minute
-	DefaultRetained      = 2
-	DefaultMode          = ModeExactlyOnce
-	DefaultCompression   = CompressionZstd
-	DefaultMaxConcurrent = 1
+	ModeExactlyOnce    = "exactly_once"
+	ModeAtLeastOnce    = "at_least_once"
+	CompressionZstd    = "zstd"
+	CompressionS2      = "s2"
+	CompressionNone    = "none"
+	DefaultMode        = ModeExactlyOnce
+	DefaultCompression = CompressionZstd
 )
 
 // Spec is a decoded job spec. Parse fills every default, so a Spec from
@@ -52,8 +47,8 @@ const (
 type Spec struct {
 	File           string // the file name given to Parse, used in errors
 	Name           string
-	Parallelism    int // default parallelism of every task, >= 1
-	MaxParallelism int // number of key groups, 1..MaxParallelismLimit
+	Parallelism    int // default parallelism of every task, 1..engine.MaxParallelism
+	MaxParallelism int // number of key groups, 1..keyed.MaxMaxParallelism
 	Source         SourceSpec
 	Pipeline       []StepSpec
 	Sink           SinkSpec
@@ -160,12 +155,12 @@ type SinkSpec struct {
 // CheckpointSpec is the `checkpointing:` section, with defaults filled.
 type CheckpointSpec struct {
 	Interval          time.Duration // > 0
-	Timeout           time.Duration // > 0, default 10m
+	Timeout           time.Duration // > 0, default coord.DefaultTimeout (10m)
 	MinPause          time.Duration // >= 0, default 0
 	Mode              string        // ModeExactlyOnce (default) or ModeAtLeastOnce
-	MaxConcurrent     int           // 1..MaxConcurrentLimit, default 1
+	MaxConcurrent     int           // 1..coord.MaxConcurrentLimit, default coord.DefaultMaxConcurrent
 	TolerableFailures int           // >= 0, default 0
-	Retained          int           // 1..MaxRetained, default 2
+	Retained          int           // 1..engine.MaxRetained, default engine.DefaultRetained
 	Compression       string        // CompressionZstd (default), CompressionS2 or CompressionNone
 	Line              int
 	Column            int

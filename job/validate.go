@@ -3,6 +3,11 @@ package job
 import (
 	"fmt"
 	"math"
+
+	"github.com/streamd/streamd/engine"
+	"github.com/streamd/streamd/engine/coord"
+	"github.com/streamd/streamd/keyed"
+	"github.com/streamd/streamd/snapshot"
 )
 
 // validator checks the values of a Spec (decoded, or built in code). It
@@ -39,8 +44,8 @@ func (s *Spec) validate(skip func(path string) bool) []*Error {
 		}
 	}
 	v.parallelism("parallelism", s.Parallelism, false, 0, 0)
-	if !skip("max_parallelism") && (s.MaxParallelism < 1 || s.MaxParallelism > MaxParallelismLimit) {
-		v.errAt("max_parallelism", 0, 0, "must be between 1 and %d, got %d", MaxParallelismLimit, s.MaxParallelism)
+	if !skip("max_parallelism") && (s.MaxParallelism < 1 || s.MaxParallelism > keyed.MaxMaxParallelism) {
+		v.errAt("max_parallelism", 0, 0, "must be between 1 and %d, got %d", keyed.MaxMaxParallelism, s.MaxParallelism)
 	}
 	v.source()
 	v.steps()
@@ -54,8 +59,8 @@ func (v *validator) parallelism(path string, p int, inherit bool, line, col int)
 	if v.skip(path) || inherit && p == 0 {
 		return
 	}
-	if p < 1 || p > MaxParallelismLimit {
-		v.errAt(path, line, col, "must be between 1 and %d, got %d", MaxParallelismLimit, p)
+	if p < 1 || p > engine.MaxParallelism {
+		v.errAt(path, line, col, "must be between 1 and %d, got %d", engine.MaxParallelism, p)
 	}
 }
 
@@ -142,6 +147,8 @@ func (v *validator) steps() {
 		if !v.skip(path + ".name") {
 			if msg := checkName(st.Name, "step"); msg != "" {
 				v.errAt(path+".name", st.Line, st.Column, "%s", msg)
+			} else if st.Name == SourceName || st.Name == SinkName {
+				v.errAt(path+".name", st.Line, st.Column, "step name %q is taken by the job's %s; choose another", st.Name, st.Name)
 			} else if j, dup := names[st.Name]; dup {
 				v.errAt(path+".name", st.Line, st.Column, "duplicate step name %q (also the name of pipeline[%d]); step names must be unique", st.Name, j)
 			} else {
@@ -231,18 +238,18 @@ func (v *validator) checkpointing() {
 	check("min_pause", cp.MinPause < 0, "must be >= 0, got %v", cp.MinPause)
 	check("mode", cp.Mode != ModeExactlyOnce && cp.Mode != ModeAtLeastOnce,
 		"unknown mode %s: want exactly_once or at_least_once", quoteShort(cp.Mode))
-	check("max_concurrent", cp.MaxConcurrent < 1 || cp.MaxConcurrent > MaxConcurrentLimit,
-		"must be between 1 and %d, got %d", MaxConcurrentLimit, cp.MaxConcurrent)
+	check("max_concurrent", cp.MaxConcurrent < 1 || cp.MaxConcurrent > coord.MaxConcurrentLimit,
+		"must be between 1 and %d, got %d", coord.MaxConcurrentLimit, cp.MaxConcurrent)
 	check("tolerable_failures", cp.TolerableFailures < 0, "must be >= 0, got %d", cp.TolerableFailures)
-	check("retained", cp.Retained < 1 || cp.Retained > MaxRetained,
-		"must be between 1 and %d, got %d", MaxRetained, cp.Retained)
-	check("compression", cp.Compression != CompressionZstd && cp.Compression != CompressionS2 && cp.Compression != CompressionNone,
-		"unknown compression %s: want zstd, s2 or none", quoteShort(cp.Compression))
+	check("retained", cp.Retained < 1 || cp.Retained > engine.MaxRetained,
+		"must be between 1 and %d, got %d", engine.MaxRetained, cp.Retained)
+	_, err := snapshot.ParseCompression(cp.Compression)
+	check("compression", err != nil, "unknown compression %s: want zstd, s2 or none", quoteShort(cp.Compression))
 }
 
-// checkName validates a job name ([a-z0-9-]+) or a step name
-// ([a-z0-9_-]+, so default names like "key_by-1" fit); both at most
-// MaxNameLen bytes. It returns "" when the name is fine.
+// checkName validates a job name ([a-z0-9][a-z0-9-]*, the engine's rule)
+// or a step name ([a-z0-9_-]+, so default names like "key_by-1" fit); both
+// at most MaxNameLen bytes. It returns "" when the name is fine.
 func checkName(name, what string) string {
 	if name == "" {
 		return fmt.Sprintf("missing %s name", what)
@@ -259,6 +266,9 @@ func checkName(name, what string) string {
 			return fmt.Sprintf("invalid step name %s: use lower-case letters, digits, '-' and '_'", quoteShort(name))
 		}
 		return fmt.Sprintf("invalid job name %s: use lower-case letters, digits and '-'", quoteShort(name))
+	}
+	if what == "job" && name[0] == '-' {
+		return fmt.Sprintf("invalid job name %s: start it with a lower-case letter or a digit", quoteShort(name))
 	}
 	return ""
 }

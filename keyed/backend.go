@@ -422,18 +422,12 @@ func (b *Backend) Get(id StateID) ([]byte, bool) {
 	if t == nil || t.slots == nil {
 		return nil, false
 	}
-	var at, off int
-	var addr uint32
-	var r *pageRef
-	if t.slot0 != nil {
-		at, addr, r, off = b.findValue(t, valueHash(b.cur.hash, id), hwOf(id, 0))
-	} else {
-		at, addr, r, off = b.findValuePaged(t, valueHash(b.cur.hash, id), hwOf(id, 0))
-	}
+	at, addr := b.findValue(t, valueHash(b.cur.hash, id), hwOf(id, 0))
 	if addr == 0 {
 		return nil, false
 	}
-	p := r.b
+	r := &t.data[addr>>(b.pageShift&31)]
+	p, off := r.b, int(addr&b.pageMask)
 	lc := binary.LittleEndian.Uint64(p[off+4:]) // value length, capacity
 	vo := off + hdrBytes + len(b.cur.enc)
 	ve := vo + int(uint32(lc))
@@ -516,8 +510,12 @@ func (b *Backend) get8(id StateID) (uint64, int) {
 	if sp == nil || len(k.enc) != 9 {
 		return b.get8Slow(id)
 	}
-	// findValue, inline, walking byte offsets j = 8*slot index: the
-	// single slot page has 8<<t.bits bytes, so the first index,
+	// probe (findValue), inline: the one copy of the lookup loop outside
+	// probe.go, kept because it is measurably faster. With get8 calling
+	// findValue instead, cpu-ns/op rose by 28% (GetPut 1k), 35% (Get 1k)
+	// and 48% (Get 100k) in 5 interleaved runs (bench/NOTES.md,
+	// 2026-12-07). It walks byte offsets j = 8*slot index: the single
+	// slot page has 8<<t.bits bytes, so the first index,
 	// tag >> (32-t.bits), is tag*len(sp) >> 35, and the wrap mask of j
 	// is len(sp)-8. A record whose header matches has the 12-byte header
 	// and the 9-byte key (uvarint 8, the key: compare words w0, w1) at
@@ -573,54 +571,15 @@ func (b *Backend) get8Slow(id StateID) (uint64, int) {
 	if t == nil {
 		return 0, get8Absent
 	}
-	h := valueHash(k.hash, id)
-	var at, off int
-	var a uint32
-	var r *pageRef
-	var p []byte
-	if sp := t.slot0; sp != nil {
-		// findValue, inline, walking byte offsets j = 8*slot index. The
-		// single slot page has 8<<t.bits bytes, so the first index,
-		// tag >> (32-t.bits), is tag*len(sp) >> 35, and the wrap mask
-		// of j is len(sp)-8.
-		tag := uint32(h >> 32)
-		hdr := uint32(hwOf(id, 0)) | uint32(len(k.enc))<<16
-		jmask := len(sp) - 8
-		pshift, pmask := b.pageShift&31, b.pageMask
-		for j := int(uint64(tag)*uint64(len(sp))>>32) &^ 7; ; j = (j + 8) & jmask {
-			s := load64(sp, j)
-			a = uint32(s >> 32)
-			// a-1 < tombAddr-1: neither empty (0) nor a tombstone.
-			if uint32(s) == tag && a-1 < tombAddr-1 {
-				r = &t.data[a>>pshift]
-				off = int(a & pmask)
-				if p = r.b; load32(p, off) == hdr {
-					// keyAt, with its case of 9 to 16 encoded bytes
-					// (a key of 8 to 15 bytes) inline.
-					ko := off + hdrBytes
-					if kl := len(k.enc); uint(kl-9) < 8 {
-						if load64(p, ko) == k.w0 && load64(p, ko+kl-8) == k.w1 {
-							at = j >> 3
-							break
-						}
-					} else if k.keyAt(p, ko) {
-						at = j >> 3
-						break
-					}
-				}
-			} else if a == 0 {
-				return 0, get8Absent
-			}
-		}
-	} else {
-		if t.slots == nil {
-			return 0, get8Absent
-		}
-		if at, a, r, off = b.findValuePaged(t, h, hwOf(id, 0)); a == 0 {
-			return 0, get8Absent
-		}
-		p = r.b
+	if t.slots == nil {
+		return 0, get8Absent
 	}
+	at, a := b.findValue(t, valueHash(k.hash, id), hwOf(id, 0))
+	if a == 0 {
+		return 0, get8Absent
+	}
+	r := &t.data[a>>(b.pageShift&31)]
+	p, off := r.b, int(a&b.pageMask)
 	lc := load64(p, off+4) // value length, capacity
 	if uint32(lc) != 8 {
 		return 0, get8Slow
@@ -885,130 +844,6 @@ func (b *Backend) touch(t *table) {
 
 func (b *Backend) rec(t *table, addr uint32) ([]byte, int) {
 	return t.data[addr>>(b.pageShift&31)].b, int(addr & b.pageMask)
-}
-
-// find looks up the record with header word hw and encoded key
-// prefix||suffix, whose hash is h. It returns its slot index and address
-// (-1, 0 when absent) and the first free (empty or tombstone) slot index on
-// the probe path (-1 when the table has no slots).
-func (b *Backend) find(t *table, h uint64, hw uint16, prefix, suffix []byte) (at int, addr uint32, free int) {
-	if t.slots == nil {
-		return -1, 0, -1
-	}
-	tag := uint32(h >> 32)
-	mask := 1<<t.bits - 1
-	i := int(tag >> ((32 - t.bits) & 31))
-	slots, shift, smask := t.slots, b.slotShift&31, b.slotMask
-	free = -1
-	for {
-		s := slotAt(slots[i>>shift], i&smask)
-		switch s.addr {
-		case 0:
-			if free < 0 {
-				free = i
-			}
-			return -1, 0, free
-		case tombAddr:
-			if free < 0 {
-				free = i
-			}
-		default:
-			if s.tag == tag && b.match(t, s.addr, hw, prefix, suffix) {
-				return i, s.addr, free
-			}
-		}
-		i = (i + 1) & mask
-	}
-}
-
-// findValue is find for a value record (no user key, flags 0) of the
-// current key in t with a single slot page (t.slot0 != nil), the hot
-// path. It returns the slot index, the address, the reference of the
-// record's page and the record's offset (addr 0 when absent). A key of up
-// to 16 encoded bytes is compared with the words of b.cur (setKey).
-func (b *Backend) findValue(t *table, h uint64, hw uint16) (at int, addr uint32, r *pageRef, off int) {
-	sp := t.slot0
-	k := &b.cur
-	tag := uint32(h >> 32)
-	hdr := uint32(hw) | uint32(len(k.enc))<<16
-	nb := t.bits & 31
-	mask := 1<<nb - 1
-	pshift, pmask := b.pageShift&31, b.pageMask
-	for i := int(tag >> ((32 - nb) & 31)); ; i = (i + 1) & mask {
-		s := binary.LittleEndian.Uint64(sp[i*8:])
-		a := uint32(s >> 32)
-		if a == 0 {
-			return -1, 0, nil, 0
-		}
-		if uint32(s) != tag || a == tombAddr {
-			continue
-		}
-		r := &t.data[a>>pshift]
-		off := int(a & pmask)
-		if binary.LittleEndian.Uint32(r.b[off:]) == hdr && k.keyAt(r.b, off+hdrBytes) {
-			return i, a, r, off
-		}
-	}
-}
-
-// findValuePaged is findValue for a table of several slot pages.
-func (b *Backend) findValuePaged(t *table, h uint64, hw uint16) (at int, addr uint32, r *pageRef, off int) {
-	k := &b.cur
-	tag := uint32(h >> 32)
-	hdr := uint32(hw) | uint32(len(k.enc))<<16
-	mask := 1<<t.bits - 1
-	shift, smask := b.slotShift&31, b.slotMask
-	for i := int(tag >> ((32 - t.bits) & 31)); ; i = (i + 1) & mask {
-		s := slotAt(t.slots[i>>shift], i&smask)
-		if s.addr == 0 {
-			return -1, 0, nil, 0
-		}
-		if s.tag != tag || s.addr == tombAddr {
-			continue
-		}
-		r := &t.data[s.addr>>(b.pageShift&31)]
-		off := int(s.addr & b.pageMask)
-		if binary.LittleEndian.Uint32(r.b[off:]) == hdr && k.keyAt(r.b, off+hdrBytes) {
-			return i, s.addr, r, off
-		}
-	}
-}
-
-// keyAt reports whether the encoded key stored at p[ko:], of len(k.enc)
-// bytes (the caller checked the record header), is k.enc.
-func (k *keyCtx) keyAt(p []byte, ko int) bool {
-	kl := len(k.enc)
-	if kl <= 8 {
-		// The 8 bytes ending where the key ends start at or after the
-		// record header's 4th byte.
-		return binary.LittleEndian.Uint64(p[ko+kl-8:])>>(k.wshift&63) == k.w0
-	}
-	key := p[ko : ko+kl]
-	if kl <= 16 {
-		return binary.LittleEndian.Uint64(key) == k.w0 && binary.LittleEndian.Uint64(key[kl-8:]) == k.w1
-	}
-	return string(key) == string(k.enc)
-}
-
-// load64 is the little-endian uint64 at p[i:i+8]. Slicing p[i:i+8]
-// instead of p[i:] spares the pointer masking of a possibly empty slice.
-func load64(p []byte, i int) uint64 { return binary.LittleEndian.Uint64(p[i : i+8 : i+8]) }
-
-// load32 is the little-endian uint32 at p[i:i+4].
-func load32(p []byte, i int) uint32 { return binary.LittleEndian.Uint32(p[i : i+4 : i+4]) }
-
-func (b *Backend) match(t *table, addr uint32, hw uint16, prefix, suffix []byte) bool {
-	p, off := b.rec(t, addr)
-	h := p[off : off+hdrBytes]
-	if binary.LittleEndian.Uint32(h) != uint32(hw)|uint32(len(prefix)+len(suffix))<<16 {
-		return false // another state, kind or key length
-	}
-	ko := off + hdrBytes
-	if hw&(flagEntry<<stateBits) != 0 {
-		ko += linkBytes
-	}
-	return string(p[ko:ko+len(prefix)]) == string(prefix) &&
-		string(p[ko+len(prefix):ko+len(prefix)+len(suffix)]) == string(suffix)
 }
 
 // putValue inserts or overwrites a non-map record and returns its table.

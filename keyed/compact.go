@@ -6,6 +6,46 @@ import (
 	"github.com/cespare/xxhash/v2"
 )
 
+// maintDue reports whether maybeCompact(t) would do anything.
+func (b *Backend) maintDue(t *table) bool {
+	garbage := t.usedBytes - t.liveBytes
+	return (garbage > t.liveBytes && garbage >= 2*b.pageSize) || (t.holes >= 64 && 2*t.holes > len(t.data)) ||
+		(t.slots != nil && t.bits > minSlotBits+3 && t.count*16 < 1<<t.bits)
+}
+
+// maybeCompact compacts t when at least half of its small pages' bytes are
+// dead, or many big pages were freed, and shrinks its slots when they are
+// mostly empty. It returns the number of expired entries the compaction
+// dropped.
+//
+// Afterwards maintDue(t) is false (put8 relies on it): compaction leaves
+// no garbage and no holes, and the slots are shrunk also after a
+// compaction (which sizes them before it drops expired entries).
+func (b *Backend) maybeCompact(t *table) int {
+	dropped := 0
+	garbage := t.usedBytes - t.liveBytes
+	if (garbage > t.liveBytes && garbage >= 2*b.pageSize) || (t.holes >= 64 && 2*t.holes > len(t.data)) {
+		dropped = b.compact(t)
+	}
+	if t.slots != nil && t.bits > minSlotBits+3 && t.count*16 < 1<<t.bits {
+		b.rehash(t, slotBitsFor(t.count))
+	}
+	if invariants && b.maintDue(t) {
+		panic("keyed: invariant: maintenance still due after maybeCompact")
+	}
+	return dropped
+}
+
+// slotBitsFor is the smallest table (at least 1<<minSlotBits slots) that n
+// live slots fill at most half of.
+func slotBitsFor(n int) uint {
+	nb := uint(minSlotBits)
+	for n*2 > 1<<nb {
+		nb++
+	}
+	return nb
+}
+
 // compact rewrites key group t (private) into fresh pages: live records
 // only, values trimmed to their length, expired TTL entries dropped, map
 // lists relinked, the slot table sized for the survivors. Old pages are

@@ -6,6 +6,16 @@ import (
 	"github.com/streamd/streamd/engine/coord"
 )
 
+// maxControlMessages bounds, under invariants, the control messages queued
+// for one task. The driver sends a task per checkpoint at most a trigger
+// (sources) and a complete or an abort, plus one finish and one stop. A
+// task drains its mailbox between batches; one that waits for a long time
+// (a full output) gets at most MaxConcurrent completes meanwhile (the
+// others need its acknowledgement) and one abort per checkpoint that times
+// out, and those are bounded by TolerableFailures before the job fails. The
+// bound is generous: exceeding it is a bug.
+const maxControlMessages = 1 << 16
+
 // buildTasks creates the workers, the tasks, their rings and writers.
 func (rt *jobRuntime) buildTasks() {
 	j := rt.job
@@ -27,7 +37,10 @@ func (rt *jobRuntime) buildTasks() {
 		for i := 0; i < v.parallelism; i++ {
 			w := rt.workers[i]
 			t := &task{job: rt, v: v, index: i, id: coord.TaskID(id), w: w, waiter: w.waiter,
-				ctrl: make(chan ctrlMsg, controlQueueLen)}
+				ctrl: newMailbox[ctrlMsg](maxControlMessages, false)}
+			if rt.checkpointing && (v.keyed || v.tail().kind == kindSinkNode) {
+				t.lane = &lane{t: t, slots: make(chan struct{}, maxLaneJobs)}
+			}
 			v.tasks = append(v.tasks, t)
 			rt.tasks = append(rt.tasks, t)
 			w.tasks = append(w.tasks, t)

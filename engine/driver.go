@@ -83,48 +83,56 @@ func (rt *jobRuntime) drive(ctx context.Context) error {
 		defer ticker.Stop()
 		tickC = ticker.C
 	}
-	for running > 0 {
-		select {
-		case ev := <-rt.events:
-			switch ev.kind {
-			case evTaskExit:
-				running--
-				if ev.err != nil && !errors.Is(ev.err, errCancelled) {
-					fail(ev.err)
-					if co != nil {
-						_ = co.Step(time.Now(), coord.TaskFailed{Task: ev.task, Err: ev.err})
-					}
-				}
-			case evAck:
-				if co == nil || failure != nil {
-					continue
-				}
-				if p := pending[ev.id]; p != nil {
-					e := ev
-					p.tasks[ev.task] = &e
-				}
-				if err := co.Step(time.Now(), coord.Ack{Task: ev.task, ID: ev.id}); err != nil {
-					fail(err)
-				}
-			case evDecline:
-				if co == nil || failure != nil {
-					continue
-				}
-				if err := co.Step(time.Now(), coord.Decline{Task: ev.task, ID: ev.id, Reason: ev.reason, Err: ev.err}); err != nil {
-					fail(err)
-				}
-			case evFatal:
+	var batch []event
+	handle := func(ev event) {
+		switch ev.kind {
+		case evTaskExit:
+			running--
+			if ev.err != nil && !errors.Is(ev.err, errCancelled) {
 				fail(ev.err)
 				if co != nil {
 					_ = co.Step(time.Now(), coord.TaskFailed{Task: ev.task, Err: ev.err})
 				}
-			case evSourceEnded:
-				ended++
-				exhausted = exhausted && ev.exhausted
-				if ended == sources && co != nil && failure == nil {
-					_ = co.Step(time.Now(), coord.TriggerFinal{})
-				}
 			}
+		case evAck:
+			if co == nil || failure != nil {
+				return
+			}
+			if p := pending[ev.id]; p != nil {
+				e := ev
+				p.tasks[ev.task] = &e
+			}
+			if err := co.Step(time.Now(), coord.Ack{Task: ev.task, ID: ev.id}); err != nil {
+				fail(err)
+			}
+		case evDecline:
+			if co == nil || failure != nil {
+				return
+			}
+			if err := co.Step(time.Now(), coord.Decline{Task: ev.task, ID: ev.id, Reason: ev.reason, Err: ev.err}); err != nil {
+				fail(err)
+			}
+		case evFatal:
+			fail(ev.err)
+			if co != nil {
+				_ = co.Step(time.Now(), coord.TaskFailed{Task: ev.task, Err: ev.err})
+			}
+		case evSourceEnded:
+			ended++
+			exhausted = exhausted && ev.exhausted
+			if ended == sources && co != nil && failure == nil {
+				_ = co.Step(time.Now(), coord.TriggerFinal{})
+			}
+		}
+	}
+	for running > 0 {
+		select {
+		case <-rt.events.notify:
+			batch = rt.events.takeAll(batch[:0])
+			for _, ev := range batch {
+				handle(ev)
+			}
+			clear(batch)
 		case now := <-tickC:
 			if failure == nil {
 				co.Tick(now)
@@ -135,7 +143,8 @@ func (rt *jobRuntime) drive(ctx context.Context) error {
 		case <-stopCh:
 			stopCh = nil
 			for _, t := range rt.tasks {
-				if t.source != nil || t.v.head().kind == kindSourceNode {
+				// (t.source is the task goroutine's: it may still be opening.)
+				if t.v.head().kind == kindSourceNode {
 					rt.control(t, ctrlMsg{kind: ctrlStop})
 				}
 			}
@@ -216,31 +225,13 @@ func (rt *jobRuntime) drive(ctx context.Context) error {
 	return failure
 }
 
-// control sends a control message to a task and wakes it. A task drains
-// its queue between batches; if the queue is full (the task is blocked on a
-// full output), control waits for room, giving up only if the job is
-// cancelled (then the task is exiting anyway). Messages are never dropped:
-// a lost "complete" or "finish" would leave output uncommitted or the job
-// hanging.
+// control queues a control message for a task and wakes it. It never
+// blocks: a task drains its mailbox between batches, and messages are never
+// dropped (a lost "complete" or "finish" would leave output uncommitted or
+// the job hanging).
 func (rt *jobRuntime) control(t *task, m ctrlMsg) {
-	for {
-		select {
-		case t.ctrl <- m:
-			t.waiter.Wake()
-			return
-		default:
-		}
-		t.waiter.Wake()
-		if rt.cancelFlag.Load() {
-			return
-		}
-		select {
-		case t.ctrl <- m:
-			t.waiter.Wake()
-			return
-		case <-time.After(time.Millisecond):
-		}
-	}
+	t.ctrl.put(m)
+	t.waiter.Wake()
 }
 
 // metadata assembles a checkpoint's metadata from its acknowledgements.

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -365,26 +364,23 @@ func TestBadGraph(t *testing.T) {
 }
 
 // TestZeroAllocsPerRecord runs the same job with 10x more records and checks
-// that the extra records allocated nothing.
+// that the extra records allocated nothing. It runs in every build (also
+// -short, -race and -tags invariants), on testing.AllocsPerRun's one P.
 func TestZeroAllocsPerRecord(t *testing.T) {
-	if testing.Short() {
-		t.Skip("measures whole job runs")
+	const small, large = 20_000, 200_000
+	mallocs := func(n int64) float64 {
+		return testing.AllocsPerRun(1, func() {
+			var sink countingSink
+			j := countJob(t, engine.Options{Parallelism: 2, Pinning: engine.PinOff}, newSeq(n, 100), &sink)
+			if err := j.Run(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+		})
 	}
-	mallocs := func(n int64) uint64 {
-		var sink countingSink
-		j := countJob(t, engine.Options{Parallelism: 2, Pinning: engine.PinOff}, newSeq(n, 100), &sink)
-		var before, after runtime.MemStats
-		runtime.GC()
-		runtime.ReadMemStats(&before)
-		if err := j.Run(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-		runtime.ReadMemStats(&after)
-		return after.Mallocs - before.Mallocs
-	}
-	small, large := mallocs(100_000), mallocs(1_000_000)
-	perRecord := (float64(large) - float64(small)) / 900_000
-	t.Logf("allocations: %d for 100k records, %d for 1M: %.5f per extra record", small, large, perRecord)
+	mallocs(small) // warm up: lazily built tables, pools
+	a, b := mallocs(small), mallocs(large)
+	perRecord := (b - a) / (large - small)
+	t.Logf("allocations: %.0f for %d records, %.0f for %d: %.5f per extra record", a, small, b, large, perRecord)
 	if perRecord > 0.001 {
 		t.Fatalf("%.4f allocations per record on the typed path, want 0", perRecord)
 	}
@@ -457,27 +453,41 @@ func TestCheckpointedBoundedJob(t *testing.T) {
 }
 
 // TestStopAndResume stops an unbounded job gracefully several times and
-// resumes it; the output over all runs is exactly once.
+// resumes it; the output over all runs is exactly once. The source is rate
+// limited so that every stop lands mid-way, and the test checks that each
+// later run restored a checkpoint and that each stopped run left records
+// for the next (it failed to test when the job ended before its stop).
 func TestStopAndResume(t *testing.T) {
 	dir := t.TempDir()
 	sink := newMemSink() // survives "restarts", like files on disk
-	const n, keys = 300_000, 20
+	const n, keys = 60_000, 20
+	const stops = 3
 	for run := 0; ; run++ {
 		st := openStore(t, dir)
-		j := countJob(t, checkpointed(st, coord.ExactlyOnce), newSeq(n, keys), sink)
+		src := func(ctx engine.SourceContext) (engine.Source[rec], error) {
+			// ~100 k records/s in all: a run of 60 k takes ~0.6 s.
+			return &rateSource{seqSource: seqSource{n: n, keys: keys}, tick: time.Duration(ctx.Parallelism) * 160 * time.Microsecond}, nil
+		}
+		j := countJob(t, checkpointed(st, coord.ExactlyOnce), src, sink)
 		done := make(chan error, 1)
 		go func() { done <- j.Run(context.Background()) }()
-		var err error
-		if run < 3 {
-			time.Sleep(30 * time.Millisecond)
+		if run < stops {
+			time.Sleep(50 * time.Millisecond)
 			j.Stop()
 		}
-		err = <-done
+		err := <-done
+		restored := j.RestoredFrom()
 		st.Close()
 		if err != nil {
 			t.Fatalf("run %d: %v", run, err)
 		}
-		if run >= 3 {
+		if run > 0 && restored == 0 {
+			t.Fatalf("run %d restored no checkpoint", run)
+		}
+		if got := len(sink.records()); run < stops && got >= n*2/3 {
+			t.Fatalf("run %d was stopped after every record was committed (%d): the stop did not land mid-way", run, got)
+		}
+		if run >= stops {
 			break
 		}
 	}

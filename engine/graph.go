@@ -91,7 +91,9 @@ type Job struct {
 	nodes []*node
 	names map[string]bool
 	errs  []error
-	rt    *jobRuntime // set by Run
+	rt    *jobRuntime // set by Run, under jobsMu
+	// stopRequested is set by Stop, under jobsMu, also before Run.
+	stopRequested bool
 }
 
 var jobNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]*$`)

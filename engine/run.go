@@ -26,10 +26,15 @@ type jobRuntime struct {
 	restored      *snapshot.Metadata
 	firstID       uint64 // the first checkpoint id of this run
 	cancelFlag    atomic.Bool
-	events        chan event
-	async         chan asyncJob
-	stopCh        chan struct{}
-	stopOnce      sync.Once
+	// events carries acknowledgements, declines, source ends and task
+	// exits to the driver; it never blocks a sender, also after the
+	// driver has returned.
+	events *mailbox[event]
+	// async runs the tasks' asynchronous checkpoint work (async.go); nil
+	// without checkpointing.
+	async    *asyncPool
+	stopCh   chan struct{}
+	stopOnce sync.Once
 
 	mu struct {
 		sync.Mutex
@@ -37,7 +42,10 @@ type jobRuntime struct {
 	}
 }
 
-func (j *jobRuntime) send(ev event) { j.events <- ev }
+func (j *jobRuntime) send(ev event) { j.events.put(ev) }
+
+// stop closes stopCh, once.
+func (j *jobRuntime) stop() { j.stopOnce.Do(func() { close(j.stopCh) }) }
 
 func (j *jobRuntime) restoredTask(v *vertex, index int) *snapshot.TaskMeta {
 	if j.restored == nil {
@@ -54,10 +62,16 @@ func (j *jobRuntime) restoredTask(v *vertex, index int) *snapshot.TaskMeta {
 
 // Stop ends the job gracefully: sources stop reading, a final checkpoint is
 // taken (with checkpointing) and committed, and Run returns nil. Safe to
-// call from any goroutine, any number of times; before Run it does nothing.
+// call from any goroutine, any number of times, also before Run: then Run
+// starts, restores, and stops at once (a signal that arrives while the job
+// is still starting is not lost).
 func (j *Job) Stop() {
-	if rt := j.runtime(); rt != nil {
-		rt.stopOnce.Do(func() { close(rt.stopCh) })
+	jobsMu.Lock()
+	j.stopRequested = true
+	rt := j.rt
+	jobsMu.Unlock()
+	if rt != nil {
+		rt.stop()
 	}
 }
 
@@ -106,7 +120,7 @@ func (j *Job) Run(ctx context.Context) error {
 	}
 	rt := &jobRuntime{
 		job: j, opts: j.opts, vertices: vs, inputRings: make(map[*task][]any),
-		events: make(chan event, eventQueueLen), stopCh: make(chan struct{}),
+		stopCh:    make(chan struct{}),
 		alignMode: align.ExactlyOnce,
 	}
 	if c := j.opts.Checkpointing; c != nil {
@@ -118,6 +132,9 @@ func (j *Job) Run(ctx context.Context) error {
 	}
 	jobsMu.Lock()
 	j.rt = rt
+	if j.stopRequested {
+		rt.stop()
+	}
 	jobsMu.Unlock()
 
 	if rt.checkpointing {
@@ -134,27 +151,28 @@ func (j *Job) Run(ctx context.Context) error {
 
 // execute starts the tasks and drives them until the job ends.
 func (rt *jobRuntime) execute(ctx context.Context) error {
-	var wg sync.WaitGroup
-	workers := 0
+	// Every task sends at most one exit and one source end, and per
+	// checkpoint at most one acknowledgement or decline from itself and
+	// one from its lane, which holds at most maxLaneJobs jobs.
+	rt.events = newMailbox[event](len(rt.tasks)*(2*maxLaneJobs+4), true)
 	if rt.checkpointing {
-		rt.async = make(chan asyncJob, len(rt.tasks)*4)
-		workers = 2
-		for range workers {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				rt.asyncWorker()
-			}()
+		lanes := 0
+		for _, t := range rt.tasks {
+			if t.lane != nil {
+				lanes++
+			}
 		}
+		rt.async = newAsyncPool(rt, lanes)
 	}
 	for _, w := range rt.workers {
 		go w.run()
 	}
 	err := rt.drive(ctx)
 	if rt.async != nil {
-		close(rt.async)
+		// Every task has exited: after a failure the lanes abandon what
+		// is queued; after a clean end they are empty.
+		rt.async.close()
 	}
-	wg.Wait()
 	return err
 }
 

@@ -65,13 +65,57 @@ type SinkWriter[T any] interface {
 // run off the task goroutine, in the checkpoint's asynchronous phase, so the
 // task's synchronous pause stays short. When a writer implements it, the
 // engine calls PreCommitAsync instead of PreCommit: it seals the
-// transaction on the task goroutine and returns the state and a durable
-// function, which runs on a snapshot worker; the task acknowledges the
-// checkpoint only after durable returns nil. durable must not touch the
-// writer (the task goes on writing); a durable error fails the job, since
-// an fsync is never retried (its outcome is unknown).
+// transaction on the task goroutine and returns the writer's state (as
+// PreCommit) and the durable step, or nil if there is nothing to make
+// durable.
+//
+// The engine runs each writer's durable steps one at a time, in checkpoint
+// order, on a snapshot worker, and acknowledges checkpoint n only after the
+// steps of n and of every earlier checkpoint returned nil; it commits
+// (Commit) only what those steps made durable. A step must not touch the
+// writer (the task goes on writing). A step that returns an error fails the
+// job, and no later step of the writer runs: an fsync is never retried (its
+// outcome is unknown).
+//
+// On error, nothing is handed over: PreCommitAsync returns a nil state and
+// a nil step, having released what the sealed transaction held (a writer
+// that cannot seal keeps the error sticky; the job fails). The engine
+// treats a non-nil step returned with an error as a bug of the sink: it
+// abandons the step and fails the job.
 type AsyncPreCommitter interface {
-	PreCommitAsync(checkpointID uint64) (state []byte, durable func() error, err error)
+	PreCommitAsync(checkpointID uint64) (state []byte, step DurableStep, err error)
+}
+
+// DurableStep is the part of a pre-commit that makes a sealed transaction
+// durable (AsyncPreCommitter). The engine calls exactly one of its methods,
+// once.
+type DurableStep interface {
+	// Run makes the transaction durable and releases what the step holds
+	// (e.g. fsyncs and closes a file).
+	Run() error
+	// Abandon releases what the step holds without making anything
+	// durable: the job failed or was cancelled before the step could run.
+	// The transaction stays where the next recovery finds it (Recover
+	// aborts it unless a checkpoint lists it).
+	Abandon()
+}
+
+// DurableFunc returns a DurableStep of two functions; abandon may be nil.
+func DurableFunc(run func() error, abandon func()) DurableStep {
+	return durableFunc{run, abandon}
+}
+
+type durableFunc struct {
+	run     func() error
+	abandon func()
+}
+
+func (d durableFunc) Run() error { return d.run() }
+
+func (d durableFunc) Abandon() {
+	if d.abandon != nil {
+		d.abandon()
+	}
 }
 
 // ToSink adds a sink operator.

@@ -56,7 +56,9 @@ type task struct {
 	index  int
 	id     coord.TaskID
 	waiter *ringbuf.Waiter
-	ctrl   chan ctrlMsg
+	ctrl   *mailbox[ctrlMsg]
+	// ctrlBuf is drainControl's scratch buffer.
+	ctrlBuf []ctrlMsg
 
 	backend *keyed.Backend
 	aligner *align.Aligner
@@ -85,6 +87,10 @@ type task struct {
 	// consumers are the tasks on the same worker that read this task's
 	// output rings: the ones that can make room when an output is full.
 	consumers []*task
+
+	// lane runs the task's asynchronous checkpoint work in checkpoint
+	// order (async.go); nil for a task with neither keyed state nor sink.
+	lane *lane
 
 	// checkpoint bookkeeping, task goroutine only
 	lastCompleted *snapshot.KeyedHandle
@@ -305,7 +311,7 @@ func (t *task) canStep() bool {
 	if t.exited {
 		return false
 	}
-	if len(t.ctrl) > 0 || t.cancelled() {
+	if t.ctrl.pending() || t.cancelled() {
 		return true
 	}
 	if t.source != nil {
@@ -342,14 +348,19 @@ func (t *task) endOfInput() error {
 }
 
 func (t *task) drainControl() {
-	for {
-		select {
-		case m := <-t.ctrl:
-			t.handleControl(m)
-		default:
-			return
-		}
+	if !t.ctrl.pending() {
+		return
 	}
+	// handleControl may drain again (endOfInput): a nested call takes a
+	// buffer of its own.
+	buf := t.ctrlBuf
+	t.ctrlBuf = nil
+	buf = t.ctrl.takeAll(buf[:0])
+	for _, m := range buf {
+		t.handleControl(m)
+	}
+	clear(buf)
+	t.ctrlBuf = buf
 }
 
 func (t *task) handleControl(m ctrlMsg) {
@@ -363,8 +374,8 @@ func (t *task) handleControl(m ctrlMsg) {
 			t.lastCompleted = m.handle
 		}
 		if t.sink != nil {
-			if err := t.sink.Commit(m.id); err != nil {
-				panic(taskError{fmt.Errorf("cannot commit checkpoint %d: %w", m.id, err)})
+			if err := t.commitSink(m.id); err != nil {
+				panic(taskError{err})
 			}
 		}
 	case ctrlAbort:
@@ -437,10 +448,17 @@ func (t *task) checkpoint(id uint64, firstBarrier time.Time) {
 	if t.source != nil {
 		meta.Source, err = t.source.position()
 	}
-	var durable func() error
+	var durable DurableStep
 	if err == nil && t.sink != nil {
 		if ap, ok := t.sink.(AsyncPreCommitter); ok {
 			meta.Sink, durable, err = ap.PreCommitAsync(id)
+			if err != nil && durable != nil {
+				// On error nothing is handed over (AsyncPreCommitter):
+				// release what the step holds and fail, since the sink's
+				// own state is now in doubt.
+				durable.Abandon()
+				panic(taskError{fmt.Errorf("sink %q returned a durable step with an error at checkpoint %d (a bug of the sink): %w", t.v.tail().name, id, err)})
+			}
 		} else {
 			meta.Sink, err = t.sink.PreCommit(id)
 		}
@@ -458,13 +476,30 @@ func (t *task) checkpoint(id uint64, firstBarrier time.Time) {
 	stats := TaskStats{Vertex: t.v.name, Index: t.index, Alignment: start.Sub(firstBarrier), SyncPause: time.Since(start)}
 	t.emitAll(elemBarrier, id)
 	ev := event{kind: evAck, task: t.id, id: id, meta: meta, stats: stats, barrierAt: firstBarrier}
-	if snap == nil && durable == nil {
+	if t.lane == nil {
 		t.job.send(ev)
 		return
 	}
-	aj := asyncJob{task: t, prev: t.lastCompleted, durable: durable, ev: ev}
+	// Through the lane even with nothing to do: the acknowledgement must
+	// not overtake the durable steps of earlier checkpoints (async.go).
+	aj := asyncJob{prev: t.lastCompleted, durable: durable, ev: ev}
 	if snap != nil {
 		aj.snap = snap
 	}
-	t.job.async <- aj
+	t.job.async.enqueue(t.lane, aj)
+}
+
+// commitSink commits the sink's transactions up to checkpoint id, which is
+// complete. Every two-phase-commit sink commits only here, and only what
+// its durable steps made durable (async.go): a sink task acknowledges id
+// only after its lane ran every durable step up to id, so a lane behind id
+// is a bug of the engine, and nothing is committed.
+func (t *task) commitSink(id uint64) error {
+	if through := t.lane.durableThrough.Load(); through < id {
+		panic(fmt.Sprintf("engine: %s: checkpoint %d is complete but the sink's durable steps ran only through %d", t, id, through))
+	}
+	if err := t.sink.Commit(id); err != nil {
+		return fmt.Errorf("cannot commit checkpoint %d: %w", id, err)
+	}
+	return nil
 }

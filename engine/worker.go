@@ -127,7 +127,7 @@ func (w *worker) exit(t *task, err error) {
 	t.exited = true
 	w.live--
 	err = t.close(err)
-	w.job.events <- event{kind: evTaskExit, task: t.id, err: err}
+	w.job.send(event{kind: evTaskExit, task: t.id, err: err})
 }
 
 // help runs, once each, the tasks on this worker that consume t's output

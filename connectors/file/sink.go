@@ -249,7 +249,7 @@ func (w *writer[T]) seal() error {
 func (w *writer[T]) PreCommit(id uint64) ([]byte, error) {
 	state, durable, err := w.PreCommitAsync(id)
 	if err == nil && durable != nil {
-		err = durable()
+		err = durable.Run()
 	}
 	return state, err
 }
@@ -257,37 +257,54 @@ func (w *writer[T]) PreCommit(id uint64) ([]byte, error) {
 // PreCommitAsync seals the open transaction on the task goroutine (flushes
 // its buffer) and returns the fsyncs of its file and of the work folder as
 // the durable step, which the engine runs in the checkpoint's asynchronous
-// phase, before the checkpoint can complete.
-func (w *writer[T]) PreCommitAsync(id uint64) ([]byte, func() error, error) {
+// phase, in checkpoint order, before the checkpoint can complete. On error
+// it hands nothing over: the sealed file is closed (it stays in the work
+// folder for the next recovery to delete) and the error is sticky.
+func (w *writer[T]) PreCommitAsync(id uint64) ([]byte, engine.DurableStep, error) {
 	if w.err != nil {
 		return nil, nil, w.err
 	}
-	var durable func() error
-	if w.name != "" {
-		if err := w.bw.Flush(); err != nil {
-			w.err = fmt.Errorf("file: cannot write %s: %w", w.name, err)
-			return nil, nil, w.err
+	if w.name == "" {
+		if len(w.pending) == 0 {
+			return nil, nil, nil
 		}
-		f, name, dir := w.f, w.name, w.s.tmpDir()
-		durable = func() error {
-			if err := f.Sync(); err != nil {
-				f.Close()
-				return fmt.Errorf("file: cannot fsync %s: %w", name, err)
-			}
-			if err := f.Close(); err != nil {
-				return fmt.Errorf("file: cannot close %s: %w", name, err)
-			}
-			return syncDir(dir)
+		state, err := encodeState(w.pending)
+		if err != nil {
+			w.err = err
 		}
-		w.f = nil
-		w.pending = append(w.pending, txn{Checkpoint: id, Name: w.name})
-		w.name = ""
+		return state, nil, err
 	}
-	if len(w.pending) == 0 {
-		return nil, durable, nil
+	if err := w.bw.Flush(); err != nil {
+		w.err = fmt.Errorf("file: cannot write %s: %w", w.name, err)
+		return nil, nil, w.err
 	}
-	state, err := json.Marshal(sinkState{Pending: w.pending})
-	return state, durable, err
+	pending := append(w.pending, txn{Checkpoint: id, Name: w.name})
+	state, err := encodeState(pending)
+	if err != nil {
+		w.err = err
+		return nil, nil, err
+	}
+	f, name, dir := w.f, w.name, w.s.tmpDir()
+	durable := engine.DurableFunc(func() error {
+		if err := f.Sync(); err != nil {
+			f.Close()
+			return fmt.Errorf("file: cannot fsync %s: %w", name, err)
+		}
+		if err := f.Close(); err != nil {
+			return fmt.Errorf("file: cannot close %s: %w", name, err)
+		}
+		return syncDir(dir)
+	}, func() { f.Close() })
+	w.f, w.name, w.pending = nil, "", pending
+	return state, durable, nil
+}
+
+func encodeState(pending []txn) ([]byte, error) {
+	state, err := json.Marshal(sinkState{Pending: pending})
+	if err != nil {
+		return nil, fmt.Errorf("file: cannot encode sink state: %w", err)
+	}
+	return state, nil
 }
 
 func (w *writer[T]) Commit(id uint64) error {

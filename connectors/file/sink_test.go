@@ -261,7 +261,7 @@ func TestSinkPreCommitAsync(t *testing.T) {
 	// writing (the race detector checks that it does not touch the writer).
 	var wg sync.WaitGroup
 	var derr error
-	wg.Go(func() { derr = durable() })
+	wg.Go(func() { derr = durable.Run() })
 	writeRecs(t, w, 50, 80)
 	wg.Wait()
 	if derr != nil {
@@ -285,7 +285,7 @@ func TestSinkPreCommitAsync(t *testing.T) {
 	if err != nil || durable == nil {
 		t.Fatalf("PreCommitAsync(3): durable=%v, %v", durable != nil, err)
 	}
-	if err := durable(); err != nil {
+	if err := durable.Run(); err != nil {
 		t.Fatalf("durable(3): %v", err)
 	}
 	if p := pendingOf(t, state); len(p) != 1 || p[0].Checkpoint != 3 {
@@ -873,4 +873,29 @@ func FuzzDecodeSinkState(f *testing.F) {
 			}
 		}
 	})
+}
+
+// PreCommitAsync that fails hands nothing over (engine.AsyncPreCommitter):
+// no state, no durable step, and the error sticks. Defect 2 of issue 10:
+// it used to return the durable step (which owns the sealed file) together
+// with an error, and the engine dropped both, leaking the file.
+func TestSinkPreCommitAsyncErrorHandsNothingOver(t *testing.T) {
+	dir := t.TempDir()
+	s := newTestSink(t, dir, "job")
+	w := newTestWriter(t, s, 0, true)
+	ap := w.(engine.AsyncPreCommitter)
+	writeRecs(t, w, 0, 10) // buffered, not yet written
+	iw := w.(*writer[rec])
+	iw.f.Close() // the flush at the barrier fails, as on a failing disk
+	state, step, err := ap.PreCommitAsync(1)
+	if err == nil || state != nil || step != nil {
+		t.Fatalf("PreCommitAsync on a broken file: got (%q, step=%v, %v), want (nil, nil, error)", state, step != nil, err)
+	}
+	if _, step2, err2 := ap.PreCommitAsync(2); err2 != err || step2 != nil {
+		t.Fatalf("second PreCommitAsync: got (step=%v, %v), want the sticky error %v", step2 != nil, err2, err)
+	}
+	if got := committed(t, dir); len(got) != 0 {
+		t.Fatalf("a failed writer committed %q", got)
+	}
+	_ = w.Close()
 }

@@ -8,7 +8,11 @@
 // group. Later aggregations on the same key with the same parallelism chain
 // with it (the stream is already partitioned: Flink's
 // reinterpretAsKeyedStream) instead of shuffling again; a map that writes
-// the key field or a change of parallelism ends that.
+// the key field or a change of parallelism ends that. The plan decides
+// which (job.Stage.Shuffle), and lays the job out as the engine will run it
+// (job.Plan.Vertices), so that the job package checks the engine's limits
+// on that layout with the spec's lines; Build refuses a job the engine
+// would refuse all the same.
 //
 // It imports engine, job, snapshot, keyed and the connectors, and nothing
 // under cmd.
@@ -16,6 +20,7 @@ package jobrun
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 
@@ -83,14 +88,6 @@ func Build(plan *job.Plan, opts Options) (*Built, error) {
 	if err != nil {
 		return nil, err
 	}
-	// partKey/partPar describe how the current stream is partitioned by
-	// key: set after a keyed operator, cleared by anything that reshuffles
-	// or may change the key.
-	var (
-		partKey   *job.Field
-		partPar   int
-		pendingBy bool
-	)
 	for i := range plan.Stages {
 		st := &plan.Stages[i]
 		name := st.Step.Name
@@ -98,7 +95,6 @@ func Build(plan *job.Plan, opts Options) (*Built, error) {
 		switch st.Step.Kind {
 		case job.StepFilter:
 			f := st.Filter
-			prevPar := s.Parallelism()
 			s = engine.Transform(s, name, func(_ *engine.Runtime, next func(*job.Row)) (func(*job.Row), error) {
 				return func(r *job.Row) {
 					if f(r) {
@@ -106,37 +102,25 @@ func Build(plan *job.Plan, opts Options) (*Built, error) {
 					}
 				}, nil
 			}, par)
-			if st.Parallelism != prevPar {
-				partKey = nil
-			}
 		case job.StepMap:
 			m := st.Map
-			prevPar := s.Parallelism()
 			s = engine.Transform(s, name, func(_ *engine.Runtime, next func(*job.Row)) (func(*job.Row), error) {
 				return func(r *job.Row) {
 					m(r)
 					next(r)
 				}, nil
 			}, par)
-			if st.Parallelism != prevPar || !st.Keyed {
-				partKey = nil
-			}
 		case job.StepKeyBy:
-			pendingBy = true
-			partKey = nil
+			// An exchange, not an operator: the next aggregation shuffles.
 		case job.StepCount, job.StepSum, job.StepMin, job.StepMax:
 			key := st.Key
 			in := st.In
 			sel := engine.BytesKey(func(dst []byte, r *job.Row) []byte { return in.AppendKey(dst, r, key) })
-			var ks engine.KeyedStream[job.Row]
-			if !pendingBy && partKey != nil && partKey.Name == key.Name && partPar == st.Parallelism {
-				ks = engine.AsKeyed(s, sel)
-			} else {
+			ks := engine.AsKeyed(s, sel)
+			if st.Shuffle {
 				ks = engine.KeyBy(s, sel)
 			}
 			s = engine.ProcessRaw(ks, name, aggregate(st.Agg), par)
-			k := key
-			partKey, partPar, pendingBy = &k, st.Parallelism, false
 		default:
 			return nil, fmt.Errorf("jobrun: step %q: unknown kind %v", name, st.Step.Kind)
 		}
@@ -144,7 +128,33 @@ func Build(plan *job.Plan, opts Options) (*Built, error) {
 	if err := buildSink(j, s, plan, opts, b); err != nil {
 		return nil, err
 	}
+	if err := engineProblems(j, opts.Store == nil); err != nil {
+		return nil, fmt.Errorf("jobrun: the engine refuses job %q, whose spec was accepted (a bug: package job should have named the field): %w", spec.Name, err)
+	}
 	return b, nil
+}
+
+// engineProblems returns what the engine would refuse of j before running
+// it (engine.Job.Validate), without the missing store when noStore: a
+// caller that only describes the job (streamd validate) gives none.
+func engineProblems(j *engine.Job, noStore bool) error {
+	err := j.Validate()
+	if !noStore || err == nil {
+		return err
+	}
+	var keep []error
+	var walk func(error)
+	walk = func(err error) {
+		if errs, ok := err.(interface{ Unwrap() []error }); ok {
+			for _, e := range errs.Unwrap() {
+				walk(e)
+			}
+		} else if !errors.Is(err, engine.ErrNoStore) {
+			keep = append(keep, err)
+		}
+	}
+	walk(err)
+	return errors.Join(keep...)
 }
 
 func buildSource(j *engine.Job, plan *job.Plan) (engine.Stream[job.Row], error) {
@@ -158,7 +168,7 @@ func buildSource(j *engine.Job, plan *job.Plan) (engine.Stream[job.Row], error) 
 		ks, _ := plan.SourceSchema.Lookup("key")
 		ss, _ := plan.SourceSchema.Lookup("seq")
 		kslot, sslot := ks.Slot, ss.Slot
-		return engine.FromSource(j, "source", sequence.New(sequence.Options[job.Row]{
+		return engine.FromSource(j, job.SourceName, sequence.New(sequence.Options[job.Row]{
 			Count: src.Count, Keys: src.Keys, RatePerSec: src.RatePerSec,
 			Make: func(i, key int64, r *job.Row) {
 				r.Num[kslot] = uint64(key)
@@ -167,7 +177,7 @@ func buildSource(j *engine.Job, plan *job.Plan) (engine.Stream[job.Row], error) 
 		}), opt...), nil
 	case "file":
 		schema := plan.SourceSchema
-		return engine.FromSource(j, "source", file.NewSource(file.SourceOptions[job.Row]{
+		return engine.FromSource(j, job.SourceName, file.NewSource(file.SourceOptions[job.Row]{
 			Path:   src.Path,
 			Decode: func(line []byte, r *job.Row) error { return schema.DecodeJSON(line, r) },
 		}), opt...), nil
@@ -189,16 +199,16 @@ func buildSink(j *engine.Job, s engine.Stream[job.Row], plan *job.Plan, opts Opt
 		if err != nil {
 			return err
 		}
-		engine.ToSink(s, "sink", engine.Sink[job.Row](sink), opt...)
+		engine.ToSink(s, job.SinkName, engine.Sink[job.Row](sink), opt...)
 	case "stdout":
 		out := console.NewStdout(encode)
 		if opts.Stdout != nil {
 			out.Out = opts.Stdout
 		}
-		engine.ToSink(s, "sink", engine.Sink[job.Row](out), opt...)
+		engine.ToSink(s, job.SinkName, engine.Sink[job.Row](out), opt...)
 	case "blackhole":
 		b.Blackhole = &console.Blackhole[job.Row]{}
-		engine.ToSink(s, "sink", engine.Sink[job.Row](b.Blackhole), opt...)
+		engine.ToSink(s, job.SinkName, engine.Sink[job.Row](b.Blackhole), opt...)
 	default:
 		return fmt.Errorf("jobrun: unknown sink type %q", spec.Type)
 	}
@@ -209,6 +219,8 @@ func buildSink(j *engine.Job, s engine.Stream[job.Row], plan *job.Plan, opts Opt
 func aggregate(a *job.Aggregate) func(rt *engine.Runtime, next func(*job.Row)) (func(*job.Row), error) {
 	return func(rt *engine.Runtime, next func(*job.Row)) (func(*job.Row), error) {
 		b := rt.Backend()
+		// The name fits keyed.MaxStateNameBytes with any step name (job
+		// checks it against "<step>/value").
 		id, err := b.Register(rt.StateName("value"), keyed.KindValue, keyed.StateOptions{})
 		if err != nil {
 			return nil, err

@@ -6,6 +6,7 @@ import (
 	"log"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
 // Compression selects how block payloads are compressed. The numeric values
@@ -98,9 +99,17 @@ type Options struct {
 	// retained checkpoint whose metadata does not decode) and Pebble's own
 	// log lines. Default log.Printf.
 	Logger func(format string, args ...any)
+	// FS is the filesystem seam every durable write of the Store goes
+	// through: Pebble, the ingest dir and the data dir's lock. Default
+	// vfs.Default (the operating system's). On the OS filesystem the lock
+	// is an flock on dir/LOCK holding our pid; on any other FS it is
+	// FS.Lock (tests use Pebble's crashable in-memory FS, vfs.NewCrashableMem,
+	// and wrappers of it that crash or fail at an operation).
+	FS vfs.FS
 	// PebbleOptions, if set, may adjust the Pebble options after streamd
-	// has set its own (memtable size, format version, logger). It must not
-	// disable the WAL: the durability of unsynced block writes rests on it.
+	// has set its own (memtable size, format version, logger, FS). It must
+	// not disable the WAL: the durability of unsynced block writes rests on
+	// it; and it must not change FS (set Options.FS).
 	PebbleOptions func(*pebble.Options)
 }
 
@@ -111,6 +120,9 @@ func (o *Options) EnsureDefaults() {
 	}
 	if o.Logger == nil {
 		o.Logger = log.Printf
+	}
+	if o.FS == nil {
+		o.FS = vfs.Default
 	}
 }
 
@@ -128,6 +140,9 @@ func (o *Options) Validate() error {
 	if o.Logger == nil {
 		errs = append(errs, invalidf("Options.Logger: must not be nil (call EnsureDefaults)"))
 	}
+	if o.FS == nil {
+		errs = append(errs, invalidf("Options.FS: must not be nil (call EnsureDefaults)"))
+	}
 	return errors.Join(errs...)
 }
 
@@ -139,6 +154,7 @@ func (o *Options) pebbleOptions() (*pebble.Options, error) {
 		FormatMajorVersion: pebble.FormatValueSeparation,
 		MemTableSize:       defaultMemTableSizeBytes,
 		Logger:             pebbleLogger{o.Logger},
+		FS:                 o.FS,
 	}
 	// Pebble keeps its own block compression (Snappy) although state
 	// blocks arrive compressed: turning it off saved ~17 % of the CPU of
@@ -149,11 +165,25 @@ func (o *Options) pebbleOptions() (*pebble.Options, error) {
 	if o.PebbleOptions != nil {
 		o.PebbleOptions(po)
 	}
+	if !sameFS(po.FS, o.FS) {
+		return nil, invalidf("Options.PebbleOptions: must not change FS (set Options.FS: the lock and the ingest dir must use the same filesystem as Pebble)")
+	}
 	if po.DisableWAL {
 		return nil, invalidf("Options.PebbleOptions: must not set DisableWAL " +
 			"(checkpoint metadata is synced through the WAL, and that sync is what makes the unsynced block writes durable)")
 	}
 	return po, nil
+}
+
+// sameFS reports whether a and b are the same filesystem; FS values of an
+// uncomparable type count as the same (they cannot be told apart).
+func sameFS(a, b vfs.FS) (same bool) {
+	defer func() {
+		if recover() != nil {
+			same = true
+		}
+	}()
+	return a == b
 }
 
 // pebbleLogger forwards Pebble's log lines to Options.Logger.

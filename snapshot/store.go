@@ -5,13 +5,14 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -61,7 +62,7 @@ type Store struct {
 	opts       Options
 	pebbleOpts *pebble.Options
 	db         *pebble.DB
-	lock       *os.File
+	lock       io.Closer // the data dir's lock (lockDir)
 
 	// life makes Close safe at any time: every public method but Close
 	// and Dir runs between enter and leave, and Close waits until no call
@@ -84,6 +85,9 @@ type Store struct {
 
 	writers sync.Pool // *writer
 	readers sync.Pool // *reader
+	// blocksRead counts the blocks read (and verified) since Open: see
+	// BlocksRead.
+	blocksRead atomic.Int64
 
 	mu struct {
 		sync.Mutex
@@ -96,10 +100,13 @@ type Store struct {
 	}
 }
 
-// Open opens (creating if needed) the data dir dir. Pebble lives in
-// dir/pebble. Open takes an exclusive flock on dir/LOCK and writes its pid
-// there; while the Store is open, another Open of the same dir — from any
-// process — fails with an error wrapping ErrDirInUse.
+// Open opens (creating if needed) the data dir dir on opts.FS. Pebble lives
+// in dir/pebble. Open takes an exclusive lock on dir/LOCK (on the OS
+// filesystem an flock, with our pid written in the file); while the Store
+// is open, another Open of the same dir — from any process — fails with an
+// error wrapping ErrDirInUse. The directories Open creates are made durable
+// (their parents are fsynced) before it returns: a power loss cannot take
+// the data dir away once a checkpoint has been committed into it.
 func Open(dir string, opts Options) (*Store, error) {
 	opts.EnsureDefaults()
 	if err := opts.Validate(); err != nil {
@@ -109,29 +116,80 @@ func Open(dir string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	fs := opts.FS
+	if err := mkdirAllSynced(fs, dir); err != nil {
 		return nil, ioErrorf(err, "cannot create data dir %s", dir)
 	}
-	lock, err := lockDir(dir)
+	lock, err := lockDir(fs, dir)
 	if err != nil {
 		return nil, err
 	}
 	po.EnsureDefaults()
-	ingestDir := po.FS.PathJoin(dir, ingestDirName)
-	if err := resetIngestDir(po.FS, ingestDir); err != nil {
+	ingestDir := fs.PathJoin(dir, ingestDirName)
+	if err := resetIngestDir(fs, ingestDir); err != nil {
 		_ = lock.Close()
 		return nil, err
 	}
-	db, err := pebble.Open(po.FS.PathJoin(dir, pebbleDirName), po)
+	db, err := pebble.Open(fs.PathJoin(dir, pebbleDirName), po)
 	if err != nil {
 		_ = lock.Close()
 		return nil, ioErrorf(err, "cannot open Pebble in data dir %s", dir)
 	}
 	s := &Store{dir: dir, opts: opts, pebbleOpts: po, db: db, lock: lock,
-		fs: po.FS, ingestDir: ingestDir, ingestThresholdBytes: ingestThresholdBytes}
+		fs: fs, ingestDir: ingestDir, ingestThresholdBytes: ingestThresholdBytes}
 	s.mu.pins = make(map[string]map[uint64][]*KeyedHandle)
 	s.life.idle.L = &s.life.Mutex
 	return s, nil
+}
+
+// mkdirAllSynced creates dir and its missing parents, and fsyncs the
+// parent of every directory it created (as Pebble does for its own dir):
+// without that, a power loss may forget a new directory with everything in
+// it, although each file inside was synced.
+func mkdirAllSynced(fs vfs.FS, dir string) error {
+	var created []string // dir and its missing parents, innermost first
+	for p := dir; ; {
+		if _, err := fs.Stat(p); err == nil {
+			break
+		} else if !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+		created = append(created, p)
+		parent := fs.PathDir(p)
+		if parent == p {
+			break
+		}
+		p = parent
+	}
+	if len(created) == 0 {
+		return nil
+	}
+	if err := fs.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	for _, p := range created {
+		parent := fs.PathDir(p)
+		if parent == p {
+			continue
+		}
+		if err := syncDir(fs, parent); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// syncDir fsyncs the directory dir.
+func syncDir(fs vfs.FS, dir string) error {
+	d, err := fs.OpenDir(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // resetIngestDir creates the directory for sstables being built and removes
@@ -152,10 +210,25 @@ func resetIngestDir(fs vfs.FS, path string) error {
 	return nil
 }
 
-// lockDir takes the data dir's flock and records our pid in the lock file.
-// The lock lives as long as the returned file stays open (or the process).
-func lockDir(dir string) (*os.File, error) {
-	path := filepath.Join(dir, lockFileName)
+// lockDir takes the data dir's lock. On the OS filesystem it is an flock
+// on dir/LOCK, which also records our pid for the message another process
+// gets; on any other filesystem it is fs.Lock (no pid). The lock lives as
+// long as the returned Closer stays open (or the process).
+func lockDir(fs vfs.FS, dir string) (io.Closer, error) {
+	path := fs.PathJoin(dir, lockFileName)
+	if vfs.Root(fs) != vfs.Default {
+		l, err := fs.Lock(path)
+		if err != nil {
+			if errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EWOULDBLOCK) {
+				return nil, &classError{
+					msg:   fmt.Sprintf("snapshot: data dir %s is in use (%v)", dir, err),
+					class: ErrDirInUse,
+				}
+			}
+			return nil, ioErrorf(err, "cannot lock data dir %s", dir)
+		}
+		return l, nil
+	}
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
 		return nil, ioErrorf(err, "cannot open lock file %s", path)

@@ -24,6 +24,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/streamd/streamd/connectors/console"
 	"github.com/streamd/streamd/connectors/file"
 	"github.com/streamd/streamd/connectors/sequence"
@@ -47,6 +48,10 @@ type Options struct {
 	Logger func(format string, args ...any)
 	// OnCheckpoint receives checkpoint statistics.
 	OnCheckpoint func(engine.CheckpointStats)
+	// FS is the filesystem the file sink writes through (Pebble's vfs.FS).
+	// Default vfs.Default. Open the Store with the same FS
+	// (snapshot.Options.FS): tests crash both at once.
+	FS vfs.FS
 }
 
 // Built is a job ready to run.
@@ -195,7 +200,7 @@ func buildSink(j *engine.Job, s engine.Stream[job.Row], plan *job.Plan, opts Opt
 	}
 	switch spec.Type {
 	case "file":
-		sink, err := file.NewSink(plan.Spec.Name, file.SinkOptions[job.Row]{Dir: spec.Path, Encode: encode})
+		sink, err := file.NewSink(plan.Spec.Name, file.SinkOptions[job.Row]{Dir: spec.Path, Encode: encode, FS: opts.FS})
 		if err != nil {
 			return err
 		}

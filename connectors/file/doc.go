@@ -27,5 +27,21 @@
 // Without checkpoints a writer commits its file when its input ends (a
 // crash leaves only temporary files, which the next run deletes).
 //
-// It imports only engine and internal/failpoint.
+// # Durability and the filesystem seam
+//
+// Every file operation of the sink — creating the directories, the
+// temporary files, writes, fsyncs, renames, removals, listings and the
+// fsyncs of directories — goes through SinkOptions.FS, Pebble's vfs.FS
+// (default vfs.Default, the operating system's), so that tests can crash at
+// any operation and drop what was not synced (vfs.NewCrashableMem; see
+// internal/crashfs and jobrun's power-loss sweep). The sink creates the
+// output directory and the work folder with the parent of each new
+// directory fsynced: a new directory is part of its parent's entries, and
+// without that fsync a power loss may forget the work folder with every
+// pre-committed file in it. A temporary file is never created over an
+// existing one (the sink checks with Stat, as vfs.FS.Create would replace
+// it; names never repeat, so the check cannot race). A failed fsync fails
+// the transaction and is never retried.
+//
+// It imports only engine, internal/failpoint and Pebble's vfs.
 package file

@@ -8,10 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
-	"path/filepath"
 	"strings"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/streamd/streamd/engine"
 	"github.com/streamd/streamd/internal/failpoint"
 )
@@ -35,6 +34,11 @@ type SinkOptions[T any] struct {
 	Encode func(dst []byte, v *T) []byte
 	// BufferBytes is the write buffer per task. Default DefaultBufferBytes.
 	BufferBytes int
+	// FS is the filesystem seam every file operation of the sink goes
+	// through (Pebble's vfs.FS, as the checkpoint store's). Default
+	// vfs.Default, the operating system's; tests use Pebble's crashable
+	// in-memory FS to crash at any operation.
+	FS vfs.FS
 }
 
 // Sink is the file sink.
@@ -55,10 +59,52 @@ func NewSink[T any](job string, opts SinkOptions[T]) (*Sink[T], error) {
 	if opts.BufferBytes == 0 {
 		opts.BufferBytes = DefaultBufferBytes
 	}
+	if opts.FS == nil {
+		opts.FS = vfs.Default
+	}
 	return &Sink[T]{opts: opts, job: job}, nil
 }
 
-func (s *Sink[T]) tmpDir() string { return filepath.Join(s.opts.Dir, TempDirName) }
+func (s *Sink[T]) tmpDir() string { return s.opts.FS.PathJoin(s.opts.Dir, TempDirName) }
+
+// mkdirs creates the output directory and its work folder, durably: the
+// parent of every directory it creates is fsynced, so that a power loss
+// cannot forget the work folder (and the pre-committed files in it) once a
+// checkpoint lists them.
+func (s *Sink[T]) mkdirs() error {
+	fs := s.opts.FS
+	dir := s.tmpDir()
+	var created []string // innermost first
+	for p := dir; ; {
+		if _, err := fs.Stat(p); err == nil {
+			break
+		} else if !isNotExist(err) {
+			return fmt.Errorf("file: cannot create %s: %w", dir, err)
+		}
+		created = append(created, p)
+		parent := fs.PathDir(p)
+		if parent == p {
+			break
+		}
+		p = parent
+	}
+	if len(created) == 0 {
+		return nil
+	}
+	if err := fs.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("file: cannot create %s: %w", dir, err)
+	}
+	for _, p := range created {
+		if parent := fs.PathDir(p); parent != p {
+			if err := syncDir(fs, parent); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func isNotExist(err error) bool { return errors.Is(err, fs.ErrNotExist) }
 
 // txn is one transaction: a temporary file and its final name.
 type txn struct {
@@ -90,8 +136,8 @@ func validName(n string) bool {
 // Recover commits the transactions the restored checkpoint lists and
 // deletes every other temporary file of this job.
 func (s *Sink[T]) Recover(states [][]byte) error {
-	if err := os.MkdirAll(s.tmpDir(), 0o755); err != nil {
-		return fmt.Errorf("file: cannot create %s: %w", s.tmpDir(), err)
+	if err := s.mkdirs(); err != nil {
+		return err
 	}
 	keep := make(map[string]bool)
 	for _, b := range states {
@@ -106,26 +152,25 @@ func (s *Sink[T]) Recover(states [][]byte) error {
 			keep[t.Name] = true
 		}
 	}
-	entries, err := os.ReadDir(s.tmpDir())
+	names, err := s.opts.FS.List(s.tmpDir())
 	if err != nil {
 		return fmt.Errorf("file: cannot list %s: %w", s.tmpDir(), err)
 	}
 	removed := false
-	for _, e := range entries {
-		name := e.Name()
+	for _, name := range names {
 		if !s.ownsTemp(name) {
 			continue
 		}
 		if keep[strings.TrimSuffix(name, tmpSuffix)] {
 			continue // cannot happen: committed files left the folder
 		}
-		if err := os.Remove(filepath.Join(s.tmpDir(), name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if err := s.opts.FS.Remove(s.opts.FS.PathJoin(s.tmpDir(), name)); err != nil && !isNotExist(err) {
 			return fmt.Errorf("file: cannot delete stray temporary file %s: %w", name, err)
 		}
 		removed = true
 	}
 	if removed {
-		return syncDir(s.tmpDir())
+		return syncDir(s.opts.FS, s.tmpDir())
 	}
 	return nil
 }
@@ -158,26 +203,27 @@ func isHex(s string) bool {
 // fsyncs the directory. A transaction whose temporary file is gone and
 // whose target exists is already committed.
 func (s *Sink[T]) commit(name string) error {
-	tmp := filepath.Join(s.tmpDir(), name+tmpSuffix)
-	final := filepath.Join(s.opts.Dir, name+finalSuffix)
-	if err := os.Rename(tmp, final); err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			if _, serr := os.Stat(final); serr == nil {
+	fsys := s.opts.FS
+	tmp := fsys.PathJoin(s.tmpDir(), name+tmpSuffix)
+	final := fsys.PathJoin(s.opts.Dir, name+finalSuffix)
+	if err := fsys.Rename(tmp, final); err != nil {
+		if isNotExist(err) {
+			if _, serr := fsys.Stat(final); serr == nil {
 				// Committed before; make sure the rename is durable.
-				return syncDir(s.opts.Dir)
+				return syncDir(fsys, s.opts.Dir)
 			}
 			return fmt.Errorf("file: cannot commit %s: neither the temporary file nor the committed file exists (data of a completed checkpoint is lost)", name)
 		}
 		return fmt.Errorf("file: cannot commit %s: %w", name, err)
 	}
 	failpoint.Hit("sink-after-rename")
-	return syncDir(s.opts.Dir)
+	return syncDir(fsys, s.opts.Dir)
 }
 
 // NewWriter creates one task's writer.
 func (s *Sink[T]) NewWriter(ctx engine.SinkContext) (engine.SinkWriter[T], error) {
-	if err := os.MkdirAll(s.tmpDir(), 0o755); err != nil {
-		return nil, fmt.Errorf("file: cannot create %s: %w", s.tmpDir(), err)
+	if err := s.mkdirs(); err != nil {
+		return nil, err
 	}
 	var rnd [8]byte
 	if _, err := rand.Read(rnd[:]); err != nil {
@@ -191,7 +237,7 @@ type writer[T any] struct {
 	ctx     engine.SinkContext
 	run     string
 	seq     int
-	f       *os.File
+	f       vfs.File
 	bw      *bufio.Writer
 	name    string // open transaction, "" if none
 	buf     []byte
@@ -202,7 +248,19 @@ type writer[T any] struct {
 func (w *writer[T]) begin() error {
 	w.seq++
 	w.name = fmt.Sprintf("%s-%d-%s-%06d", w.s.job, w.ctx.Index, w.run, w.seq)
-	f, err := os.OpenFile(filepath.Join(w.s.tmpDir(), w.name+tmpSuffix), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	// vfs.FS.Create replaces an existing file where os.O_EXCL refused
+	// it. Names never repeat (64 random bits per writer, then a sequence
+	// number), and only this writer creates its names, so nothing else
+	// can create the name between the Stat and the Create: the Stat keeps
+	// O_EXCL's guarantee that a transaction never overwrites a file.
+	fs := w.s.opts.FS
+	path := fs.PathJoin(w.s.tmpDir(), w.name+tmpSuffix)
+	if _, err := fs.Stat(path); err == nil {
+		return fmt.Errorf("file: cannot begin transaction: %s already exists", path)
+	} else if !isNotExist(err) {
+		return fmt.Errorf("file: cannot begin transaction: %w", err)
+	}
+	f, err := fs.Create(path, vfs.WriteCategoryUnspecified)
 	if err != nil {
 		return fmt.Errorf("file: cannot begin transaction: %w", err)
 	}
@@ -243,7 +301,7 @@ func (w *writer[T]) seal() error {
 		return fmt.Errorf("file: cannot close %s: %w", w.name, err)
 	}
 	w.f = nil
-	return syncDir(w.s.tmpDir())
+	return syncDir(w.s.opts.FS, w.s.tmpDir())
 }
 
 func (w *writer[T]) PreCommit(id uint64) ([]byte, error) {
@@ -284,7 +342,7 @@ func (w *writer[T]) PreCommitAsync(id uint64) ([]byte, engine.DurableStep, error
 		w.err = err
 		return nil, nil, err
 	}
-	f, name, dir := w.f, w.name, w.s.tmpDir()
+	f, name, dir, fs := w.f, w.name, w.s.tmpDir(), w.s.opts.FS
 	durable := engine.DurableFunc(func() error {
 		if err := f.Sync(); err != nil {
 			f.Close()
@@ -293,7 +351,7 @@ func (w *writer[T]) PreCommitAsync(id uint64) ([]byte, engine.DurableStep, error
 		if err := f.Close(); err != nil {
 			return fmt.Errorf("file: cannot close %s: %w", name, err)
 		}
-		return syncDir(dir)
+		return syncDir(fs, dir)
 	}, func() { f.Close() })
 	w.f, w.name, w.pending = nil, "", pending
 	return state, durable, nil
@@ -349,8 +407,8 @@ func (w *writer[T]) Close() error {
 	return nil
 }
 
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
+func syncDir(fs vfs.FS, dir string) error {
+	d, err := fs.OpenDir(dir)
 	if err != nil {
 		return fmt.Errorf("file: cannot open directory %s: %w", dir, err)
 	}

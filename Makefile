@@ -7,7 +7,7 @@ FUZZTIME  ?= 10s
 BENCH_COUNT ?= 5
 BENCH_TIME  ?= 1s
 
-.PHONY: build test race invariants bench bench-smoke profile fuzz lint ci example clean
+.PHONY: build test race invariants bench bench-smoke profile fuzz lint ci example clean stress
 
 build:
 	$(GO) build -o bin/streamd ./cmd/streamd
@@ -48,6 +48,12 @@ profile:
 	  $(GO) test -run '^$$' -bench "^Benchmark$$b$$" -benchtime 150000000x -cpuprofile profiles/$$b.cpu.pprof -o $${TMPDIR:-/tmp}/streamd-bench.test ./bench/ || exit 1; \
 	done
 	$(GO) run ./bench/cmd/profsummary profiles/*.cpu.pprof
+
+# The power-loss and error sweeps of jobrun/powerloss_test.go at every
+# operation of the job (make test runs a spread sample of them). Set
+# STREAMD_POWERLOSS_SEED to replay a run; its seed is logged.
+stress:
+	STREAMD_POWERLOSS_FULL=1 $(GO) test -count=1 -timeout 60m -v -run '^(TestPowerLossSweep|TestErrorInjectionSweep|TestDiskFullDuringCheckpoint)$$' ./jobrun/
 
 fuzz:
 	@for pkg in $$($(GO) list ./...); do \

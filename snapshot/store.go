@@ -130,7 +130,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		_ = lock.Close()
 		return nil, err
 	}
-	db, err := pebble.Open(fs.PathJoin(dir, pebbleDirName), po)
+	db, err := openPebble(fs.PathJoin(dir, pebbleDirName), po)
 	if err != nil {
 		_ = lock.Close()
 		return nil, ioErrorf(err, "cannot open Pebble in data dir %s", dir)
@@ -140,6 +140,30 @@ func Open(dir string, opts Options) (*Store, error) {
 	s.mu.pins = make(map[string]map[uint64][]*KeyedHandle)
 	s.life.idle.L = &s.life.Mutex
 	return s, nil
+}
+
+// openPebble opens Pebble, turning a panic inside pebble.Open into an
+// error: Pebble panics when an fsync fails while it creates or updates its
+// marker files (atomicfs.Marker.Move: "Fsync errors are unrecoverable"),
+// and a store that cannot be opened must fail the job with a message,
+// never crash the process (DESIGN.md, durability rule 4). pebble.Open
+// releases what it allocated before it re-panics, and nothing is retried:
+// the caller gets the error. (Pebble's own LOCK in the pebble dir may stay
+// held by this process; the next process opens the dir again.) Panics
+// after Open returned, on Pebble's background goroutines, are not caught
+// here: issue 15.
+func openPebble(dir string, po *pebble.Options) (db *pebble.DB, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			db = nil
+			if e, ok := r.(error); ok {
+				err = fmt.Errorf("pebble panicked while opening: %w", e)
+			} else {
+				err = fmt.Errorf("pebble panicked while opening: %v", r)
+			}
+		}
+	}()
+	return pebble.Open(dir, po)
 }
 
 // mkdirAllSynced creates dir and its missing parents, and fsyncs the

@@ -41,7 +41,9 @@
 // pre-committed file in it. A temporary file is never created over an
 // existing one (the sink checks with Stat, as vfs.FS.Create would replace
 // it; names never repeat, so the check cannot race). A failed fsync fails
-// the transaction and is never retried.
+// the transaction and is never retried: not on the same file, and not on
+// the same directory by another task's writer (the Sink remembers the
+// failure and every later commit into that directory fails with it).
 //
 // It imports only engine, internal/failpoint and Pebble's vfs.
 package file

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io/fs"
 	"strings"
+	"sync"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/streamd/streamd/engine"
@@ -45,6 +46,18 @@ type SinkOptions[T any] struct {
 type Sink[T any] struct {
 	opts SinkOptions[T]
 	job  string
+
+	// dirSync remembers, per directory, the first failed fsync: the
+	// writers of all tasks share the directories, and after a failed
+	// fsync nothing must rely on a later one of the same directory (its
+	// outcome is unknown, and the kernel may report the next fsync as
+	// successful although the entries were lost: "fsyncgate"). So a
+	// directory whose fsync failed is never fsynced again by this Sink;
+	// every later commit into it fails with the first error.
+	dirSync struct {
+		sync.Mutex
+		failed map[string]error // guarded; directory -> first fsync error
+	}
 }
 
 // NewSink returns a file sink for job (the job's name prefixes its files,
@@ -96,7 +109,7 @@ func (s *Sink[T]) mkdirs() error {
 	}
 	for _, p := range created {
 		if parent := fs.PathDir(p); parent != p {
-			if err := syncDir(fs, parent); err != nil {
+			if err := s.syncDir(parent); err != nil {
 				return err
 			}
 		}
@@ -170,7 +183,7 @@ func (s *Sink[T]) Recover(states [][]byte) error {
 		removed = true
 	}
 	if removed {
-		return syncDir(s.opts.FS, s.tmpDir())
+		return s.syncDir(s.tmpDir())
 	}
 	return nil
 }
@@ -210,14 +223,14 @@ func (s *Sink[T]) commit(name string) error {
 		if isNotExist(err) {
 			if _, serr := fsys.Stat(final); serr == nil {
 				// Committed before; make sure the rename is durable.
-				return syncDir(fsys, s.opts.Dir)
+				return s.syncDir(s.opts.Dir)
 			}
 			return fmt.Errorf("file: cannot commit %s: neither the temporary file nor the committed file exists (data of a completed checkpoint is lost)", name)
 		}
 		return fmt.Errorf("file: cannot commit %s: %w", name, err)
 	}
 	failpoint.Hit("sink-after-rename")
-	return syncDir(fsys, s.opts.Dir)
+	return s.syncDir(s.opts.Dir)
 }
 
 // NewWriter creates one task's writer.
@@ -301,7 +314,7 @@ func (w *writer[T]) seal() error {
 		return fmt.Errorf("file: cannot close %s: %w", w.name, err)
 	}
 	w.f = nil
-	return syncDir(w.s.opts.FS, w.s.tmpDir())
+	return w.s.syncDir(w.s.tmpDir())
 }
 
 func (w *writer[T]) PreCommit(id uint64) ([]byte, error) {
@@ -342,7 +355,7 @@ func (w *writer[T]) PreCommitAsync(id uint64) ([]byte, engine.DurableStep, error
 		w.err = err
 		return nil, nil, err
 	}
-	f, name, dir, fs := w.f, w.name, w.s.tmpDir(), w.s.opts.FS
+	f, name, dir, s := w.f, w.name, w.s.tmpDir(), w.s
 	durable := engine.DurableFunc(func() error {
 		if err := f.Sync(); err != nil {
 			f.Close()
@@ -351,7 +364,7 @@ func (w *writer[T]) PreCommitAsync(id uint64) ([]byte, engine.DurableStep, error
 		if err := f.Close(); err != nil {
 			return fmt.Errorf("file: cannot close %s: %w", name, err)
 		}
-		return syncDir(fs, dir)
+		return s.syncDir(dir)
 	}, func() { f.Close() })
 	w.f, w.name, w.pending = nil, "", pending
 	return state, durable, nil
@@ -405,6 +418,31 @@ func (w *writer[T]) Close() error {
 		return err
 	}
 	return nil
+}
+
+// syncDir fsyncs dir, unless an fsync of dir failed before: then it
+// returns that failure again (a failed fsync is never retried).
+func (s *Sink[T]) syncDir(dir string) error {
+	s.dirSync.Lock()
+	prev := s.dirSync.failed[dir]
+	s.dirSync.Unlock()
+	if prev != nil {
+		return fmt.Errorf("file: directory %s is not fsynced again after its fsync failed: %w", dir, prev)
+	}
+	// Not under the lock: the tasks' fsyncs of one directory may overlap
+	// (concurrent, not a retry of one that failed).
+	err := syncDir(s.opts.FS, dir)
+	if err != nil {
+		s.dirSync.Lock()
+		if s.dirSync.failed == nil {
+			s.dirSync.failed = make(map[string]error)
+		}
+		if s.dirSync.failed[dir] == nil {
+			s.dirSync.failed[dir] = err
+		}
+		s.dirSync.Unlock()
+	}
+	return err
 }
 
 func syncDir(fs vfs.FS, dir string) error {

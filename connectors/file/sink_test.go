@@ -14,10 +14,13 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/streamd/streamd/engine"
+	"github.com/streamd/streamd/internal/crashfs"
 )
 
 // rec is the record type of the sink tests. Its encoder is our own, so the
@@ -1024,5 +1027,40 @@ func TestSinkNeverOverwritesATemporaryFile(t *testing.T) {
 	r := rec{ID: 1}
 	if err := w.Write(&r); err == nil || !strings.Contains(err.Error(), "already exists") {
 		t.Fatalf("Write over an existing temporary file: got %v, want an error saying it already exists", err)
+	}
+}
+
+// After a directory's fsync failed, no writer of the sink fsyncs it again:
+// every later commit into it fails with the first error.
+func TestSinkNeverRetriesAFailedDirectoryFsync(t *testing.T) {
+	var fail atomic.Bool
+	cfs := crashfs.New(vfs.NewCrashableMem(), func(op crashfs.Op) error {
+		if op.Kind == crashfs.SyncDir && op.Path == "/out" && fail.Load() {
+			return &crashfs.InjectedError{Op: op, Err: syscall.EIO}
+		}
+		return nil
+	})
+	s, err := NewSink("j", SinkOptions[rec]{Dir: "/out", Encode: encodeRec, FS: cfs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w0, w1 := newTestWriter(t, s, 0, true), newTestWriter(t, s, 1, true)
+	writeRecs(t, w0, 0, 3)
+	writeRecs(t, w1, 3, 6)
+	for _, w := range []engine.SinkWriter[rec]{w0, w1} {
+		if _, err := w.PreCommit(1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fail.Store(true)
+	if err := w0.Commit(1); !errors.Is(err, syscall.EIO) {
+		t.Fatalf("Commit with a failing fsync: got %v, want EIO", err)
+	}
+	fail.Store(false)
+	if err := w1.Commit(1); !errors.Is(err, syscall.EIO) || !strings.Contains(err.Error(), "not fsynced again") {
+		t.Fatalf("the other task's Commit after the failed fsync: got %v, want the first failure, not a new fsync", err)
+	}
+	if v := cfs.Violations(); len(v) != 0 {
+		t.Fatalf("a failed fsync was retried: %v", v)
 	}
 }

@@ -53,10 +53,12 @@ type Sink[T any] struct {
 	// outcome is unknown, and the kernel may report the next fsync as
 	// successful although the entries were lost: "fsyncgate"). So a
 	// directory whose fsync failed is never fsynced again by this Sink;
-	// every later commit into it fails with the first error.
+	// every later commit into it fails with the first error. The fsyncs of
+	// one directory are serialized, so that none starts before an earlier
+	// one's failure is known.
 	dirSync struct {
 		sync.Mutex
-		failed map[string]error // guarded; directory -> first fsync error
+		dirs map[string]*dirSyncState // guarded
 	}
 }
 
@@ -424,25 +426,29 @@ func (w *writer[T]) Close() error {
 // returns that failure again (a failed fsync is never retried).
 func (s *Sink[T]) syncDir(dir string) error {
 	s.dirSync.Lock()
-	prev := s.dirSync.failed[dir]
+	if s.dirSync.dirs == nil {
+		s.dirSync.dirs = make(map[string]*dirSyncState)
+	}
+	d := s.dirSync.dirs[dir]
+	if d == nil {
+		d = &dirSyncState{}
+		s.dirSync.dirs[dir] = d
+	}
 	s.dirSync.Unlock()
-	if prev != nil {
-		return fmt.Errorf("file: directory %s is not fsynced again after its fsync failed: %w", dir, prev)
+	d.Lock()
+	defer d.Unlock()
+	if d.err != nil {
+		return fmt.Errorf("file: directory %s is not fsynced again after its fsync failed: %w", dir, d.err)
 	}
-	// Not under the lock: the tasks' fsyncs of one directory may overlap
-	// (concurrent, not a retry of one that failed).
-	err := syncDir(s.opts.FS, dir)
-	if err != nil {
-		s.dirSync.Lock()
-		if s.dirSync.failed == nil {
-			s.dirSync.failed = make(map[string]error)
-		}
-		if s.dirSync.failed[dir] == nil {
-			s.dirSync.failed[dir] = err
-		}
-		s.dirSync.Unlock()
-	}
-	return err
+	d.err = syncDir(s.opts.FS, dir)
+	return d.err
+}
+
+// dirSyncState serializes the fsyncs of one directory and keeps the first
+// failure.
+type dirSyncState struct {
+	sync.Mutex
+	err error // guarded; the first failed fsync
 }
 
 func syncDir(fs vfs.FS, dir string) error {

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -144,6 +145,9 @@ func TestSignals(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "stopping job") {
 		t.Fatalf("no stop message:\n%s", out)
+	}
+	if !regexp.MustCompile(`job "exactly-once" stopped after checkpoint [1-9][0-9]* in .*; rerun to resume`).MatchString(out.String()) || strings.Contains(out.String(), "finished") {
+		t.Fatalf("a stopped job must say so, with its last checkpoint, not \"finished\":\n%s", out)
 	}
 	if b, err := os.ReadFile(filepath.Join(dir, "stats.json")); err != nil || !bytes.Contains(b, []byte(`"status": "completed"`)) {
 		t.Fatalf("stats file: %v\n%s", err, b)

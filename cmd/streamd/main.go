@@ -24,6 +24,7 @@ import (
 	"runtime/pprof"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -77,7 +78,7 @@ func mainErr(args []string, stdout, stderr io.Writer) int {
 
 // loadPlan reads, decodes and compiles a job spec.
 func loadPlan(path string) (*job.Plan, error) {
-	data, err := os.ReadFile(path)
+	data, err := readSpec(path)
 	if err != nil {
 		return nil, err
 	}
@@ -86,7 +87,44 @@ func loadPlan(path string) (*job.Plan, error) {
 	return job.Load(path, data)
 }
 
+// readSpec reads a spec file, refusing before it reads anything what is
+// not a regular file (a FIFO, a device such as /dev/zero, a directory) or
+// is larger than job.MaxSpecBytes, and never reading more than that (the
+// file may grow while it is read).
+func readSpec(path string) ([]byte, error) {
+	// O_NONBLOCK: opening a FIFO for reading would otherwise wait for a
+	// writer; the type is checked on the open file, so a file swapped in
+	// after a check by name cannot slip through.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s: not a regular file (%s); a job spec must be a YAML file", path, fi.Mode().Type())
+	}
+	if fi.Size() > job.MaxSpecBytes {
+		return nil, fmt.Errorf("%s: spec is %d bytes; the limit is %d", path, fi.Size(), job.MaxSpecBytes)
+	}
+	data, err := io.ReadAll(io.LimitReader(f, job.MaxSpecBytes+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > job.MaxSpecBytes {
+		return nil, fmt.Errorf("%s: spec is more than %d bytes; the limit is %d", path, job.MaxSpecBytes, job.MaxSpecBytes)
+	}
+	return data, nil
+}
+
 func cmdValidate(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 1 && (args[0] == "-h" || args[0] == "--help" || args[0] == "-help") {
+		fmt.Fprint(stdout, usage)
+		return exitOK
+	}
 	if len(args) != 1 {
 		fmt.Fprint(stderr, usage)
 		return exitUsage
@@ -113,6 +151,13 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	pin := fs.String("pin", "auto", "pin worker threads to cores: auto, on or off")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile (pprof) of the run to this file")
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			// Asked for: help goes to stdout and is not an error.
+			fs.SetOutput(stdout)
+			fmt.Fprint(stdout, usage)
+			fs.PrintDefaults()
+			return exitOK
+		}
 		return exitUsage
 	}
 	if fs.NArg() != 1 {
@@ -183,8 +228,10 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(sigs)
+	var stopped atomic.Bool
 	go func() {
 		sig := <-sigs
+		stopped.Store(true)
 		logger.Printf("streamd: %v: stopping job %q (final checkpoint, then exit; signal again to exit at once)", sig, plan.Spec.Name)
 		built.Job.Stop()
 		<-sigs
@@ -216,13 +263,22 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		}
 		return exitFailure
 	}
-	completed := 0
+	completed, last := 0, uint64(0)
 	for _, s := range stats {
 		if s.Status == "completed" {
 			completed++
+			last = max(last, s.ID)
 		}
 	}
-	msg := fmt.Sprintf("streamd: job %q finished in %v", plan.Spec.Name, elapsed.Round(time.Millisecond))
+	var msg string
+	switch {
+	case stopped.Load() && plan.Spec.Checkpointing != nil:
+		msg = fmt.Sprintf("streamd: job %q stopped after checkpoint %d in %v; rerun to resume", plan.Spec.Name, last, elapsed.Round(time.Millisecond))
+	case stopped.Load():
+		msg = fmt.Sprintf("streamd: job %q stopped in %v; its output is committed (no checkpoints: a rerun starts from the beginning)", plan.Spec.Name, elapsed.Round(time.Millisecond))
+	default:
+		msg = fmt.Sprintf("streamd: job %q finished in %v", plan.Spec.Name, elapsed.Round(time.Millisecond))
+	}
 	if built.Blackhole != nil {
 		msg += fmt.Sprintf(", %d records", built.Blackhole.Count())
 	}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"syscall"
@@ -17,16 +18,86 @@ import (
 	"time"
 )
 
-// buildStreamd builds the binary once per test binary run.
-func buildStreamd(t *testing.T) string {
+// buildStreamd builds the binary into the test's temporary directory,
+// passing buildFlags to go build: none for the release binary,
+// failpointsBuild for the crash tests.
+func buildStreamd(t *testing.T, buildFlags ...string) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "streamd")
-	cmd := exec.Command("go", "build", "-o", bin, ".")
+	cmd := exec.Command("go", append(append([]string{"build"}, buildFlags...), "-o", bin, ".")...)
 	cmd.Stderr = os.Stderr
 	if err := cmd.Run(); err != nil {
 		t.Fatalf("cannot build streamd: %v", err)
 	}
 	return bin
+}
+
+// failpointsBuild are the go build flags of a streamd whose failpoints
+// exist (internal/failpoint): only the crash tests build it.
+var failpointsBuild = []string{"-tags", "failpoints"}
+
+// TestReleaseBuildHasNoFailpoints builds streamd as a release is built and
+// checks that nothing of the failpoint mechanism is linked in: neither the
+// environment variable's name nor the message of a firing point, and no
+// function of internal/failpoint but empty ones. (The compiler inlines the
+// empty Hit away except in generic code, such as the file sink's commit,
+// where it calls a function that only returns.) The same checks on a
+// -tags failpoints build must find the mechanism, so the test cannot pass
+// by looking in the wrong place.
+func TestReleaseBuildHasNoFailpoints(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds streamd twice")
+	}
+	const pkg = "github.com/streamd/streamd/internal/failpoint."
+	traces := func(bin string) []string {
+		t.Helper()
+		var found []string
+		data, err := os.ReadFile(bin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range []string{"STREAMD_FAILPOINTS", "failpoint %s hit"} {
+			if bytes.Contains(data, []byte(s)) {
+				found = append(found, "string "+s)
+			}
+		}
+		nm, err := exec.Command("go", "tool", "nm", bin).CombinedOutput()
+		if err != nil {
+			t.Fatalf("go tool nm %s: %v\n%s", bin, err, nm)
+		}
+		for _, line := range strings.Split(string(nm), "\n") {
+			f := strings.Fields(line)
+			if len(f) != 3 || !strings.HasPrefix(f[2], pkg) {
+				continue
+			}
+			if f[1] != "T" && f[1] != "t" {
+				found = append(found, "symbol "+f[2])
+				continue
+			}
+			dis, err := exec.Command("go", "tool", "objdump", "-s", "^"+regexp.QuoteMeta(f[2])+"$", bin).CombinedOutput()
+			if err != nil {
+				t.Fatalf("go tool objdump %s: %v\n%s", bin, err, dis)
+			}
+			for _, ins := range strings.Split(string(dis), "\n") {
+				if ins == "" || strings.HasPrefix(ins, "TEXT ") {
+					continue
+				}
+				if op := strings.Fields(ins); op[len(op)-1] != "RET" {
+					found = append(found, "code of "+f[2]+": "+strings.Join(strings.Fields(ins), " "))
+				}
+			}
+		}
+		return found
+	}
+	if found := traces(buildStreamd(t)); len(found) > 0 {
+		t.Errorf("the release build of streamd holds failpoint code:\n%s", strings.Join(found, "\n"))
+	}
+	found := strings.Join(traces(buildStreamd(t, failpointsBuild...)), "\n")
+	for _, want := range []string{"string STREAMD_FAILPOINTS", "string failpoint %s hit", "code of " + pkg + "Hit"} {
+		if !strings.Contains(found, want) {
+			t.Errorf("the -tags failpoints build of streamd lacks %q; found:\n%s", want, found)
+		}
+	}
 }
 
 const crashJob = `name: exactly-once
@@ -228,7 +299,7 @@ func TestCrashRecovery(t *testing.T) {
 	if testing.Short() {
 		t.Skip("crash test: builds streamd and kills it many times")
 	}
-	bin := buildStreamd(t)
+	bin := buildStreamd(t, failpointsBuild...)
 	for _, mode := range []string{"exactly_once", "at_least_once"} {
 		t.Run(mode, func(t *testing.T) {
 			crashRounds(t, bin, mode)

@@ -39,12 +39,6 @@ const (
 	// ones). See autoRingCapacity.
 	DefaultRingSlots = 4096
 	DefaultRingBytes = 256 << 10
-	// controlQueueLen is the capacity of each task's control channel. The
-	// driver never has more than a few messages per checkpoint in flight per
-	// task, and MaxConcurrent checkpoints at once.
-	controlQueueLen = 256
-	// eventQueueLen is the capacity of the driver's event channel.
-	eventQueueLen = 4 * MaxTasks
 )
 
 // PinMode says whether worker goroutines (which run the tasks, worker.go)

@@ -84,24 +84,15 @@
 // invariants). Otherwise Put takes the general path, which copies shared
 // pages.
 //
-// Measured on a shared 2-core VM (noisy: medians of 5 runs of
-// go test -run '^$' -bench 'GetPut|Get$|BaselineGoMap' -count 5, ns/op,
-// before -> after). First round (b.last, slot0, compare words): GetPut 1k
-// 126 -> 87, 100k 417 -> 334, 1M 529 -> 470; Get 1k 76 -> 69, 100k 320
-// -> 254, 1M 410 -> 399 (cpu-ns/op). Second round (get8/put8, call-free fast
-// paths, valueHash; a busier VM, the runs of both versions interleaved):
-// GetPut 1k 100 -> 61, 100k 424 -> 374, 1M 680 -> 651; Get 1k 85 -> 53,
-// 100k 409 -> 353, 1M 661 -> 654; the Go map baseline 25 (1k), 65-77
-// (100k), 305-328 (1M). Instructions per operation (valgrind
-// callgrind, not noisy; per op = the difference of runs of 2M and 1M
-// iterations): GetPut 1k 946 -> 596 -> 298, Get 1k 518 -> 475 -> 259; per
-// GetPut of the second round, Get + findValue + ValueState.Get 323 ->
-// get8 + ValueState.Get 159, Put + ValueState.Put 116 -> 31 (put8
-// inline), SetCurrentKeyHashed + setKey 73 -> 41, SetCurrentKey +
-// HashKey 57 -> 38; the benchmark loop 27; a Go map's m[k]++ is 123.
-// What is left is mostly instructions (calls, bounds checks), not cache
-// misses, at 1k keys; at 100k and 1M, the misses on the slot page, the
-// page table and the data page.
+// Every other lookup walks the hash table with the one probe loop,
+// probe (probe.go): find compares keys as bytes, findValue with the
+// current key's compare words. get8's common case keeps an inline copy of
+// the loop because calling findValue instead measured slower.
+//
+// At 1k keys what is left of the cost is mostly instructions (calls,
+// bounds checks), not cache misses; at 100k and 1M keys, the misses on
+// the slot page, the page table and the data page (measurements:
+// bench/NOTES.md).
 //
 // # Decisions where the design is silent
 //
@@ -140,9 +131,11 @@
 //     MaxParallelism. Compaction of a key group is O(its live entries) and
 //     runs on the owner's goroutine (not incremental).
 //
-// Build with -tags invariants to verify each compacted key group.
+// Build with -tags invariants (or -race) to verify each compacted key
+// group.
 //
 // keyed must never import other streamd packages (it is the bottom of the
-// stack; snapshot/ and engine/ import it), nor do I/O, start goroutines or
-// read the clock other than through Options.Clock.
+// stack; snapshot/ and engine/ import it) except internal/invariants, a
+// leaf of constants; nor do I/O, start goroutines or read the clock other
+// than through Options.Clock.
 package keyed

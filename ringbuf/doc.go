@@ -43,51 +43,35 @@
 // WaitStrategy.Await calls ready in a bounded busy loop with a pause
 // between calls, then parks on a Waiter; Publish and Close wake the
 // consumer's Waiter, Release wakes the producer's. The spin budget adapts
-// (see WaitStrategy). Measured on the project's 2-core machine, shared
-// with other work (go test -bench 'SPSC|ParkWake' -benchtime=200ms; ns per
-// int64 item, 4096-slot ring):
+// (see WaitStrategy). Why (measurements: bench/NOTES.md):
 //
-//   - Waking a parked goroutine costs ~0.2 µs for ordinary goroutines and
-//     12–16 µs (more under load) for goroutines locked to OS threads
-//     (BenchmarkParkWake, which wakes twice per op). A busy pipeline therefore
-//     must not park per batch, which is why waits spin first.
-//   - With the machine lightly loaded, a spin budget of ~40 µs let
-//     thread-locked pairs fall into a convoy in which each side parked
-//     while the other was being woken (256-item batches: 16–37 ns per item
-//     instead of ~1, 0.0003–0.0007 parks per item). The budget was
-//     therefore ~150 µs (512 checks) until it was measured on a second
-//     machine of the same kind (2 KVM cores, 2026-12-02), where waking a
-//     thread-locked goroutine cost ~40 µs and an unlocked one 0.2 µs. There
-//     a side that spun up to 150 µs caught every batch as soon as it was
-//     published and kept both sides in lock step: unlocked 256-item
-//     batches took 1.5 ns per item, single items 33 ns; with 64 checks
-//     (~19 µs, DefaultSpinIterations × DefaultPauseRounds) or none, the
-//     consumer parks, the producer runs ahead a few batches, and they
-//     took 0.72–0.77 and 24 ns (a Go channel: 0.83 and 33). Thread-locked
-//     pairs were slow with every budget there (9–23 ns per item in
-//     256-item batches); the engine's pinned workers park rarely enough
-//     that the typed pipeline ran the same with 64 or 512 checks, fixed or
-//     adaptive.
-//   - With the machine overloaded (load average 5–10 on 2 cores), the
-//     other side is often not running at all, and every spin is waste: a
-//     fixed 150 µs budget cost 100–180 ns per item in 256-item
-//     batches, parking at once ~1.2 ns (unlocked goroutines then hand off
-//     on one thread, as channels do). Hence the adaptive budget, which
-//     falls to one check while spins keep failing, and rare probes, which
-//     restore it once spinning pays again. Thread-locked tasks on
-//     dedicated cores should use a fixed budget instead (see
-//     WaitStrategy).
-//   - Polling back to back made the single-item hand-off 70–80 ns per
-//     item on the idle machine: every poll pulls the producer's index line
-//     away, so each publish waits for the line. A pause of ~300 ns between
-//     polls (DefaultPauseRounds) made it ~15 ns, 16-item batches 6 → 3.2
-//     ns, and 256-item batches 1.0 → 0.93 ns; much longer pauses made
-//     256-item batches slower again (1.5 ns at ~5 µs). Go has no PAUSE
-//     instruction outside the runtime, so the pause is a dependent
-//     multiply-add loop that touches no shared memory.
-//   - The spin loop never calls runtime.Gosched: measured on this machine,
-//     it made timings jump between a fast and a slow mode. A goroutine
-//     that must not spin at all uses a negative SpinIterations.
+//   - Waking a parked goroutine costs far more than handing over a batch,
+//     and many times more for a goroutine locked to an OS thread than for
+//     an ordinary one. A busy pipeline therefore must not park per batch,
+//     which is why waits spin first.
+//   - The default budget is short (DefaultSpinIterations ×
+//     DefaultPauseRounds, ~19 µs). A long budget catches every batch as
+//     soon as it is published and holds producer and consumer in lock
+//     step, one batch at a time, which is slower than letting the consumer
+//     park while the producer runs ahead a few batches. Thread-locked
+//     pairs are slow whatever the budget (with a short one they can fall
+//     into a convoy in which each side parks while the other is being
+//     woken); the engine's pinned workers park rarely enough that its
+//     typed pipeline runs the same with a short budget or a long one.
+//   - With the machine overloaded (more runnable threads than cores), the
+//     other side is often not running at all, and every spin is waste.
+//     Hence the adaptive budget, which falls to one check while spins keep
+//     failing, and rare probes, which restore it once spinning pays again.
+//     Thread-locked tasks on dedicated cores should use a fixed budget
+//     instead (see WaitStrategy).
+//   - Checks are ~300 ns apart (DefaultPauseRounds): polling back to back
+//     pulls the producer's index line away at every poll, so each publish
+//     waits for the line; much longer pauses make batches slower again.
+//     Go has no PAUSE instruction outside the runtime, so the pause is a
+//     dependent multiply-add loop that touches no shared memory.
+//   - The spin loop never calls runtime.Gosched: it made timings jump
+//     between a fast and a slow mode. A goroutine that must not spin at
+//     all uses a negative SpinIterations.
 //
 // Park may return spuriously, so every wait is a loop that re-checks its
 // condition. An engine task that waits on many rings and a control channel

@@ -283,14 +283,15 @@ func (b *Backend) get8(id StateID) (uint64, int) {
 	}
 	// probe (findValue), inline: the one copy of the lookup loop outside
 	// probe.go, kept because it is measurably faster. With get8 calling
-	// findValue instead, cpu-ns/op rose by 28% (GetPut 1k), 35% (Get 1k)
-	// and 48% (Get 100k) in 5 interleaved runs (bench/NOTES.md,
-	// 2026-12-07). It walks byte offsets j = 8*slot index: the single
-	// slot page has 8<<t.bits bytes, so the first index,
-	// tag >> (32-t.bits), is tag*len(sp) >> 35, and the wrap mask of j
-	// is len(sp)-8. A record whose header matches has the 12-byte header
-	// and the 9-byte key (uvarint 8, the key: compare words w0, w1) at
-	// rec[0:21]; a shorter rest of the page cannot hold it.
+	// findValue instead, GetPut and Get at 1k keys took 27–39% more CPU
+	// per op, Get at 100k keys 41–51% (bench/NOTES.md, 2026-12-07).
+	//
+	// It walks byte offsets j = 8*slot index: the single slot page has
+	// 8<<t.bits bytes, so the first index, tag >> (32-t.bits), is
+	// tag*len(sp) >> 35, and the wrap mask of j is len(sp)-8. A record
+	// whose header matches has the 12-byte header and the 9-byte key
+	// (uvarint 8, the key: compare words w0, w1) at rec[0:21]; a shorter
+	// rest of the page cannot hold it.
 	tag := uint32(valueHash(k.hash, id) >> 32)
 	hdr := uint32(hwOf(id, 0)) | 9<<16
 	jmask := len(sp) - 8

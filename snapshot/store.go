@@ -12,11 +12,10 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
-	"golang.org/x/sys/unix"
+	"github.com/streamd/streamd/internal/dirlock"
 )
 
 // View is a frozen, consistent copy of one task's keyed state, as
@@ -240,45 +239,22 @@ func resetIngestDir(fs vfs.FS, path string) error {
 // long as the returned Closer stays open (or the process).
 func lockDir(fs vfs.FS, dir string) (io.Closer, error) {
 	path := fs.PathJoin(dir, lockFileName)
-	if vfs.Root(fs) != vfs.Default {
-		l, err := fs.Lock(path)
-		if err != nil {
-			if errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EWOULDBLOCK) {
-				return nil, &classError{
-					msg:   fmt.Sprintf("snapshot: data dir %s is in use (%v)", dir, err),
-					class: ErrDirInUse,
-				}
-			}
-			return nil, ioErrorf(err, "cannot lock data dir %s", dir)
-		}
-		return l, nil
-	}
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	l, err := dirlock.Lock(fs, path, strconv.Itoa(os.Getpid()))
 	if err != nil {
-		return nil, ioErrorf(err, "cannot open lock file %s", path)
-	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		defer f.Close()
-		if errors.Is(err, unix.EWOULDBLOCK) {
-			pid := "unknown"
-			if b, rerr := os.ReadFile(path); rerr == nil && len(bytes.TrimSpace(b)) > 0 {
-				pid = string(bytes.TrimSpace(b))
+		var held *dirlock.HeldError
+		if errors.As(err, &held) {
+			holder := held.Holder
+			if holder == "" {
+				holder = "unknown"
 			}
 			return nil, &classError{
-				msg:   fmt.Sprintf("snapshot: data dir %s is in use by another streamd (pid %s)", dir, pid),
+				msg:   fmt.Sprintf("snapshot: data dir %s is in use by another streamd (pid %s)", dir, holder),
 				class: ErrDirInUse,
 			}
 		}
 		return nil, ioErrorf(err, "cannot lock data dir %s", dir)
 	}
-	if err := f.Truncate(0); err == nil {
-		_, err = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
-	}
-	if err != nil {
-		_ = f.Close()
-		return nil, ioErrorf(err, "cannot write pid to lock file %s", path)
-	}
-	return f, nil
+	return l, nil
 }
 
 // Close closes Pebble and releases the data dir's lock. Blocks written

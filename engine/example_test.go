@@ -47,8 +47,10 @@ func (c *clicks) Read(buf []Click) (int, error) {
 func (c *clicks) Position() ([]byte, error) { return fmt.Append(nil, c.next), nil }
 func (c *clicks) Close() error              { return nil }
 
-// lastCount keeps the latest count per user (a sink without transactions:
-// it "commits" in Finish; real sinks implement two-phase commit).
+// lastCount keeps the latest count per user. It applies records as they
+// come and ignores checkpoints, which is enough for a job without them. A
+// real sink implements two-phase commit: see connectors/file, and
+// examples/go/custom for one written from scratch.
 type lastCount struct {
 	mu   sync.Mutex
 	last map[string]int64
@@ -73,7 +75,9 @@ func (w *lastCountWriter) Finish() error                    { return nil }
 func (w *lastCountWriter) Close() error                     { return nil }
 
 // Example counts clicks per user with keyed state: source -> filter ->
-// key by user -> count -> sink, at parallelism 2.
+// key by user -> count -> sink, at parallelism 2, without checkpoints.
+// Complete programs with checkpoints, the file sink, and a custom source
+// and two-phase-commit sink are in examples/go (quoted in the README).
 func Example() {
 	job := engine.NewJob("clicks", engine.Options{Parallelism: 2})
 	src := engine.FromSource(job, "clicks", func(engine.SourceContext) (engine.Source[Click], error) {

@@ -2,8 +2,11 @@ package snapshot
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
 )
@@ -78,17 +81,34 @@ func (s *Store) Verify(m *Metadata) error {
 	return nil
 }
 
-// maxSkipReasons bounds how many skipped checkpoints Latest's error lists.
+// maxSkipReasons bounds how many skipped checkpoints Recover's error lists.
 const maxSkipReasons = 5
 
 // Latest returns the newest completed checkpoint of job whose metadata and
-// blocks verify (LoadMetadata, then Verify). Every newer checkpoint it skips
-// is logged loudly with the reason. It returns (nil, nil) when the job has
-// no completed checkpoint at all. When checkpoints exist but none verifies
-// it returns a corruption error saying so: the caller must then refuse to
-// start rather than start over and lose the job's state. An I/O error stops
-// the search and is returned (it proves nothing about the checkpoint).
+// blocks verify: Recover with Verify, which reads every block. Recovery
+// itself calls Recover with a read that restores the blocks as it verifies
+// them, so that it reads each block once.
 func (s *Store) Latest(job string) (*Metadata, error) {
+	return s.Recover(job, s.Verify)
+}
+
+// Recover finds the checkpoint of job to recover from: it walks the
+// completed checkpoints from the newest down, loads and checks each one's
+// metadata (LoadMetadata), and calls read with it; read typically reads
+// the blocks the caller restores (ReadKeyed, LoadKeyed), which verify each
+// block as they read it. Recover returns the first checkpoint whose
+// metadata loads and for which read returns nil.
+//
+// A checkpoint whose metadata, or for which read, fails with a corruption
+// error (IsCorruption) is skipped and logged loudly with the reason, and
+// the previous one is tried; the caller must drop whatever read restored
+// from it. Any other error — an I/O error, which proves nothing about the
+// checkpoint, or one of read's own — stops the search and is returned as
+// it is. Recover returns (nil, nil) when the job has no completed
+// checkpoint at all. When checkpoints exist but none verifies it returns a
+// corruption error saying so: the caller must then refuse to start rather
+// than start over and lose the job's state.
+func (s *Store) Recover(job string, read func(m *Metadata) error) (*Metadata, error) {
 	ids, err := s.Completed(job)
 	if err != nil {
 		return nil, err
@@ -98,7 +118,7 @@ func (s *Store) Latest(job string) (*Metadata, error) {
 		id := ids[i]
 		m, err := s.LoadMetadata(job, id)
 		if err == nil {
-			err = s.Verify(m)
+			err = read(m)
 		}
 		if err == nil {
 			if len(reasons) > 0 {
@@ -126,12 +146,20 @@ func (s *Store) Latest(job string) (*Metadata, error) {
 		job, len(ids), strings.Join(reasons, "; "), more)
 }
 
+// BlocksRead returns how many blocks the store has read (and verified:
+// checksum, decompression, decoding) since Open, by ReadKeyed, Verify and
+// Latest, whether or not they passed. Recovery reads each block of the
+// checkpoint it restores once; tests hold it to that.
+func (s *Store) BlocksRead() int64 { return s.blocksRead.Load() }
+
 // reader reads and verifies the blocks of key groups. Readers are pooled;
 // their buffers survive between calls.
 type reader struct {
-	iter    *pebble.Iterator
-	key     []byte
-	scratch []byte
+	iter *pebble.Iterator
+	// blocksRead is the store's counter (Store.BlocksRead).
+	blocksRead *atomic.Int64
+	key        []byte
+	scratch    []byte
 	// names maps the current block's state ids to interned names.
 	names  []string
 	intern map[string]string
@@ -142,6 +170,7 @@ func (s *Store) getReader(job string) (*reader, error) {
 	if r == nil {
 		r = &reader{intern: make(map[string]string)}
 	}
+	r.blocksRead = &s.blocksRead
 	var err error
 	r.iter, err = s.newIter(jobPrefix(nil, blockTag, job), jobPrefixEnd(nil, blockTag, job))
 	if err != nil {
@@ -188,6 +217,7 @@ func (r *reader) readRef(job, scope string, ref *KeyGroupRef, fn func(kg int, st
 		if err != nil {
 			return seq, ioErrorf(err, "cannot read block")
 		}
+		r.blocksRead.Add(1)
 		bv, err := parseBlock(val)
 		if err != nil {
 			return seq, err
@@ -267,4 +297,220 @@ func (r *reader) refError(err error, job string, ckpt uint64, scope string, ref 
 	}
 	return withContext(err, fmt.Sprintf("job %s, %s, scope %q, key group %d%s (written by checkpoint %d)",
 		job, ckptText, scope, ref.KeyGroup, blockText, ref.Writer))
+}
+
+// KeyedRead asks LoadKeyed for the key groups of Handle that lie in
+// [Start, End), as ReadKeyed would read them.
+type KeyedRead struct {
+	Handle     *KeyedHandle
+	Start, End int
+}
+
+// entryChunkBytes is the size of the chunks KeyedEntries keeps entries in
+// (an entry larger than a chunk gets a chunk of its own).
+const entryChunkBytes = 1 << 20
+
+// maxLoadPieces bounds how many pieces LoadKeyed cuts each read into per
+// worker, so that a single large read still keeps every worker busy.
+const maxLoadPieces = 4
+
+// KeyedEntries holds the entries LoadKeyed read for one KeyedRead, verified
+// and decoded, until their backend can take them: a restore reads the
+// checkpoint before the operators that own the states have registered
+// them. The entries are kept in pointer-free chunks (uvarint key group,
+// uvarint state index, uvarint length and key, uvarint length and value),
+// so holding them costs the garbage collector nothing per entry.
+type KeyedEntries struct {
+	parts   []entryPart
+	entries int64
+}
+
+// entryPart is what one piece of a read produced; its state indexes refer
+// to its own names.
+type entryPart struct {
+	names   []string
+	chunks  [][]byte
+	entries int64
+	// last and lastIdx remember the state of the previous entry: entries
+	// of one state come in runs, and comparing interned names is cheaper
+	// than a map lookup.
+	last    string
+	lastIdx int
+}
+
+// Entries returns the number of entries held.
+func (e *KeyedEntries) Entries() int64 { return e.entries }
+
+// Drain passes every entry to fn, in the order ReadKeyed would, and
+// releases the memory of each chunk once fn has seen its entries; a
+// drained KeyedEntries is empty. key and value are only valid during the
+// call. An error from fn stops the walk and is returned as it is (the
+// entries not passed yet are dropped).
+func (e *KeyedEntries) Drain(fn func(kg int, state string, key, value []byte) error) error {
+	parts := e.parts
+	e.parts, e.entries = nil, 0
+	for i := range parts {
+		p := &parts[i]
+		for j, c := range p.chunks {
+			p.chunks[j] = nil
+			for len(c) > 0 {
+				kg, n := binary.Uvarint(c)
+				c = c[n:]
+				state, n := binary.Uvarint(c)
+				c = c[n:]
+				kl, n := binary.Uvarint(c)
+				key := c[n : n+int(kl)]
+				c = c[n+int(kl):]
+				vl, n := binary.Uvarint(c)
+				value := c[n : n+int(vl)]
+				c = c[n+int(vl):]
+				if err := fn(int(kg), p.names[state], key, value); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// add appends one entry to p (only called by the one goroutine filling p).
+func (p *entryPart) add(index map[string]int, kg int, state string, key, value []byte) {
+	idx := p.lastIdx
+	if len(p.names) == 0 || state != p.last {
+		var ok bool
+		idx, ok = index[state]
+		if !ok {
+			idx = len(p.names)
+			p.names = append(p.names, state)
+			index[state] = idx
+		}
+		p.last, p.lastIdx = state, idx
+	}
+	need := 4*binary.MaxVarintLen64 + len(key) + len(value)
+	if n := len(p.chunks); n == 0 || cap(p.chunks[n-1])-len(p.chunks[n-1]) < need {
+		p.chunks = append(p.chunks, make([]byte, 0, max(entryChunkBytes, need)))
+	}
+	c := p.chunks[len(p.chunks)-1]
+	c = binary.AppendUvarint(c, uint64(kg))
+	c = binary.AppendUvarint(c, uint64(idx))
+	c = binary.AppendUvarint(c, uint64(len(key)))
+	c = append(c, key...)
+	c = binary.AppendUvarint(c, uint64(len(value)))
+	c = append(c, value...)
+	p.chunks[len(p.chunks)-1] = c
+	p.entries++
+}
+
+// loadPiece is one ReadKeyed call of LoadKeyed.
+type loadPiece struct {
+	read       int // index into reads
+	part       int // index into the read's parts
+	start, end int
+}
+
+// LoadKeyed reads what reads ask for, with up to workers goroutines (at
+// least one), and returns the entries of each read, in the same order. It
+// reads each block once and verifies it as it reads it (checksum,
+// decompression, decoding, totals), exactly as ReadKeyed does; a recovery
+// that restores from what LoadKeyed returned need not call Verify. Reads
+// are cut into pieces by key group so that even one large read uses every
+// worker.
+//
+// On failure it returns no entries and the error of the failed piece that
+// comes first in reads — an I/O error before any corruption error, since
+// an I/O error must fail a recovery that corruption would only move to an
+// older checkpoint. Once a piece failed, pieces not started yet are
+// skipped.
+func (s *Store) LoadKeyed(job string, reads []KeyedRead, workers int) ([]*KeyedEntries, error) {
+	if err := s.enter(); err != nil {
+		return nil, err
+	}
+	defer s.leave()
+	if err := checkJobName(job); err != nil {
+		return nil, err
+	}
+	workers = max(workers, 1)
+	out := make([]*KeyedEntries, len(reads))
+	var pieces []loadPiece
+	for i, rd := range reads {
+		out[i] = &KeyedEntries{}
+		if rd.Handle == nil || rd.Start >= rd.End {
+			continue
+		}
+		// Cut [Start, End) into pieces of about equal numbers of blocks.
+		var refs []KeyGroupRef
+		var blocks int
+		for _, ref := range rd.Handle.KeyGroups {
+			if ref.KeyGroup >= rd.Start && ref.KeyGroup < rd.End && ref.Blocks > 0 {
+				refs = append(refs, ref)
+				blocks += ref.Blocks
+			}
+		}
+		if len(refs) == 0 {
+			continue
+		}
+		per := max(1, (blocks+workers*maxLoadPieces-1)/(workers*maxLoadPieces))
+		start, acc := rd.Start, 0
+		for j, ref := range refs {
+			acc += ref.Blocks
+			if acc >= per || j == len(refs)-1 {
+				end := ref.KeyGroup + 1
+				if j == len(refs)-1 {
+					end = rd.End
+				}
+				pieces = append(pieces, loadPiece{read: i, part: len(out[i].parts), start: start, end: end})
+				out[i].parts = append(out[i].parts, entryPart{})
+				start, acc = end, 0
+			}
+		}
+	}
+	errs := make([]error, len(pieces))
+	var next atomic.Int64
+	var failed atomic.Bool
+	var wg sync.WaitGroup
+	for range min(workers, len(pieces)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			index := make(map[string]int)
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(pieces) || failed.Load() {
+					return
+				}
+				pc := pieces[i]
+				p := &out[pc.read].parts[pc.part]
+				clear(index)
+				err := s.ReadKeyed(job, reads[pc.read].Handle, pc.start, pc.end, func(kg int, state string, key, value []byte) error {
+					p.add(index, kg, state, key, value)
+					return nil
+				})
+				if err != nil {
+					errs[i] = err
+					failed.Store(true)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	var corrupt error
+	for _, err := range errs {
+		switch {
+		case err == nil:
+		case !IsCorruption(err):
+			return nil, err
+		case corrupt == nil:
+			corrupt = err
+		}
+	}
+	if corrupt != nil {
+		return nil, corrupt
+	}
+	for _, e := range out {
+		for i := range e.parts {
+			e.entries += e.parts[i].entries
+		}
+	}
+	return out, nil
 }

@@ -9,6 +9,12 @@
 // repeats, even across restarts. Work in progress lives only in the
 // dot-named folder .streamd-inprogress inside the directory, and a file
 // appears in the directory only by an atomic rename once it is complete.
+// The folder also holds LOCK, the directory's lock (one job writes into a
+// directory at a time; a second is refused, naming the holder), and one
+// commit marker per job, JOB.committed: the highest checkpoint whose
+// transactions the job committed, written durably before they become
+// visible, so that recovery can tell a lost checkpoint from a fresh start
+// (marker.go).
 //
 // # Two-phase commit
 //

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"strings"
 	"sync"
@@ -46,6 +47,16 @@ type SinkOptions[T any] struct {
 type Sink[T any] struct {
 	opts SinkOptions[T]
 	job  string
+	// run identifies this Sink in its lock and commit marker (marker.go).
+	run string
+
+	// commits guards the directory's lock and the commit marker.
+	commits struct {
+		sync.Mutex
+		lock    io.Closer // the directory's lock, nil when not held
+		through uint64    // the highest id this Sink recorded in the marker
+		err     error     // a failed marker write: every later commit fails
+	}
 
 	// dirSync remembers, per directory, the first failed fsync: the
 	// writers of all tasks share the directories, and after a failed
@@ -77,7 +88,11 @@ func NewSink[T any](job string, opts SinkOptions[T]) (*Sink[T], error) {
 	if opts.FS == nil {
 		opts.FS = vfs.Default
 	}
-	return &Sink[T]{opts: opts, job: job}, nil
+	run, err := newRunID()
+	if err != nil {
+		return nil, err
+	}
+	return &Sink[T]{opts: opts, job: job, run: run}, nil
 }
 
 func (s *Sink[T]) tmpDir() string { return s.opts.FS.PathJoin(s.opts.Dir, TempDirName) }
@@ -151,15 +166,28 @@ func validName(n string) bool {
 // Recover commits the transactions the restored checkpoint lists and
 // deletes every other temporary file of this job.
 func (s *Sink[T]) Recover(states [][]byte) error {
-	if err := s.mkdirs(); err != nil {
+	if err := s.lock(); err != nil {
 		return err
 	}
 	keep := make(map[string]bool)
+	var decoded []sinkState
+	var through uint64
 	for _, b := range states {
 		st, err := decodeState(b)
 		if err != nil {
 			return err
 		}
+		decoded = append(decoded, st)
+		for _, t := range st.Pending {
+			through = max(through, t.Checkpoint)
+		}
+	}
+	if through > 0 {
+		if err := s.recordCommit(through); err != nil {
+			return err
+		}
+	}
+	for _, st := range decoded {
 		for _, t := range st.Pending {
 			if err := s.commit(t.Name); err != nil {
 				return err
@@ -237,7 +265,7 @@ func (s *Sink[T]) commit(name string) error {
 
 // NewWriter creates one task's writer.
 func (s *Sink[T]) NewWriter(ctx engine.SinkContext) (engine.SinkWriter[T], error) {
-	if err := s.mkdirs(); err != nil {
+	if err := s.lock(); err != nil {
 		return nil, err
 	}
 	var rnd [8]byte
@@ -381,6 +409,18 @@ func encodeState(pending []txn) ([]byte, error) {
 }
 
 func (w *writer[T]) Commit(id uint64) error {
+	var through uint64
+	for _, t := range w.pending {
+		if t.Checkpoint <= id {
+			through = max(through, t.Checkpoint)
+		}
+	}
+	if through > 0 {
+		// The marker goes first: it is never behind what is visible.
+		if err := w.s.recordCommit(through); err != nil {
+			return err
+		}
+	}
 	n := 0
 	for _, t := range w.pending {
 		if t.Checkpoint > id {

@@ -1,6 +1,7 @@
 package file
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -50,7 +51,17 @@ func newTestSink(t *testing.T, dir, job string) *Sink[rec] {
 	if err != nil {
 		t.Fatalf("NewSink: %v", err)
 	}
+	t.Cleanup(func() { s.Close() })
 	return s
+}
+
+// recoverOnce recovers job's sink in dir as a new run would, and closes
+// it (releasing the directory's lock) as the run's end does.
+func recoverOnce(t *testing.T, dir, job string, states [][]byte) error {
+	t.Helper()
+	s := newTestSink(t, dir, job)
+	defer s.Close()
+	return s.Recover(states)
 }
 
 func newTestWriter(t *testing.T, s *Sink[rec], index int, transactional bool) engine.SinkWriter[rec] {
@@ -116,7 +127,14 @@ func committed(t *testing.T, dir string) []string {
 
 func inProgress(t *testing.T, dir string) []string {
 	t.Helper()
-	return visible(t, filepath.Join(dir, TempDirName))
+	// The lock file and the jobs' commit markers live there for good.
+	var names []string
+	for _, n := range visible(t, filepath.Join(dir, TempDirName)) {
+		if n != lockFileName && !strings.HasSuffix(n, markerSuffix) {
+			names = append(names, n)
+		}
+	}
+	return names
 }
 
 func readLines(t *testing.T, path string) []string {
@@ -429,6 +447,7 @@ func TestSinkNamesNeverRepeat(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
+		s.Close()
 	}
 	files := committed(t, dir)
 	if len(files) != 3*3*3 {
@@ -461,6 +480,7 @@ func crashedRun(t *testing.T, dir, job string, index int) (st1, st2 []byte) {
 	if err := w.Close(); err != nil { // releases the file; commits nothing
 		t.Fatal(err)
 	}
+	s.Close() // the crashed process's lock is gone with it
 	return st1, st2
 }
 
@@ -480,6 +500,7 @@ func TestSinkRecoverCommitsPending(t *testing.T) {
 		if err := s.Recover([][]byte{st2}); err != nil {
 			t.Fatalf("Recover attempt %d: %v", attempt, err)
 		}
+		s.Close()
 		equalLines(t, fmt.Sprintf("after Recover attempt %d", attempt), allLines(t, dir), wantLines(0, 20))
 		if got := inProgress(t, dir); len(got) != 0 {
 			t.Fatalf("after Recover %s still holds %q (the stray was not deleted)", TempDirName, got)
@@ -521,8 +542,9 @@ func TestSinkRecoverAfterCommit(t *testing.T) {
 		t.Fatal(err)
 	}
 	w.Close()
+	s.Close() // the run ends
 	for attempt := 0; attempt < 2; attempt++ {
-		if err := newTestSink(t, dir, "job").Recover([][]byte{st1}); err != nil {
+		if err := recoverOnce(t, dir, "job", [][]byte{st1}); err != nil {
 			t.Fatalf("Recover attempt %d: %v", attempt, err)
 		}
 		equalLines(t, "after Recover", allLines(t, dir), wantLines(0, 10))
@@ -537,7 +559,7 @@ func TestSinkRecoverSeveralTasks(t *testing.T) {
 		_, st2 := crashedRun(t, dir, "job", idx)
 		states = append(states, st2)
 	}
-	if err := newTestSink(t, dir, "job").Recover(states); err != nil {
+	if err := recoverOnce(t, dir, "job", states); err != nil {
 		t.Fatal(err)
 	}
 	if got := len(committed(t, dir)); got != 6 {
@@ -570,7 +592,7 @@ func TestSinkRecoverLeavesOtherJobsAlone(t *testing.T) {
 	}
 	before := inProgress(t, dir)
 
-	if err := newTestSink(t, dir, "a").Recover(nil); err != nil {
+	if err := recoverOnce(t, dir, "a", nil); err != nil {
 		t.Fatal(err)
 	}
 	after := inProgress(t, dir)
@@ -589,7 +611,7 @@ func TestSinkRecoverLeavesOtherJobsAlone(t *testing.T) {
 	}
 
 	// A job whose name holds a dash recovers its own strays.
-	if err := newTestSink(t, dir, "a-b").Recover(nil); err != nil {
+	if err := recoverOnce(t, dir, "a-b", nil); err != nil {
 		t.Fatal(err)
 	}
 	after = inProgress(t, dir)
@@ -632,11 +654,12 @@ func TestSinkNamesFollowSinkJob(t *testing.T) {
 	}
 	writeRecs(t, w, 0, 3)
 	w.Close()
+	s.Close()
 	tmp := inProgress(t, dir)
 	if len(tmp) != 1 || !strings.HasPrefix(tmp[0], "job-0-") {
 		t.Fatalf("%s holds %q, want one file of job %q", TempDirName, tmp, "job")
 	}
-	if err := newTestSink(t, dir, "job").Recover(nil); err != nil {
+	if err := recoverOnce(t, dir, "job", nil); err != nil {
 		t.Fatal(err)
 	}
 	if got := inProgress(t, dir); len(got) != 0 {
@@ -648,7 +671,7 @@ func TestSinkRecoverErrors(t *testing.T) {
 	f := func(state, want string) {
 		t.Helper()
 		dir := t.TempDir()
-		err := newTestSink(t, dir, "job").Recover([][]byte{[]byte(state)})
+		err := recoverOnce(t, dir, "job", [][]byte{[]byte(state)})
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Fatalf("Recover(%q): got %v, want an error containing %q", state, err, want)
 		}
@@ -675,7 +698,7 @@ func TestSinkRecoverCorruptStateKeepsTemporaryFiles(t *testing.T) {
 	dir := t.TempDir()
 	crashedRun(t, dir, "job", 0)
 	before := inProgress(t, dir)
-	if err := newTestSink(t, dir, "job").Recover([][]byte{[]byte("{")}); err == nil {
+	if err := recoverOnce(t, dir, "job", [][]byte{[]byte("{")}); err == nil {
 		t.Fatalf("Recover of a corrupt state succeeded")
 	}
 	if after := inProgress(t, dir); !slices.Equal(after, before) {
@@ -713,10 +736,11 @@ func TestSinkNonTransactionalCrashLeavesNothing(t *testing.T) {
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
+	s.Close() // the crashed process's lock is gone with it
 	if got := committed(t, dir); len(got) != 0 {
 		t.Fatalf("after a crash the directory shows %q", got)
 	}
-	if err := newTestSink(t, dir, "job").Recover(nil); err != nil {
+	if err := recoverOnce(t, dir, "job", nil); err != nil {
 		t.Fatal(err)
 	}
 	if got := inProgress(t, dir); len(got) != 0 {
@@ -969,7 +993,9 @@ func TestSinkPowerLossAfterPreCommit(t *testing.T) {
 			t.Fatalf("unsynced %d%%: Recover: %v", p, err)
 		}
 		equalLines(t, fmt.Sprintf("unsynced %d%%", p), memLines(t, clone, "/a/out"), wantLines(0, 10))
-		if left, _ := clone.List(s2.tmpDir()); len(left) != 0 {
+		left, _ := clone.List(s2.tmpDir())
+		left = slices.DeleteFunc(left, func(n string) bool { return n == lockFileName || strings.HasSuffix(n, markerSuffix) })
+		if len(left) != 0 {
 			t.Fatalf("unsynced %d%%: work folder holds %v after recovery", p, left)
 		}
 	}
@@ -1063,4 +1089,125 @@ func TestSinkNeverRetriesAFailedDirectoryFsync(t *testing.T) {
 	if v := cfs.Violations(); len(v) != 0 {
 		t.Fatalf("a failed fsync was retried: %v", v)
 	}
+}
+
+// The sink knows what it committed (marker.go): LastCommitted is the
+// highest checkpoint of a committed transaction, from the directory alone,
+// also after a restart; Recover records the transactions it re-commits.
+func TestSinkCommitMarker(t *testing.T) {
+	dir := t.TempDir()
+	s := newTestSink(t, dir, "job")
+	if got, err := s.LastCommitted(); err != nil || got != 0 {
+		t.Fatalf("fresh directory: LastCommitted = %d, %v; want 0", got, err)
+	}
+	w := newTestWriter(t, s, 0, true)
+	writeRecs(t, w, 0, 5)
+	if _, err := w.PreCommit(1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.PreCommit(2); err != nil { // nothing written: no transaction
+		t.Fatal(err)
+	}
+	writeRecs(t, w, 5, 10)
+	st3, err := w.PreCommit(3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Commit(2); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.LastCommitted(); got != 1 {
+		t.Fatalf("after Commit(2) of the transaction of checkpoint 1: LastCommitted = %d, want 1", got)
+	}
+	w.Close()
+	s.Close()
+	// A restart recovers checkpoint 3, which lists the transaction of 3.
+	s2 := newTestSink(t, dir, "job")
+	if got, _ := s2.LastCommitted(); got != 1 {
+		t.Fatalf("after a restart: LastCommitted = %d, want 1", got)
+	}
+	if err := s2.Recover([][]byte{st3}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s2.LastCommitted(); got != 3 {
+		t.Fatalf("after Recover of checkpoint 3: LastCommitted = %d, want 3", got)
+	}
+	// Another job's marker is its own.
+	if got, _ := newTestSink(t, dir, "other").LastCommitted(); got != 0 {
+		t.Fatalf("job other: LastCommitted = %d, want 0", got)
+	}
+}
+
+// A damaged marker is an error that says so: recovery must not guess.
+func TestSinkCommitMarkerDamaged(t *testing.T) {
+	dir := t.TempDir()
+	s := newTestSink(t, dir, "job")
+	if err := s.Recover(nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.recordCommit(7); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, TempDirName, "job"+markerSuffix)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, bad := range [][]byte{
+		b[:len(b)/2],
+		bytes.Replace(b, []byte("through=7"), []byte("through=9"), 1),
+		{},
+	} {
+		if err := os.WriteFile(path, bad, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := s.LastCommitted(); err == nil || !strings.Contains(err.Error(), "damaged") {
+			t.Fatalf("case %d: LastCommitted = %d, %v; want an error saying the marker is damaged", i, got, err)
+		}
+	}
+}
+
+// One writer per output directory: a second job (or a second run of the
+// same job) is refused, naming the holder, and touches nothing; after the
+// first closes, the directory is free.
+func TestSinkDirectoryLock(t *testing.T) {
+	dir := t.TempDir()
+	a := newTestSink(t, dir, "a")
+	w := newTestWriter(t, a, 0, true)
+	writeRecs(t, w, 0, 5)
+	before := inProgress(t, dir)
+	for _, job := range []string{"b", "a"} {
+		s := newTestSink(t, dir, job)
+		err := s.Recover(nil)
+		if err == nil || !strings.Contains(err.Error(), `in use by job "a"`) {
+			t.Fatalf("second writer %q: Recover = %v, want a refusal naming job a", job, err)
+		}
+		if _, err := s.NewWriter(engine.SinkContext{Job: job, Transactional: true}); err == nil {
+			t.Fatalf("second writer %q: NewWriter succeeded", job)
+		}
+	}
+	if after := inProgress(t, dir); !slices.Equal(before, after) {
+		t.Fatalf("a refused writer changed the work folder: %q -> %q", before, after)
+	}
+	w.Close()
+	a.Close()
+	if err := recoverOnce(t, dir, "b", nil); err != nil {
+		t.Fatalf("after the first closed: %v", err)
+	}
+}
+
+func FuzzDecodeMarker(f *testing.F) {
+	f.Add(encodeMarker(marker{Job: "job", Through: 42, Run: "00ff"}))
+	f.Add([]byte("streamd-file-sink-commit v1 job=a through=1 run=x crc=00000000\n"))
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m, err := decodeMarker(b)
+		if err != nil {
+			return
+		}
+		// What decodes re-encodes to a marker that decodes the same.
+		if m2, err := decodeMarker(encodeMarker(m)); err != nil || m2 != m {
+			t.Fatalf("round trip of %+v: %+v, %v", m, m2, err)
+		}
+	})
 }

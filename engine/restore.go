@@ -3,6 +3,7 @@ package engine
 import (
 	"errors"
 	"fmt"
+	"runtime"
 
 	"github.com/streamd/streamd/snapshot"
 )
@@ -29,20 +30,42 @@ func (e *IncompatibleError) Error() string {
 
 func (e *IncompatibleError) Unwrap() error { return ErrIncompatible }
 
-// restore finds the latest valid checkpoint, checks it fits the job, and
-// recovers the sinks. It reports finished when the checkpoint is the final
-// one of a bounded job that already ended.
+// restore finds the checkpoint to recover from and reads it, then recovers
+// the sinks. It reports finished when the checkpoint is the final one of a
+// bounded job that already ended.
+//
+// It reads every block of the keyed state once, here, before anything is
+// recovered or started: snapshot.Store.Recover walks the completed
+// checkpoints from the newest, and for each one whose metadata loads and
+// that fits the job, readKeyed reads every keyed task's key groups,
+// verifying each block as it reads it. A corrupt checkpoint is skipped
+// loudly (the store logs it and why) and its entries dropped; the previous
+// one is tried. So the sinks recover, and the sources rewind to, the same
+// checkpoint the keyed state comes from, and a corruption found later
+// cannot leave committed output behind a state it does not match. The
+// tasks put the entries into their backends in open (restoreKeyed), once
+// their operators have registered their states.
 func (rt *jobRuntime) restore() (finished bool, err error) {
 	j := rt.job
-	m, err := rt.store.Latest(j.name)
+	var incompatible error
+	var entries map[*vertex][][]*snapshot.KeyedEntries
+	m, err := rt.store.Recover(j.name, func(m *snapshot.Metadata) error {
+		if err := rt.checkCompatible(m); err != nil {
+			incompatible = err
+			return err
+		}
+		var err error
+		entries, err = rt.readKeyed(m)
+		return err
+	})
+	if incompatible != nil {
+		return false, incompatible
+	}
 	if err != nil {
 		return false, fmt.Errorf("engine: job %q: cannot restore: %w", j.name, err)
 	}
 	if m != nil {
-		if err := rt.checkCompatible(m); err != nil {
-			return false, err
-		}
-		rt.restored = m
+		rt.restored, rt.restoredKeyed = m, entries
 		rt.opts.Logger("streamd: job %q: restoring from checkpoint %d", j.name, m.CheckpointID)
 	}
 	// Checkpoint ids stay monotonic across restarts: read the highest id
@@ -118,28 +141,77 @@ func (rt *jobRuntime) recoverSinks() error {
 	return nil
 }
 
-// restoreKeyed loads the task's key groups from the restored checkpoint:
-// from every task of the same vertex whose range overlaps ours, so a
-// checkpoint restores into a different parallelism.
+// readKeyed reads the keyed state of checkpoint m for every task of every
+// keyed vertex: each task's key groups from every task of the same vertex
+// in m whose range overlaps its own, so a checkpoint restores into a
+// different parallelism. It reads each block once, verifying it, on up to
+// GOMAXPROCS goroutines. For a finished job, which restores nothing, it only
+// verifies the blocks and keeps no entries.
+func (rt *jobRuntime) readKeyed(m *snapshot.Metadata) (map[*vertex][][]*snapshot.KeyedEntries, error) {
+	type target struct {
+		v     *vertex
+		index int
+	}
+	var reads []snapshot.KeyedRead
+	var targets []target
+	for _, v := range rt.vertices {
+		if !v.keyed {
+			continue
+		}
+		for index := range v.parallelism {
+			rng := rt.job.keyGroupRange(v, index)
+			for i := range m.Tasks {
+				tm := &m.Tasks[i]
+				if tm.Vertex != v.name || tm.Keyed == nil {
+					continue
+				}
+				start, end := max(tm.KeyGroupStart, rng.Start), min(tm.KeyGroupEnd, rng.End)
+				if start >= end {
+					continue
+				}
+				reads = append(reads, snapshot.KeyedRead{Handle: tm.Keyed, Start: start, End: end})
+				targets = append(targets, target{v, index})
+			}
+		}
+	}
+	loaded, err := rt.store.LoadKeyed(rt.job.name, reads, runtime.GOMAXPROCS(0))
+	if err != nil {
+		return nil, err // it names the job, checkpoint, key group and block
+	}
+	if m.Finished {
+		return nil, nil
+	}
+	entries := make(map[*vertex][][]*snapshot.KeyedEntries)
+	for i, tg := range targets {
+		if entries[tg.v] == nil {
+			entries[tg.v] = make([][]*snapshot.KeyedEntries, tg.v.parallelism)
+		}
+		entries[tg.v][tg.index] = append(entries[tg.v][tg.index], loaded[i])
+	}
+	return entries, nil
+}
+
+// restoreKeyed puts into the task's backend the entries the restore phase
+// read for it (readKeyed), and lets them go. It runs in open, on the task's
+// worker, after the operators have registered their states.
 func (t *task) restoreKeyed() error {
 	j := t.job
 	if t.backend == nil || j.restored == nil {
 		return nil
 	}
-	for i := range j.restored.Tasks {
-		m := &j.restored.Tasks[i]
-		if m.Vertex != t.v.name || m.Keyed == nil {
-			continue
-		}
-		start, end := max(m.KeyGroupStart, t.kgRange.Start), min(m.KeyGroupEnd, t.kgRange.End)
-		if start >= end {
-			continue
-		}
-		err := j.store.ReadKeyed(j.job.name, m.Keyed, start, end, func(kg int, state string, key, value []byte) error {
+	tasks := j.restoredKeyed[t.v]
+	if tasks == nil {
+		return nil
+	}
+	// Each task takes only its own element: no other goroutine touches it.
+	mine := tasks[t.index]
+	tasks[t.index] = nil
+	for _, e := range mine {
+		err := e.Drain(func(kg int, state string, key, value []byte) error {
 			return t.backend.RestoreEntry(state, key, value)
 		})
 		if err != nil {
-			return fmt.Errorf("cannot restore key groups [%d, %d) from checkpoint %d: %w", start, end, j.restored.CheckpointID, err)
+			return fmt.Errorf("cannot restore key groups %v from checkpoint %d: %w", t.kgRange, j.restored.CheckpointID, err)
 		}
 	}
 	return nil

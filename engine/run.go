@@ -24,6 +24,10 @@ type jobRuntime struct {
 	alignMode     align.Mode
 	store         *snapshot.Store
 	restored      *snapshot.Metadata
+	// restoredKeyed holds, per keyed vertex and task index, the entries
+	// the restore phase read from restored (restore.go); each task takes
+	// its own in open.
+	restoredKeyed map[*vertex][][]*snapshot.KeyedEntries
 	firstID       uint64 // the first checkpoint id of this run
 	cancelFlag    atomic.Bool
 	// events carries acknowledgements, declines, source ends and task

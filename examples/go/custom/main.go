@@ -44,7 +44,7 @@ var text = []string{
 const (
 	repeats        = 2000 // times the text is read
 	linesPerSecond = 10000
-	outageAfter    = 3 // in attempt 1, the ledger fails once this checkpoint is complete
+	outageAfter    = 2 // in attempt 1, the ledger fails once this checkpoint is complete
 )
 
 // WordCount is the record the sink receives: a word and how often it was
@@ -147,14 +147,14 @@ func buildJob(store *snapshot.Store, db *ledger, onCheckpoint func(engine.Checkp
 	})
 	byWord := engine.KeyBy(words, engine.StringKey(func(wc *WordCount) string { return wc.Word }))
 	counted := engine.Process(byWord, "count", func(rt *engine.Runtime) (func(*engine.KeyedContext, *WordCount, func(*WordCount)), error) {
-		n, err := keyed.NewValueState(rt.Backend(), rt.StateName("count"), keyed.Int64Codec, keyed.StateOptions{})
+		count, err := keyed.NewValueState(rt.Backend(), rt.StateName("count"), keyed.Int64Codec, keyed.StateOptions{})
 		if err != nil {
 			return nil, err
 		}
 		return func(_ *engine.KeyedContext, wc *WordCount, emit func(*WordCount)) {
-			c, _ := n.Get()
-			n.Put(c + 1)
-			wc.Count = c + 1
+			n, _ := count.Get()
+			count.Put(n + 1)
+			wc.Count = n + 1
 			emit(wc)
 		}, nil
 	})

@@ -111,7 +111,7 @@ func run(dataDir, outDir string, count int64, rate float64) error {
 	if err != nil {
 		return err
 	}
-	engine.ToSink(counted, "files", engine.Sink[Click](sink))
+	engine.ToSink(counted, "files", sink)
 
 	// The first SIGINT or SIGTERM stops the job gracefully: a final
 	// checkpoint, its output committed. A second one kills the process.

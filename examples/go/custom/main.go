@@ -158,7 +158,7 @@ func buildJob(store *snapshot.Store, db *ledger, onCheckpoint func(engine.Checkp
 			emit(wc)
 		}, nil
 	})
-	engine.ToSink(counted, "ledger", engine.Sink[WordCount](&ledgerSink{db: db}))
+	engine.ToSink(counted, "ledger", &ledgerSink{db: db})
 	return job
 }
 

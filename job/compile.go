@@ -54,6 +54,11 @@ type Stage struct {
 	Map func(r *Row)
 	// Agg (StepCount, StepSum, StepMin, StepMax) updates per-key state.
 	Agg *Aggregate
+	// Reduce (StepReduce) and Accs (StepAggregate) are the compiled keyed
+	// operators of those steps; jobrun opens one per task over the keyed
+	// state they declare.
+	Reduce *Reducer
+	Accs   *Accumulators
 
 	// SlowExprs lists this stage's expressions that run on expr's VM
 	// (allocating, an order of magnitude slower) because they use something
@@ -113,6 +118,24 @@ func (a *Aggregate) Apply(prev uint64, havePrev bool, r *Row) uint64 {
 	}
 	r.Num[a.Out.Slot] = s
 	return s
+}
+
+// writesAggregate reports whether the stage's aggregation (count, sum, min,
+// max, reduce or aggregate) writes field name.
+func (st *Stage) writesAggregate(name string) bool {
+	switch {
+	case st.Agg != nil:
+		return st.Agg.Out.Name == name
+	case st.Reduce != nil:
+		return st.Reduce.Out.Name == name
+	case st.Accs != nil:
+		for _, a := range st.Accs.List {
+			if a.Out.Name == name {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // SourceParallelism is the number of source tasks.
@@ -266,13 +289,26 @@ func (c *compiler) run() {
 			if _, ok := schema.Lookup(st.Field); !ok && !c.poisoned[st.Field] {
 				c.errAt(kpath, s.posOf(kpath, st.Line, st.Column), "unknown field %q; the records here are %s", st.Field, schema)
 			}
+		case StepReduce, StepAggregate:
+			if !keyed {
+				c.needKey(path, stepPos, st.Kind, keyStep, keyEnd, keyName)
+			}
+			if st.Kind == StepReduce {
+				if out, rd, slow := c.reduceStep(i, st, schema, ctx); rd != nil {
+					stage.Out, stage.Reduce, stage.SlowExprs = out, rd, slow
+					endsKey = keyed && rd.Out.Name == keyName
+				}
+				break
+			}
+			if out, accs, slow := c.aggregateStep(i, st, schema, ctx); accs != nil {
+				stage.Out, stage.Accs, stage.SlowExprs = out, accs, slow
+				for _, a := range accs.List {
+					endsKey = endsKey || keyed && a.Out.Name == keyName
+				}
+			}
 		case StepCount, StepSum, StepMin, StepMax:
 			if !keyed {
-				if keyEnd >= 0 {
-					c.errAt(path, stepPos, "%s needs a key_by in effect: the key_by of pipeline[%d] ended at pipeline[%d], which writes its key field %q; add a key_by before this step", st.Kind, keyStep, keyEnd, keyName)
-				} else {
-					c.errAt(path, stepPos, "%s needs a key_by before it (it is a running %s per key)", st.Kind, st.Kind)
-				}
+				c.needKey(path, stepPos, st.Kind, keyStep, keyEnd, keyName)
 			}
 			agg := &Aggregate{Kind: st.Kind}
 			outType := TypeInt
@@ -329,6 +365,15 @@ func (c *compiler) run() {
 	if complete {
 		c.plan = plan
 	}
+}
+
+// needKey reports a keyed step without a key_by in effect.
+func (c *compiler) needKey(path string, pos position, kind StepKind, keyStep, keyEnd int, keyName string) {
+	if keyEnd >= 0 {
+		c.errAt(path, pos, "%s needs a key_by in effect: the key_by of pipeline[%d] ended at pipeline[%d], which writes its key field %q; add a key_by before this step", kind, keyStep, keyEnd, keyName)
+		return
+	}
+	c.errAt(path, pos, "%s needs a key_by before it (it is a running %s per key)", kind, kind)
 }
 
 // withField returns in with field name set to type t: replaced in place
@@ -510,7 +555,10 @@ const fingerprintHeader = "streamd job fingerprint v1"
 // restore rather than risks giving state to the wrong operator.
 // Expressions, parallelism, rates, counts, sinks and checkpoint options are
 // not listed: changing them keeps a checkpoint usable. Equal fingerprints
-// mean compatible; FingerprintDiff says what differs.
+// mean compatible; FingerprintDiff says what differs. A reduce lists its
+// field and type; an aggregate its accumulators in order, with their kinds
+// and input types, which decide the layout of its state (their expressions
+// are not listed).
 func (p *Plan) Fingerprint() string {
 	var b strings.Builder
 	b.WriteString(fingerprintHeader)
@@ -523,6 +571,22 @@ func (p *Plan) Fingerprint() string {
 		}
 		if st.Agg != nil && st.Agg.Kind != StepCount {
 			fmt.Fprintf(&b, " field=%s:%s", st.Agg.In.Name, st.Agg.In.Type)
+		}
+		if r := st.Reduce; r != nil {
+			fmt.Fprintf(&b, " field=%s:%s", r.Out.Name, r.Out.Type)
+		}
+		if a := st.Accs; a != nil {
+			// Names, kinds and input types decide the layout of the state.
+			b.WriteString(" accumulators=")
+			for j, acc := range a.List {
+				if j > 0 {
+					b.WriteByte(',')
+				}
+				fmt.Fprintf(&b, "%s:%s", acc.Out.Name, acc.Kind)
+				if acc.In != 0 {
+					fmt.Fprintf(&b, "(%s)", acc.In)
+				}
+			}
 		}
 		b.WriteByte('\n')
 	}

@@ -35,6 +35,16 @@ func dumpPlan(p *Plan) string {
 		case StepKeyBy:
 			fmt.Fprintf(&b, " %s", st.Step.Field)
 		}
+		if r := st.Reduce; r != nil {
+			init := "from " + r.From.Name
+			if r.init != nil {
+				init = fmt.Sprintf("init=%q", r.init.src)
+			}
+			fmt.Fprintf(&b, " reduce %s value=%q -> %s %s@%d states=%s", init, r.value.src, r.Out.Name, r.Out.Type, r.Out.Slot, dumpStates(r.States))
+		}
+		if a := st.Accs; a != nil {
+			fmt.Fprintf(&b, " aggregate fixed=%dB states=%s", a.FixedBytes, dumpStates(a.States))
+		}
 		if a := st.Agg; a != nil {
 			in := "-"
 			if a.Kind != StepCount {
@@ -47,6 +57,15 @@ func dumpPlan(p *Plan) string {
 		}
 		if len(st.SlowExprs) > 0 {
 			fmt.Fprintf(&b, " slow=%q", st.SlowExprs)
+		}
+		if a := st.Accs; a != nil {
+			for _, acc := range a.List {
+				in := "-"
+				if acc.In != 0 {
+					in = fmt.Sprintf("%q %s", acc.Expr, acc.In)
+				}
+				fmt.Fprintf(&b, "\n    %s(%s) -> %s %s@%d off=%d state=%d", acc.Kind, in, acc.Out.Name, acc.Out.Type, acc.Out.Slot, acc.off, acc.state)
+			}
 		}
 		fmt.Fprintf(&b, "\n  out %s\n", st.Out.layout())
 	}
@@ -78,4 +97,16 @@ func dumpPlan(p *Plan) string {
 		fmt.Fprintf(&b, "  %s\n", l)
 	}
 	return b.String()
+}
+
+func dumpStates(states []StateDecl) string {
+	var parts []string
+	for _, d := range states {
+		if d.Set {
+			parts = append(parts, d.Name+"(set)")
+		} else {
+			parts = append(parts, d.Name)
+		}
+	}
+	return "[" + strings.Join(parts, " ") + "]"
 }

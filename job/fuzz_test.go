@@ -96,7 +96,9 @@ func FuzzParse(f *testing.F) {
 			switch {
 			case st.Step.Kind == StepFilter && st.Filter == nil,
 				st.Step.Kind == StepMap && st.Map == nil,
-				st.Step.Kind.IsAggregate() && st.Agg == nil:
+				st.Step.Kind == StepReduce && st.Reduce == nil,
+				st.Step.Kind == StepAggregate && st.Accs == nil,
+				st.Step.Kind.IsAggregate() && st.Step.Kind < StepReduce && st.Agg == nil:
 				t.Fatalf("stage %s lacks its operator", st.Step.Name)
 			}
 		}

@@ -41,11 +41,11 @@ const (
 )
 
 // A job name and a step name are at most MaxNameLen bytes; the engine keeps
-// state under "<step name>/value" (jobrun) and checkpoints under the job
+// state under "<step name>/value" or "<step name>/acc/<field>" (jobrun) and checkpoints under the job
 // name, so both fit their homes' limits.
 const (
 	_ = uint(snapshot.MaxJobNameBytes - MaxNameLen)
-	_ = uint(keyed.MaxStateNameBytes - MaxNameLen - len("/value"))
+	_ = uint(keyed.MaxStateNameBytes - MaxNameLen - len("/value")) // reduce too; aggregate: accumulate.go
 	_ = uint(coord.MaxConcurrentLimit - coord.DefaultMaxConcurrent)
 	_ = uint(engine.MaxRetained - engine.DefaultRetained)
 )
@@ -131,11 +131,11 @@ func (c *compiler) layout(p *Plan) {
 			for _, a := range st.Step.Assign {
 				writesKey = writesKey || st.Keyed && a.Field == st.Key.Name
 			}
-		case StepCount, StepSum, StepMin, StepMax:
+		case StepCount, StepSum, StepMin, StepMax, StepReduce, StepAggregate:
 			st.Shuffle = pending || partKey != st.Key.Name || partPar != st.Parallelism
 			o.keyed = true
 			partKey, partPar, pending = st.Key.Name, st.Parallelism, false
-			writesKey = st.Agg.Out.Name == st.Key.Name
+			writesKey = st.writesAggregate(st.Key.Name)
 		}
 		if st.Parallelism != prevPar || writesKey {
 			partKey = ""

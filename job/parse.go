@@ -320,7 +320,7 @@ func (d *decoder) fields(e entry) {
 	}
 }
 
-var operatorKeys = []string{"filter", "map", "key_by", "count", "sum", "min", "max"}
+var operatorKeys = []string{"filter", "map", "key_by", "count", "sum", "min", "max", "reduce", "aggregate"}
 
 func (d *decoder) pipeline(e entry) {
 	n, ok := d.plain(e.value, e.path)
@@ -362,7 +362,7 @@ func (d *decoder) step(i int, n ast.Node, st *StepSpec) (named bool) {
 	p := posOf(n)
 	st.Line, st.Column = p.line, p.col
 	d.spec.pos[path] = p
-	ents, ok := d.entries(n, path, "a mapping with one operator (filter, map, key_by, count, sum, min or max)")
+	ents, ok := d.entries(n, path, "a mapping with one operator (filter, map, key_by, count, sum, min, max, reduce or aggregate)")
 	if !ok {
 		return false
 	}
@@ -387,6 +387,10 @@ func (d *decoder) step(i int, n ast.Node, st *StepSpec) (named bool) {
 				st.Field, _ = d.str(e)
 			case StepCount:
 				d.noOptions(e)
+			case StepReduce:
+				d.reduce(e, st)
+			case StepAggregate:
+				d.aggregate(e, st)
 			}
 			continue
 		}
@@ -422,6 +426,106 @@ func (d *decoder) noOptions(e entry) {
 		return
 	}
 	d.fail(e.vpos, e.path, "want {} (%s takes no options), got %s", e.key, describe(n))
+}
+
+// reduce decodes `reduce: {field: F, value: EXPR, init: EXPR}`.
+func (d *decoder) reduce(e entry, st *StepSpec) {
+	ents, ok := d.entries(e.value, e.path, "a mapping with field, value and optionally init")
+	if !ok {
+		return
+	}
+	r := &ReduceSpec{}
+	st.Reduce = r
+	for _, x := range ents {
+		switch x.key {
+		case "field":
+			r.Field, _ = d.str(x)
+		case "value":
+			r.Value, _ = d.expr(x)
+		case "init":
+			if v, ok := d.expr(x); ok {
+				if v == "" {
+					d.fail(x.vpos, x.path, "empty expression (omit init to start from the first record's %s)", quoteShort(r.Field))
+					continue
+				}
+				r.Init = v
+			}
+		default:
+			d.unknown(x, []string{"field", "value", "init"})
+		}
+	}
+	d.require(ents, e.kpos, e.path, "field", "value")
+}
+
+// accKeys lists the accumulator kinds for messages.
+func accKeys() []string { return accKindNames[AccCount:] }
+
+// aggregate decodes `aggregate: {NAME: {KIND: EXPR}, ...}`, one output
+// field per accumulator, in the order written.
+func (d *decoder) aggregate(e entry, st *StepSpec) {
+	ents, ok := d.entries(e.value, e.path, "a mapping of output fields to accumulators, such as {total: {sum: amount}, n: {count: {}}}")
+	if !ok {
+		return
+	}
+	if len(ents) == 0 {
+		d.fail(e.vpos, e.path, "an aggregate step needs at least one accumulator")
+		return
+	}
+	for _, x := range ents {
+		d.spec.pos[x.path+":key"] = x.kpos
+		acc, ok := d.accumulator(x)
+		if !ok {
+			d.bad[e.path] = true // the step's schema is unknown
+			continue
+		}
+		st.Accs = append(st.Accs, acc)
+	}
+}
+
+// accumulator decodes one `{KIND: EXPR}` (count: `{count: {}}`).
+func (d *decoder) accumulator(x entry) (AccSpec, bool) {
+	want := "a mapping with one accumulator (" + strings.Join(accKeys(), ", ") + "), such as {sum: amount}"
+	kinds, ok := d.entries(x.value, x.path, want)
+	if !ok {
+		return AccSpec{}, false
+	}
+	if len(kinds) == 0 {
+		d.fail(x.vpos, x.path, "want %s, got an empty mapping", want)
+		return AccSpec{}, false
+	}
+	acc := AccSpec{Field: x.key}
+	good := true
+	for i, k := range kinds {
+		kind, known := parseAccKind(k.key)
+		if !known {
+			if s := suggest(k.key, accKeys()); s != "" {
+				d.fail(k.kpos, k.path, "unknown accumulator %s (did you mean %q?)", quoteShort(k.key), s)
+			} else {
+				d.fail(k.kpos, k.path, "unknown accumulator %s; want one of %s", quoteShort(k.key), strings.Join(accKeys(), ", "))
+			}
+			good = false
+			continue
+		}
+		if i > 0 {
+			d.fail(k.kpos, x.path, "two accumulators for one field (%s and %s); give each its own field", kinds[0].key, k.key)
+			good = false
+			continue
+		}
+		acc.Kind = kind
+		acc.Line, acc.Column = k.kpos.line, k.kpos.col
+		d.spec.pos[x.path] = k.kpos
+		if kind == AccCount {
+			d.noOptions(k)
+			continue
+		}
+		src, ok := d.expr(k)
+		if !ok {
+			good = false
+			continue
+		}
+		acc.Expr = src
+	}
+	return acc, good
 }
 
 func (d *decoder) assignments(e entry, st *StepSpec) {

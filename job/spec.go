@@ -86,16 +86,20 @@ const (
 	StepSum
 	StepMin
 	StepMax
+	StepReduce
+	StepAggregate
 )
 
 var stepKindNames = [...]string{
-	StepFilter: "filter",
-	StepMap:    "map",
-	StepKeyBy:  "key_by",
-	StepCount:  "count",
-	StepSum:    "sum",
-	StepMin:    "min",
-	StepMax:    "max",
+	StepFilter:    "filter",
+	StepMap:       "map",
+	StepKeyBy:     "key_by",
+	StepCount:     "count",
+	StepSum:       "sum",
+	StepMin:       "min",
+	StepMax:       "max",
+	StepReduce:    "reduce",
+	StepAggregate: "aggregate",
 }
 
 // String returns the operator key used in specs ("key_by", "count", ...).
@@ -106,8 +110,9 @@ func (k StepKind) String() string {
 	return fmt.Sprintf("StepKind(%d)", uint8(k))
 }
 
-// IsAggregate reports whether k is count, sum, min or max.
-func (k StepKind) IsAggregate() bool { return k >= StepCount && k <= StepMax }
+// IsAggregate reports whether k keeps per-key state and so needs a key_by
+// in effect: count, sum, min, max, reduce or aggregate.
+func (k StepKind) IsAggregate() bool { return k >= StepCount && k <= StepAggregate }
 
 func parseStepKind(s string) (StepKind, bool) {
 	for k := StepFilter; int(k) < len(stepKindNames); k++ {
@@ -131,8 +136,80 @@ type StepSpec struct {
 	Expr        string       // filter: the predicate
 	Assign      []Assignment // map: in the order written
 	Field       string       // key_by, sum, min, max: the field
+	Reduce      *ReduceSpec  // reduce
+	Accs        []AccSpec    // aggregate: the accumulators, in the order written
 	Line        int          // position of the operator key
 	Column      int
+}
+
+// ReduceSpec is a `reduce:` step: a running reduce per key of one field.
+type ReduceSpec struct {
+	// Field is the output field, added or replaced; it is also the
+	// accumulator, named `acc` in Value.
+	Field string
+	// Value computes the new accumulator from `acc` (the key's previous
+	// value of Field) and the current record's fields.
+	Value string
+	// Init computes the accumulator from a key's first record; "" when the
+	// spec omits it, and then the first record's own Field is the first
+	// accumulator (Flink's ReduceFunction: the first element is the
+	// accumulator), which needs Field in the input.
+	Init string
+}
+
+// AccKind is an accumulator of an aggregate step. The zero AccKind is
+// invalid.
+type AccKind uint8
+
+// The accumulator kinds.
+const (
+	AccCount AccKind = iota + 1
+	AccSum
+	AccMin
+	AccMax
+	AccAvg
+	AccFirst
+	AccLast
+	AccCountDistinct
+	AccCountDistinctApprox
+)
+
+var accKindNames = [...]string{
+	AccCount:               "count",
+	AccSum:                 "sum",
+	AccMin:                 "min",
+	AccMax:                 "max",
+	AccAvg:                 "avg",
+	AccFirst:               "first",
+	AccLast:                "last",
+	AccCountDistinct:       "count_distinct",
+	AccCountDistinctApprox: "count_distinct_approx",
+}
+
+// String returns the accumulator's name in specs ("avg", "count_distinct").
+func (k AccKind) String() string {
+	if k >= AccCount && int(k) < len(accKindNames) {
+		return accKindNames[k]
+	}
+	return fmt.Sprintf("AccKind(%d)", uint8(k))
+}
+
+func parseAccKind(s string) (AccKind, bool) {
+	for k := AccCount; int(k) < len(accKindNames); k++ {
+		if accKindNames[k] == s {
+			return k, true
+		}
+	}
+	return 0, false
+}
+
+// AccSpec is one `name: {kind: expression}` of an aggregate step.
+type AccSpec struct {
+	Field  string // the output field, added or replaced
+	Kind   AccKind
+	Expr   string // the aggregated expression; "" for count
+	Line   int    // position of the accumulator kind
+	Column int
 }
 
 // Assignment is one `field: expression` of a map step.

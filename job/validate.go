@@ -188,8 +188,67 @@ func (v *validator) steps() {
 				v.errAt(opPath, st.Line, st.Column, "%s", msg)
 			}
 		case StepCount:
+		case StepReduce:
+			v.reduce(opPath, st)
+		case StepAggregate:
+			v.aggregate(opPath, st)
 		default:
 			v.errAt(path, st.Line, st.Column, "invalid step kind %v", st.Kind)
+		}
+	}
+}
+
+func (v *validator) reduce(path string, st *StepSpec) {
+	r := st.Reduce
+	if r == nil {
+		v.errAt(path, st.Line, st.Column, "a reduce step needs field and value")
+		return
+	}
+	if !v.skip(path + ".field") {
+		if msg := checkFieldName(r.Field); msg != "" {
+			v.errAt(path+".field", st.Line, st.Column, "%s", msg)
+		} else if r.Field == reduceAcc {
+			v.errAt(path+".field", st.Line, st.Column, "the reduced field cannot be named %q: that is the name of the accumulator in value", reduceAcc)
+		}
+	}
+	if !v.skip(path + ".value") {
+		v.exprText(path+".value", r.Value, st.Line, st.Column)
+	}
+	if r.Init != "" && !v.skip(path+".init") {
+		v.exprText(path+".init", r.Init, st.Line, st.Column)
+	}
+}
+
+func (v *validator) aggregate(path string, st *StepSpec) {
+	if len(st.Accs) == 0 {
+		v.errAt(path, st.Line, st.Column, "an aggregate step needs at least one accumulator")
+	}
+	seen := make(map[string]bool, len(st.Accs))
+	for _, a := range st.Accs {
+		apath := path + "." + a.Field
+		if v.skip(apath) {
+			continue
+		}
+		kpos := v.s.posOf(apath+":key", a.Line, a.Column)
+		if msg := checkFieldName(a.Field); msg != "" {
+			v.report(apath, kpos, "%s", msg)
+		}
+		if seen[a.Field] {
+			v.report(apath, kpos, "two accumulators for one field")
+		}
+		seen[a.Field] = true
+		switch {
+		case a.Kind == AccCount:
+			if a.Expr != "" {
+				v.errAt(apath, a.Line, a.Column, "count takes no value (write {count: {}})")
+			}
+		case a.Kind > AccCount && int(a.Kind) < len(accKindNames):
+			epath := apath + "." + a.Kind.String()
+			if !v.skip(epath) {
+				v.exprText(epath, a.Expr, a.Line, a.Column)
+			}
+		default:
+			v.errAt(apath, a.Line, a.Column, "invalid accumulator kind %v", a.Kind)
 		}
 	}
 }

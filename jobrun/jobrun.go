@@ -48,6 +48,8 @@ type Options struct {
 	Logger func(format string, args ...any)
 	// OnCheckpoint receives checkpoint statistics.
 	OnCheckpoint func(engine.CheckpointStats)
+	// AllowDuplicateOutput is engine.Options.AllowDuplicateOutput.
+	AllowDuplicateOutput bool
 	// FS is the filesystem the file sink writes through (Pebble's vfs.FS).
 	// Default vfs.Default. Open the Store with the same FS
 	// (snapshot.Options.FS): tests crash both at once.
@@ -65,12 +67,13 @@ type Built struct {
 func Build(plan *job.Plan, opts Options) (*Built, error) {
 	spec := plan.Spec
 	eo := engine.Options{
-		Parallelism:    spec.Parallelism,
-		MaxParallelism: spec.MaxParallelism,
-		Pinning:        opts.Pinning,
-		Fingerprint:    plan.Fingerprint(),
-		Logger:         opts.Logger,
-		OnCheckpoint:   opts.OnCheckpoint,
+		Parallelism:          spec.Parallelism,
+		MaxParallelism:       spec.MaxParallelism,
+		Pinning:              opts.Pinning,
+		Fingerprint:          plan.Fingerprint(),
+		Logger:               opts.Logger,
+		OnCheckpoint:         opts.OnCheckpoint,
+		AllowDuplicateOutput: opts.AllowDuplicateOutput,
 	}
 	if c := spec.Checkpointing; c != nil {
 		mode := coord.ExactlyOnce
@@ -117,7 +120,7 @@ func Build(plan *job.Plan, opts Options) (*Built, error) {
 			}, par)
 		case job.StepKeyBy:
 			// An exchange, not an operator: the next aggregation shuffles.
-		case job.StepCount, job.StepSum, job.StepMin, job.StepMax:
+		case job.StepCount, job.StepSum, job.StepMin, job.StepMax, job.StepReduce, job.StepAggregate:
 			key := st.Key
 			in := st.In
 			sel := engine.BytesKey(func(dst []byte, r *job.Row) []byte { return in.AppendKey(dst, r, key) })
@@ -125,7 +128,14 @@ func Build(plan *job.Plan, opts Options) (*Built, error) {
 			if st.Shuffle {
 				ks = engine.KeyBy(s, sel)
 			}
-			s = engine.ProcessRaw(ks, name, aggregate(st.Agg), par)
+			switch {
+			case st.Reduce != nil:
+				s = engine.ProcessRaw(ks, name, keyedOp(st.Reduce.States, st.Reduce.Open), par)
+			case st.Accs != nil:
+				s = engine.ProcessRaw(ks, name, keyedOp(st.Accs.States, st.Accs.Open), par)
+			default:
+				s = engine.ProcessRaw(ks, name, aggregate(st.Agg), par)
+			}
 		default:
 			return nil, fmt.Errorf("jobrun: step %q: unknown kind %v", name, st.Step.Kind)
 		}
@@ -242,4 +252,49 @@ func aggregate(a *job.Aggregate) func(rt *engine.Runtime, next func(*job.Row)) (
 			next(r)
 		}, nil
 	}
+}
+
+// keyedOp builds a reduce or aggregate step: it registers the states the
+// step declares (value states, and map states used as sets) and opens the
+// step's operator over them.
+func keyedOp(decls []job.StateDecl, open func(job.StateStore) func(*job.Row)) func(rt *engine.Runtime, next func(*job.Row)) (func(*job.Row), error) {
+	return func(rt *engine.Runtime, next func(*job.Row)) (func(*job.Row), error) {
+		st := &stateStore{b: rt.Backend(), ids: make([]keyed.StateID, len(decls))}
+		for i, d := range decls {
+			kind := keyed.KindValue
+			if d.Set {
+				kind = keyed.KindMap
+			}
+			id, err := st.b.Register(rt.StateName(d.Name), kind, keyed.StateOptions{})
+			if err != nil {
+				return nil, err
+			}
+			st.ids[i] = id
+		}
+		fn := open(st)
+		return func(r *job.Row) {
+			fn(r)
+			next(r)
+		}, nil
+	}
+}
+
+// stateStore is job.StateStore over a task's keyed backend, for the
+// current key the engine set.
+type stateStore struct {
+	b   *keyed.Backend
+	ids []keyed.StateID
+}
+
+func (s *stateStore) Get(i int) ([]byte, bool) { return s.b.Get(s.ids[i]) }
+func (s *stateStore) Put(i int, v []byte)      { s.b.Put(s.ids[i], v) }
+
+// AddMember keeps a set as a map state whose user keys are the members,
+// with empty values.
+func (s *stateStore) AddMember(i int, member []byte) bool {
+	if _, ok := s.b.GetUser(s.ids[i], member); ok {
+		return false
+	}
+	s.b.PutUser(s.ids[i], member, nil)
+	return true
 }

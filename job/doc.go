@@ -14,7 +14,8 @@
 //     both and reports the problems of both phases together.
 //   - Records are fixed typed slots (Row), never a map. AppendJSON,
 //     AppendKey, compiled Filter/Map on the fast path, and Aggregate.Apply
-//     do not allocate (tests enforce it).
+//     do not allocate (tests enforce it), nor do reduce and aggregate over
+//     numbers.
 //   - Expressions are parsed and type-checked once per job by expr-lang
 //     against a typed environment built from the schema at that step, then
 //     compiled to typed Go closures over *Row for the node kinds listed on
@@ -57,13 +58,44 @@
 //     input, never a field assigned by the same step. Replaced fields keep
 //     their place in the field order; new fields are appended in the order
 //     written. count/sum/min/max add (or replace) a field named after the
-//     step kind.
+//     step kind; reduce and aggregate the fields they name.
 //   - A key_by stays in effect through filter, map and aggregation steps and
 //     ends after a step that writes the key field (a map that assigns it, or
 //     an aggregation whose output has its name); an aggregation after that
 //     needs a new key_by. Keyed steps run at most max_parallelism tasks.
 //   - sum/min/max take int or float fields (not bool). Int sums wrap; float
 //     min/max follow math.Min/math.Max (NaN sticks, -0 < +0).
+//   - reduce (Flink's ReduceFunction): `reduce: {field: F, value: EXPR,
+//     init: EXPR}`. value sees the record's fields and `acc`, the key's
+//     previous F; a key's first record gets init, or without init its own
+//     F (which must exist: the first element is the accumulator). acc's
+//     type is init's (or F's) and value must have it exactly (no implicit
+//     int/float conversion: the message says which to wrap). While value
+//     runs, acc sits in F's output slot, which Compile chooses among the
+//     slots value does not read; a record field named acc is an error.
+//     State: "<step>/value", 8 bytes (or a string's bytes).
+//   - aggregate (Flink's AggregateFunction, several at once): `aggregate:
+//     {NAME: {KIND: EXPR}, ...}` with KIND count ({} only), sum, avg, min,
+//     max, first, last, count_distinct, count_distinct_approx; EXPR is any
+//     expression, a plain unknown name is reported as an unknown field. All
+//     accumulators see the step's input and take output slots as a map's
+//     assignments do. Types: sum/avg of int or float, min/max of int, float
+//     or string, the rest of anything; avg gives float, the counts int, the
+//     others the input's type. State: the fixed-size accumulators packed in
+//     "<step>/acc" (8 bytes each, avg 16: count and sum, an int64 sum for
+//     ints); strings of min/max/first in "<step>/acc/<NAME>"; count_distinct
+//     a map state "<step>/acc/<NAME>" used as a set (unbounded but by
+//     memory: one entry per distinct value per key; numbers by their bits,
+//     strings at most keyed.MaxKeyBytes) plus its count in the packed value;
+//     count_distinct_approx a HyperLogLog sketch (hll.go: 2^14 registers,
+//     0.81 % standard error, sparse up to 512 registers, Ertl's estimator
+//     kept in the header). last keeps nothing: in a running aggregate the
+//     last value is the current record's. Reducer.Open and
+//     Accumulators.Open build a task's operator over a StateStore (jobrun:
+//     keyed state); over numbers with fast expressions they allocate
+//     nothing per record. The fingerprint lists a reduce's field and type
+//     and an aggregate's accumulators with kinds and input types (they
+//     decide the state's layout), not expressions.
 //   - Runtime evaluation errors (integer `%` by zero — as in expr, an error;
 //     or any error of expr's VM on the slow path) make Filter or Map panic
 //     with *EvalError naming the step; the engine recovers it and fails the
@@ -81,8 +113,9 @@
 // # What it must never import
 //
 // Package job imports engine, engine/coord, keyed and snapshot for their
-// limits and defaults only (none of them imports job); it must never
+// limits, defaults and error classes only (keyed.ErrCorrupt) (none of them imports job); it must never
 // import jobrun, connectors or cmd/, and never runs anything of the
 // engine. Its other dependencies are the standard library,
-// github.com/goccy/go-yaml and github.com/expr-lang/expr.
+// github.com/goccy/go-yaml, github.com/expr-lang/expr and
+// github.com/cespare/xxhash/v2 (count_distinct_approx's hash).
 package job

@@ -111,6 +111,11 @@ type Options struct {
 	// Logger receives operational messages (restores, fallbacks, failed
 	// checkpoints). Default log.Printf.
 	Logger func(format string, args ...any)
+	// AllowDuplicateOutput lets a checkpointed job start although a sink
+	// says it has committed output beyond the checkpoint being restored
+	// (CommitReporter, SinkAheadError): that output will be emitted again.
+	// The mismatch is logged. Default false: such a job refuses to start.
+	AllowDuplicateOutput bool
 	// OnCheckpoint, if set, is called on the driver goroutine with the
 	// statistics of every checkpoint when it completes or fails.
 	OnCheckpoint func(CheckpointStats)

@@ -121,6 +121,13 @@ func (rt *jobRuntime) checkCompatible(m *snapshot.Metadata) error {
 // recoverSinks hands every sink the pending transactions its tasks listed
 // in the restored checkpoint (none on a fresh start).
 func (rt *jobRuntime) recoverSinks() error {
+	if rt.checkpointing {
+		// Before a sink is touched: is its committed output ahead of
+		// the checkpoint?
+		if err := rt.checkSinkCommits(); err != nil {
+			return err
+		}
+	}
 	for _, v := range rt.vertices {
 		tail := v.tail()
 		if tail.kind != kindSinkNode {

@@ -111,7 +111,7 @@ func (j *Job) RestoredFrom() uint64 {
 // Run runs the job until its sources have ended and its output is
 // committed, until Stop, until a task fails, or until ctx is cancelled. It
 // may be called once.
-func (j *Job) Run(ctx context.Context) error {
+func (j *Job) Run(ctx context.Context) (err error) {
 	if err := errors.Join(j.errs...); err != nil {
 		return err
 	}
@@ -140,6 +140,13 @@ func (j *Job) Run(ctx context.Context) error {
 		rt.stop()
 	}
 	jobsMu.Unlock()
+	// Sinks hold resources across the run (the file sink its directory's
+	// lock): release them however the run ends.
+	defer func() {
+		if cerr := rt.closeSinks(); err == nil {
+			err = cerr
+		}
+	}()
 
 	if rt.checkpointing {
 		finished, err := rt.restore()

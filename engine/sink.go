@@ -150,13 +150,80 @@ type sinkHooks interface {
 	Close() error
 }
 
+// CommitReporter is implemented by sinks that can say, from their own
+// system, which checkpoint they last committed (DESIGN durability rule 2):
+// a marker in the output directory, a progress row written in the same
+// transaction, a transaction's state. Before a checkpointed job recovers
+// its sinks, the engine compares it with the checkpoint it restores, and
+// refuses to start when the sink has committed beyond it — or has
+// committed anything while the store holds no checkpoint of the job —
+// because replaying from there would duplicate committed output
+// (SinkAheadError).
+type CommitReporter interface {
+	// LastCommitted returns the highest checkpoint id whose output the sink
+	// committed for this job, 0 if none. An error (the sink cannot tell)
+	// stops the job before anything is written.
+	LastCommitted() (uint64, error)
+}
+
+// ErrSinkAhead is wrapped by SinkAheadError.
+var ErrSinkAhead = errors.New("engine: a sink has committed output beyond the checkpoint being restored")
+
+// SinkAheadError refuses to start a job whose sink has committed output
+// that the checkpoint being restored does not account for: the store lost
+// a completed checkpoint, or the data dir is not the one this output
+// belongs to. Nothing has been written or deleted when it is returned.
+type SinkAheadError struct {
+	Job  string
+	Sink string
+	// Committed is the checkpoint the sink says it committed through;
+	// Restored the checkpoint being restored (0: none).
+	Committed, Restored uint64
+}
+
+func (e *SinkAheadError) Error() string {
+	have := fmt.Sprintf("the newest usable checkpoint in the data dir is %d", e.Restored)
+	if e.Restored == 0 {
+		have = "the data dir holds no checkpoint of the job"
+	}
+	return fmt.Sprintf("engine: job %q: sink %q has committed output through checkpoint %d, but %s: "+
+		"running would emit that output again (duplicates). Either restore the data dir that belongs to this output, "+
+		"or move the output away and start over, or accept duplicates explicitly (streamd run --allow-duplicate-output; "+
+		"engine.Options.AllowDuplicateOutput)", e.Job, e.Sink, e.Committed, have)
+}
+
+func (e *SinkAheadError) Unwrap() error { return ErrSinkAhead }
+
+// sinkRecoverer is the untyped job-level side of a sink.
 type sinkRecoverer interface {
 	Recover(states [][]byte) error
+	// lastCommitted reports CommitReporter's answer; ok is false when
+	// the sink does not implement it.
+	lastCommitted() (id uint64, ok bool, err error)
+	// close calls the sink's Close, if it has one (io.Closer), when the
+	// job's run ends: e.g. the file sink releases its directory's lock.
+	close() error
 }
 
 type typedSinkRecoverer[T any] struct{ s Sink[T] }
 
 func (r typedSinkRecoverer[T]) Recover(states [][]byte) error { return r.s.Recover(states) }
+
+func (r typedSinkRecoverer[T]) lastCommitted() (uint64, bool, error) {
+	cr, ok := r.s.(CommitReporter)
+	if !ok {
+		return 0, false, nil
+	}
+	id, err := cr.LastCommitted()
+	return id, true, err
+}
+
+func (r typedSinkRecoverer[T]) close() error {
+	if c, ok := r.s.(io.Closer); ok {
+		return c.Close()
+	}
+	return nil
+}
 
 // taskError carries an operating error out of a push chain.
 type taskError struct{ err error }

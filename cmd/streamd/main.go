@@ -1,6 +1,6 @@
 // Command streamd runs streamd jobs.
 //
-//	streamd run [--data-dir DIR] [--stats FILE] [--pin auto|on|off] [--cpuprofile FILE] JOB.yaml
+//	streamd run [--data-dir DIR] [--stats FILE] [--pin auto|on|off] [--cpuprofile FILE] [--allow-duplicate-output] JOB.yaml
 //	streamd validate JOB.yaml
 //	streamd version
 //
@@ -38,7 +38,7 @@ import (
 var version = "dev"
 
 const usage = `usage:
-  streamd run [--data-dir DIR] [--stats FILE] [--pin auto|on|off] [--cpuprofile FILE] JOB.yaml
+  streamd run [--data-dir DIR] [--stats FILE] [--pin auto|on|off] [--cpuprofile FILE] [--allow-duplicate-output] JOB.yaml
   streamd validate JOB.yaml
   streamd version
 `
@@ -150,6 +150,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	statsPath := fs.String("stats", "", "write checkpoint statistics as JSON to this file when the job ends")
 	pin := fs.String("pin", "auto", "pin worker threads to cores: auto, on or off")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile (pprof) of the run to this file")
+	allowDup := fs.Bool("allow-duplicate-output", false, "start although the sink has committed output beyond the newest checkpoint in the data dir (that output is emitted again)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			// Asked for: help goes to stdout and is not an error.
@@ -182,7 +183,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	logger := log.New(stderr, "", log.LstdFlags|log.Lmicroseconds)
-	opts := jobrun.Options{Pinning: pinning, Stdout: stdout, Logger: logger.Printf}
+	opts := jobrun.Options{Pinning: pinning, Stdout: stdout, Logger: logger.Printf, AllowDuplicateOutput: *allowDup}
 	if c := plan.Spec.Checkpointing; c != nil {
 		comp, err := snapshot.ParseCompression(c.Compression)
 		if err != nil {

@@ -113,8 +113,13 @@ func (s *Sink[T]) markerPath() string {
 // LastCommitted returns the highest checkpoint id whose transactions this
 // job's sink committed into the directory, 0 if it committed none (no
 // marker). A damaged marker is an error. It implements
-// engine.CommitReporter.
+// engine.CommitReporter. It takes the directory's lock first (the engine
+// asks before it recovers the sink): what another writer is committing
+// meanwhile is no answer.
 func (s *Sink[T]) LastCommitted() (uint64, error) {
+	if err := s.lock(); err != nil {
+		return 0, err
+	}
 	f, err := s.opts.FS.Open(s.markerPath())
 	if err != nil {
 		if isNotExist(err) {

@@ -1132,9 +1132,10 @@ func TestSinkCommitMarker(t *testing.T) {
 	if got, _ := s2.LastCommitted(); got != 3 {
 		t.Fatalf("after Recover of checkpoint 3: LastCommitted = %d, want 3", got)
 	}
+	s2.Close()
 	// Another job's marker is its own.
-	if got, _ := newTestSink(t, dir, "other").LastCommitted(); got != 0 {
-		t.Fatalf("job other: LastCommitted = %d, want 0", got)
+	if got, err := newTestSink(t, dir, "other").LastCommitted(); err != nil || got != 0 {
+		t.Fatalf("job other: LastCommitted = %d, %v; want 0", got, err)
 	}
 }
 

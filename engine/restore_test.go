@@ -90,12 +90,26 @@ func slowSeq(n, keys int64) func(engine.SourceContext) (engine.Source[rec], erro
 	}
 }
 
-// runStopped runs job until stopAfter has passed, stops it and waits.
+// runStopped runs job for at least stopAfter and until a checkpoint with
+// keyed state has completed (a loaded machine may take longer than
+// stopAfter to get there), then stops it and waits.
 func runStopped(t *testing.T, j *engine.Job, stopAfter time.Duration) {
 	t.Helper()
 	done := make(chan error, 1)
 	go func() { done <- j.Run(context.Background()) }()
 	time.Sleep(stopAfter)
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(5 * time.Millisecond) {
+		stateful := false
+		for _, s := range j.CheckpointStats() {
+			stateful = stateful || (s.Status == "completed" && s.StoredBytes > 0)
+		}
+		if stateful {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no checkpoint with keyed state completed within a minute")
+		}
+	}
 	j.Stop()
 	if err := <-done; err != nil {
 		t.Fatal(err)

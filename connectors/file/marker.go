@@ -1,18 +1,15 @@
 package file
 
 import (
-	"bytes"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash/crc32"
-	"io"
 	"os"
 	"strconv"
 	"strings"
 
-	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/streamd/streamd/internal/atomicfile"
 	"github.com/streamd/streamd/internal/dirlock"
 )
 
@@ -40,13 +37,10 @@ import (
 // progress.
 
 const (
-	lockFileName   = "LOCK"
-	markerSuffix   = ".committed"
-	markerMagic    = "streamd-file-sink-commit v1"
-	maxMarkerBytes = 4 << 10
+	lockFileName = "LOCK"
+	markerSuffix = ".committed"
+	markerMagic  = "streamd-file-sink-commit v1"
 )
-
-var crcTable = crc32.MakeTable(crc32.Castagnoli)
 
 // marker is the content of a commit marker.
 type marker struct {
@@ -58,33 +52,21 @@ type marker struct {
 	Run string
 }
 
-// encodeMarker returns "MAGIC job=J through=N run=R crc=C\n", C being the
-// CRC-32C of everything before " crc=".
+// encodeMarker returns the marker line "MAGIC job=J through=N run=R",
+// checksummed (internal/atomicfile).
 func encodeMarker(m marker) []byte {
-	body := fmt.Sprintf("%s job=%s through=%d run=%s", markerMagic, m.Job, m.Through, m.Run)
-	return fmt.Appendf(nil, "%s crc=%08x\n", body, crc32.Checksum([]byte(body), crcTable))
+	return atomicfile.Encode(fmt.Sprintf("%s job=%s through=%d run=%s", markerMagic, m.Job, m.Through, m.Run))
 }
 
 // decodeMarker parses a commit marker; a damaged one is an error that says
 // so (recovery refuses rather than guess what was committed).
 func decodeMarker(b []byte) (marker, error) {
 	var m marker
-	line, ok := bytes.CutSuffix(b, []byte("\n"))
-	if !ok {
-		return m, errors.New("truncated (no final newline)")
-	}
-	body, crcHex, ok := bytes.Cut(line, []byte(" crc="))
-	if !ok || len(crcHex) != 8 {
-		return m, errors.New("no checksum")
-	}
-	want, err := strconv.ParseUint(string(crcHex), 16, 32)
+	body, err := atomicfile.Decode(b)
 	if err != nil {
-		return m, errors.New("bad checksum field")
+		return m, err
 	}
-	if crc32.Checksum(body, crcTable) != uint32(want) {
-		return m, errors.New("checksum mismatch")
-	}
-	fields := strings.Fields(string(body))
+	fields := strings.Fields(body)
 	if len(fields) != 5 || fields[0]+" "+fields[1] != markerMagic {
 		return m, errors.New("unknown format")
 	}
@@ -120,16 +102,11 @@ func (s *Sink[T]) LastCommitted() (uint64, error) {
 	if err := s.lock(); err != nil {
 		return 0, err
 	}
-	f, err := s.opts.FS.Open(s.markerPath())
+	b, err := atomicfile.Read(s.opts.FS, s.markerPath())
 	if err != nil {
 		if isNotExist(err) {
 			return 0, nil
 		}
-		return 0, fmt.Errorf("file: cannot read the commit marker %s: %w", s.markerPath(), err)
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, maxMarkerBytes+1))
-	if err != nil {
 		return 0, fmt.Errorf("file: cannot read the commit marker %s: %w", s.markerPath(), err)
 	}
 	m, err := decodeMarker(b)
@@ -165,28 +142,10 @@ func (s *Sink[T]) recordCommit(id uint64) error {
 }
 
 func (s *Sink[T]) writeMarker(m marker) error {
-	fsys := s.opts.FS
-	path := s.markerPath()
-	tmp := path + ".tmp"
-	f, err := fsys.Create(tmp, vfs.WriteCategoryUnspecified)
-	if err != nil {
+	if err := atomicfile.Write(s.opts.FS, s.markerPath(), encodeMarker(m), s.syncDir); err != nil {
 		return fmt.Errorf("file: cannot write the commit marker: %w", err)
 	}
-	if _, err := f.Write(encodeMarker(m)); err != nil {
-		f.Close()
-		return fmt.Errorf("file: cannot write the commit marker %s: %w", tmp, err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("file: cannot fsync the commit marker %s: %w", tmp, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("file: cannot close the commit marker %s: %w", tmp, err)
-	}
-	if err := fsys.Rename(tmp, path); err != nil {
-		return fmt.Errorf("file: cannot replace the commit marker %s: %w", path, err)
-	}
-	return s.syncDir(s.tmpDir())
+	return nil
 }
 
 // lock takes the directory's lock once (Recover and NewWriter call it).

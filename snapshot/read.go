@@ -105,12 +105,23 @@ func (s *Store) Latest(job string) (*Metadata, error) {
 // from it. Any other error — an I/O error, which proves nothing about the
 // checkpoint, or one of read's own — stops the search and is returned as
 // it is. Recover returns (nil, nil) when the job has no completed
-// checkpoint at all. When checkpoints exist but none verifies it returns a
+// checkpoint at all — unless the record of completed checkpoints names one
+// (record.go): then the store lost it, and Recover returns an error
+// wrapping ErrLost. When checkpoints exist but none verifies it returns a
 // corruption error saying so: the caller must then refuse to start rather
 // than start over and lose the job's state.
 func (s *Store) Recover(job string, read func(m *Metadata) error) (*Metadata, error) {
 	ids, err := s.Completed(job)
 	if err != nil {
+		return nil, err
+	}
+	var newest uint64
+	if len(ids) > 0 {
+		newest = ids[len(ids)-1]
+	}
+	// A store that lost a completed checkpoint is not a store with fewer
+	// checkpoints (record.go).
+	if err := s.checkRecord(job, newest); err != nil {
 		return nil, err
 	}
 	var reasons []string

@@ -83,6 +83,8 @@ type Store struct {
 	ingestThresholdBytes int
 
 	writers sync.Pool // *writer
+	// record guards the record files of completed checkpoints (record.go).
+	record recordState
 	readers sync.Pool // *reader
 	// blocksRead counts the blocks read (and verified) since Open: see
 	// BlocksRead.
@@ -471,7 +473,11 @@ func (s *Store) CommitCheckpoint(m *Metadata) error {
 			m.CheckpointID, m.Job)
 	}
 	s.prunePinsLocked(m.Job, m.CheckpointID)
-	return nil
+	// The independent record (record.go), after the metadata: never ahead
+	// of Pebble. If it fails the checkpoint is complete all the same, but
+	// the caller stops (as for a failed metadata write) and the next run
+	// recovers it.
+	return s.writeRecord(m.Job, m.CheckpointID)
 }
 
 // MaxCheckpointID returns the highest checkpoint id found in any key of job

@@ -84,7 +84,7 @@ type Store struct {
 
 	writers sync.Pool // *writer
 	// record guards the record files of completed checkpoints (record.go).
-	record recordState
+	record  recordState
 	readers sync.Pool // *reader
 	// blocksRead counts the blocks read (and verified) since Open: see
 	// BlocksRead.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"syscall"
 
 	"github.com/cockroachdb/pebble/v2"
 )
@@ -30,7 +31,27 @@ var (
 	// refuses before touching the disk: a bad job or scope name, a key
 	// group range out of bounds, a checkpoint id that is not new.
 	ErrInvalidArgument = errors.New("snapshot: invalid argument")
+	// ErrStoreFailed is wrapped by every error of a Store after Pebble
+	// reported a failure it cannot go on from: a failed write or sync of
+	// its WAL or MANIFEST ("fatal commit error"), a panic inside Pebble.
+	// The failure is sticky: every later call returns it at once, nothing
+	// is retried (an fsync's outcome is unknown after it failed). Pebble's
+	// in-memory state is then unusable: close the Store and end the job
+	// (the process); a rerun recovers from what is durable. The error also
+	// wraps the fault (e.g. syscall.ENOSPC: see IsDiskFull).
+	ErrStoreFailed = errors.New("snapshot: store failed")
+	// ErrDiskFull is wrapped when the data dir's filesystem has too little
+	// free space for what the Store is asked to do: Open refuses to start,
+	// WriteKeyed declines a checkpoint before writing anything (the job
+	// goes on; a later checkpoint succeeds once space returns).
+	ErrDiskFull = errors.New("snapshot: disk full")
 )
+
+// IsDiskFull reports whether err says the disk is full: a free-space check
+// failed (ErrDiskFull) or an operation failed with ENOSPC.
+func IsDiskFull(err error) bool {
+	return errors.Is(err, ErrDiskFull) || errors.Is(err, syscall.ENOSPC)
+}
 
 // IsCorruption reports whether err (or an error it wraps) says stored data
 // is corrupt, as opposed to an I/O error or a misuse.

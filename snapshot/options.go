@@ -1,9 +1,13 @@
 package snapshot
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log"
+	"log/slog"
+	"runtime"
+	"strings"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -82,6 +86,12 @@ const (
 	// unless PebbleOptions changes it (Pebble's own default, 4 MiB, would
 	// flush after every four 1 MiB blocks).
 	defaultMemTableSizeBytes = 64 << 20
+	// DefaultDiskHeadroomBytes is the default Options.DiskHeadroomBytes:
+	// room for Pebble to flush one memtable (defaultMemTableSizeBytes) and
+	// write its WAL and MANIFEST while checkpoints are being declined.
+	DefaultDiskHeadroomBytes = 64 << 20
+	// MaxDiskHeadroomBytes bounds Options.DiskHeadroomBytes.
+	MaxDiskHeadroomBytes = 1 << 40
 )
 
 // Options configures a Store. The zero value is usable: EnsureDefaults fills
@@ -99,6 +109,23 @@ type Options struct {
 	// retained checkpoint whose metadata does not decode) and Pebble's own
 	// log lines. Default log.Printf.
 	Logger func(format string, args ...any)
+	// LevelLogger, if set, receives Pebble's log lines with a level instead
+	// of Logger: its informational lines at slog.LevelDebug, its errors at
+	// slog.LevelError, and a fatal error (which fails the Store, see
+	// ErrStoreFailed) at slog.LevelError. When Logger is unset, the Store's
+	// own warnings go to LevelLogger too, at slog.LevelWarn. Default nil.
+	LevelLogger *slog.Logger
+	// DiskHeadroomBytes is the free space the Store keeps in reserve on the
+	// data dir's filesystem (vfs.FS.GetDiskUsage; a filesystem that cannot
+	// tell is not checked). Open refuses to open Pebble with less free
+	// space than this (ErrDiskFull: Pebble cannot work on a full disk, and
+	// a WAL or MANIFEST write that fails for want of space is fatal to
+	// it). WriteKeyed declines a checkpoint before it writes anything when
+	// the free space is less than this plus twice the stored size of the
+	// previous checkpoint's state of the same task (ErrDiskFull). Default
+	// DefaultDiskHeadroomBytes (64 MiB); at most MaxDiskHeadroomBytes; a
+	// negative value turns the checks off.
+	DiskHeadroomBytes int64
 	// FS is the filesystem seam every durable write of the Store goes
 	// through: Pebble, the ingest dir and the data dir's lock. Default
 	// vfs.Default (the operating system's). On the OS filesystem the lock
@@ -118,8 +145,17 @@ func (o *Options) EnsureDefaults() {
 	if o.BlockSizeBytes == 0 {
 		o.BlockSizeBytes = DefaultBlockSizeBytes
 	}
+	if o.Logger == nil && o.LevelLogger != nil {
+		ll := o.LevelLogger
+		o.Logger = func(format string, args ...any) {
+			ll.Warn(strings.TrimPrefix(fmt.Sprintf(format, args...), "snapshot: WARNING: "))
+		}
+	}
 	if o.Logger == nil {
 		o.Logger = log.Printf
+	}
+	if o.DiskHeadroomBytes == 0 {
+		o.DiskHeadroomBytes = DefaultDiskHeadroomBytes
 	}
 	if o.FS == nil {
 		o.FS = vfs.Default
@@ -143,18 +179,33 @@ func (o *Options) Validate() error {
 	if o.FS == nil {
 		errs = append(errs, invalidf("Options.FS: must not be nil (call EnsureDefaults)"))
 	}
+	if o.DiskHeadroomBytes > MaxDiskHeadroomBytes {
+		errs = append(errs, invalidf("Options.DiskHeadroomBytes: %d exceeds %d", o.DiskHeadroomBytes, int64(MaxDiskHeadroomBytes)))
+	}
 	return errors.Join(errs...)
 }
 
-// pebbleOptions returns the Pebble options a Store opens its database with.
-func (o *Options) pebbleOptions() (*pebble.Options, error) {
+// pebbleOptions returns the Pebble options a Store opens its database
+// with; h receives Pebble's fatal errors.
+func (o *Options) pebbleOptions(h *health) (*pebble.Options, error) {
+	logger := pebbleLogger{logf: o.Logger, level: o.LevelLogger, h: h}
 	po := &pebble.Options{
 		// Pinned, so that upgrading Pebble never silently ratchets the
 		// on-disk format of an existing data dir.
 		FormatMajorVersion: pebble.FormatValueSeparation,
 		MemTableSize:       defaultMemTableSizeBytes,
-		Logger:             pebbleLogger{o.Logger},
+		Logger:             logger,
 		FS:                 o.FS,
+		EventListener: &pebble.EventListener{
+			// Pebble's default calls Fatalf, on the goroutine that read
+			// the damaged block: in the middle of a recovery, which must
+			// instead see the read's corruption error and fall back to
+			// the previous checkpoint (withContext classes it as
+			// ErrCorruption). Log it loudly and let the read fail.
+			DataCorruption: func(info pebble.DataCorruptionInfo) {
+				logger.Errorf("on-disk corruption: %s", info)
+			},
+		},
 	}
 	// Pebble keeps its own block compression (Snappy) although state
 	// blocks arrive compressed: turning it off saved ~17 % of the CPU of
@@ -186,18 +237,111 @@ func sameFS(a, b vfs.FS) (same bool) {
 	return a == b
 }
 
-// pebbleLogger forwards Pebble's log lines to Options.Logger.
+// pebbleLogger forwards Pebble's log lines to Options.LevelLogger (with a
+// level) or Options.Logger (prefixed "pebble: "), and turns Fatalf into a
+// failure of the Store.
 type pebbleLogger struct {
-	logf func(format string, args ...any)
+	logf  func(format string, args ...any)
+	level *slog.Logger
+	h     *health
 }
 
-func (l pebbleLogger) Infof(format string, args ...any) { l.logf("pebble: "+format, args...) }
+func (l pebbleLogger) log(lv slog.Level, prefix, format string, args ...any) {
+	if l.level != nil {
+		if l.level.Enabled(context.Background(), lv) {
+			l.level.Log(context.Background(), lv, "pebble: "+strings.TrimSuffix(fmt.Sprintf(format, args...), "\n"))
+		}
+		return
+	}
+	l.logf("pebble: "+prefix+format, args...)
+}
 
-func (l pebbleLogger) Errorf(format string, args ...any) { l.logf("pebble: ERROR: "+format, args...) }
+// Infof logs Pebble's informational lines (WAL replay, compactions): debug.
+func (l pebbleLogger) Infof(format string, args ...any) { l.log(slog.LevelDebug, "", format, args...) }
 
-// Fatalf must not return (Pebble calls it when it cannot go on).
+// Errorf logs Pebble's errors (a failed background job it will retry).
+func (l pebbleLogger) Errorf(format string, args ...any) {
+	l.log(slog.LevelError, "ERROR: ", format, args...)
+}
+
+// Fatalf is called by Pebble when it cannot go on, and must not return.
+// Pebble calls it on the goroutine that hit the failure:
+//
+//   - on a goroutine of a Store call that writes (runGuarded) or of Open
+//     (openPebble): a WAL write or sync that failed in a commit ("fatal
+//     commit error", db.go), a MANIFEST write of an ingestion
+//     (versionSet.UpdateVersionLocked). Fatalf panics; the guard recovers
+//     it and the call returns ErrStoreFailed. Pebble holds no lock of its
+//     own there that a deferred call does not release, except on an
+//     ingestion's path through commitPipeline.AllocateSeqNum, which leaves
+//     the commit pipeline's mutex locked and its sequence number unpublished.
+//   - on one of Pebble's background goroutines: the MANIFEST write of a
+//     flush or compaction (with DB.mu held; the callers' deferred calls
+//     unlock it), table statistics or validation finding corruption.
+//     Fatalf ends that goroutine with runtime.Goexit, which runs its
+//     deferred calls; its other bookkeeping (a flush or compaction in
+//     progress) is never finished.
+//
+// Either way it first records the failure in the Store (every later call
+// returns it, and calls waiting inside Pebble are abandoned: see
+// Store.callPebble), so Pebble is never used again by this process. A
+// Fatalf on any other goroutine of ours (a read path: only Pebble's
+// invariant checks, i.e. a bug) panics as before.
 func (l pebbleLogger) Fatalf(format string, args ...any) {
-	msg := fmt.Sprintf(format, args...)
-	l.logf("pebble: FATAL: %s", msg)
+	msg := strings.TrimSuffix(fmt.Sprintf(format, args...), "\n")
+	l.log(slog.LevelError, "FATAL: ", "%s", msg)
+	var cause error
+	for _, a := range args {
+		if e, ok := a.(error); ok {
+			cause = e
+			break
+		}
+	}
+	failure := l.h.fail("pebble: "+msg, cause)
+	switch callerKind() {
+	case guardedCaller:
+		panic(pebbleFatal{failure})
+	case pebbleCaller:
+		runtime.Goexit()
+	}
 	panic("pebble: " + msg)
 }
+
+// pebbleFatal is the panic value of Fatalf on a guarded goroutine.
+type pebbleFatal struct{ err error }
+
+type callerKindT uint8
+
+const (
+	guardedCaller   callerKindT = iota // runGuarded or openPebble is on the stack
+	pebbleCaller                       // only Pebble's (and the runtime's) frames
+	unguardedCaller                    // one of our goroutines without a guard
+)
+
+// callerKind tells whose goroutine calls Fatalf from its stack.
+func callerKind() callerKindT {
+	var pcs [256]uintptr
+	frames := runtime.CallersFrames(pcs[:runtime.Callers(2, pcs[:])])
+	kind := pebbleCaller
+	for {
+		f, more := frames.Next()
+		switch {
+		case f.Function == guardFunc || f.Function == openFunc:
+			return guardedCaller
+		case strings.HasPrefix(f.Function, modulePrefix) &&
+			!strings.HasPrefix(f.Function, loggerPrefix) && !strings.HasPrefix(f.Function, loggerPtrPrefix):
+			kind = unguardedCaller
+		}
+		if !more {
+			return kind
+		}
+	}
+}
+
+const (
+	modulePrefix    = "github.com/streamd/streamd/"
+	loggerPrefix    = "github.com/streamd/streamd/snapshot.pebbleLogger."
+	loggerPtrPrefix = "github.com/streamd/streamd/snapshot.(*pebbleLogger)."
+	guardFunc       = "github.com/streamd/streamd/snapshot.runGuarded"
+	openFunc        = "github.com/streamd/streamd/snapshot.openPebble"
+)

@@ -63,7 +63,11 @@ func (s *Store) Retain(job string, keep int) error {
 	}
 
 	b := s.db.NewBatch()
-	defer b.Close()
+	defer func() {
+		if b != nil {
+			_ = b.Close()
+		}
+	}()
 	if cutoff > ids[0] {
 		if err := b.DeleteRange(metaKey(nil, job, 0), metaKey(nil, job, cutoff), nil); err != nil {
 			return ioErrorf(err, "cannot delete old checkpoints of job %s", job)
@@ -77,10 +81,16 @@ func (s *Store) Retain(job string, keep int) error {
 	if b.Empty() {
 		return nil
 	}
-	if err := b.Commit(pebble.NoSync); err != nil {
-		return ioErrorf(err, "cannot delete old checkpoints of job %s", job)
+	err, abandoned := s.callPebble(func() error {
+		if err := b.Commit(pebble.NoSync); err != nil {
+			return ioErrorf(err, "cannot delete old checkpoints of job %s", job)
+		}
+		return nil
+	})
+	if abandoned {
+		b = nil // still in Pebble's hands: the deferred Close must not touch it
 	}
-	return nil
+	return err
 }
 
 // deleteUnreferencedLocked adds to b the range deletions of every block of
@@ -194,8 +204,11 @@ func (s *Store) DiscardIncomplete(job string) error {
 		return err
 	}
 	delete(s.mu.pins, job)
-	if err := s.db.DeleteRange(writerPrefix(nil, job, newest+1), jobPrefixEnd(nil, blockTag, job), pebble.NoSync); err != nil {
-		return ioErrorf(err, "cannot discard incomplete checkpoints of job %s", job)
-	}
-	return nil
+	err, _ = s.callPebble(func() error {
+		if err := s.db.DeleteRange(writerPrefix(nil, job, newest+1), jobPrefixEnd(nil, blockTag, job), pebble.NoSync); err != nil {
+			return ioErrorf(err, "cannot discard incomplete checkpoints of job %s", job)
+		}
+		return nil
+	})
+	return err
 }

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -63,6 +64,10 @@ type Store struct {
 	db         *pebble.DB
 	lock       io.Closer // the data dir's lock (lockDir)
 
+	// health records a failure of Pebble (ErrStoreFailed): set by Fatalf
+	// or by a panic that a guarded call recovered, from any goroutine.
+	health *health
+
 	// life makes Close safe at any time: every public method but Close
 	// and Dir runs between enter and leave, and Close waits until no call
 	// is inside before it closes Pebble (which panics when used after
@@ -71,7 +76,7 @@ type Store struct {
 		sync.Mutex
 		closed   bool
 		inflight int
-		idle     sync.Cond // signalled when inflight drops to 0 after closed is set
+		idle     chan struct{} // closed when inflight drops to 0 after closed is set
 	}
 
 	// fs and ingestDir are where WriteKeyed builds sstables to ingest
@@ -113,7 +118,8 @@ func Open(dir string, opts Options) (*Store, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
-	po, err := opts.pebbleOptions()
+	h := newHealth(dir)
+	po, err := opts.pebbleOptions(h)
 	if err != nil {
 		return nil, err
 	}
@@ -131,16 +137,147 @@ func Open(dir string, opts Options) (*Store, error) {
 		_ = lock.Close()
 		return nil, err
 	}
+	// Pebble writes as it opens (a WAL, a MANIFEST, OPTIONS, markers) and
+	// cannot survive a failed WAL or MANIFEST write; on a full disk it was
+	// seen to spin in Open. So a full disk is refused here, with a message
+	// that says so, before Pebble starts.
+	if err := checkFreeSpace(fs, dir, opts.DiskHeadroomBytes, 0, "cannot open data dir "+dir); err != nil {
+		_ = lock.Close()
+		return nil, err
+	}
 	db, err := openPebble(fs.PathJoin(dir, pebbleDirName), po)
 	if err != nil {
 		_ = lock.Close()
+		if IsDiskFull(err) {
+			return nil, &classError{msg: fmt.Sprintf("snapshot: cannot open Pebble in data dir %s: the disk is full (%v); free space on its filesystem and run again",
+				dir, err), class: ErrDiskFull, cause: err}
+		}
 		return nil, ioErrorf(err, "cannot open Pebble in data dir %s", dir)
 	}
-	s := &Store{dir: dir, opts: opts, pebbleOpts: po, db: db, lock: lock,
+	s := &Store{dir: dir, opts: opts, pebbleOpts: po, db: db, lock: lock, health: h,
 		fs: fs, ingestDir: ingestDir, ingestThresholdBytes: ingestThresholdBytes}
 	s.mu.pins = make(map[string]map[uint64][]*KeyedHandle)
-	s.life.idle.L = &s.life.Mutex
 	return s, nil
+}
+
+// health is the failed state of a Store. Pebble's logger holds it from
+// before pebble.Open, so a failure during Open is recorded too.
+type health struct {
+	dir    string
+	err    atomic.Pointer[error] // the first failure (wrapping ErrStoreFailed), nil while healthy
+	once   sync.Once
+	failed chan struct{} // closed when err is set
+}
+
+func newHealth(dir string) *health { return &health{dir: dir, failed: make(chan struct{})} }
+
+// fail records a failure of Pebble (what happened, and its error if any),
+// unless one is recorded already, and returns the recorded one.
+func (h *health) fail(what string, cause error) error {
+	h.once.Do(func() {
+		msg := fmt.Sprintf("snapshot: the store in data dir %s failed and cannot go on: %s", h.dir, what)
+		if IsDiskFull(cause) {
+			msg += " (the disk is full: free space on its filesystem, then run the job again: it resumes from its last completed checkpoint)"
+		} else {
+			msg += " (run the job again: it resumes from its last completed checkpoint)"
+		}
+		var err error = &classError{msg: msg, class: ErrStoreFailed, cause: cause}
+		h.err.Store(&err)
+		close(h.failed)
+	})
+	return *h.err.Load()
+}
+
+// get returns the recorded failure, or nil.
+func (h *health) get() error {
+	if p := h.err.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// Err returns the failure of the Store (wrapping ErrStoreFailed) once
+// Pebble has reported one it cannot go on from — also one of its
+// background goroutines, between the Store's calls — and nil while the
+// Store is healthy. The engine polls it to fail the job.
+func (s *Store) Err() error { return s.health.get() }
+
+// callPebble runs fn, a write to Pebble, on a goroutine of its own under
+// runGuarded, and waits for it or for the Store to fail, whichever is
+// first. A write that the failure leaves waiting inside Pebble (behind a
+// commit that never published, or a lock a failed goroutine holds) is
+// abandoned: callPebble returns the failure and abandoned true, and the
+// caller must leave alone whatever fn uses, which may still be in use.
+// The goroutine is leaked; the process is about to end the job.
+func (s *Store) callPebble(fn func() error) (err error, abandoned bool) {
+	if err := s.health.get(); err != nil {
+		return err, false
+	}
+	done := make(chan error, 1)
+	go runGuarded(s.health, fn, done)
+	select {
+	case err := <-done:
+		return err, false
+	case <-s.health.failed:
+		select {
+		case err := <-done:
+			return err, false
+		default:
+			return s.health.get(), true
+		}
+	}
+}
+
+// runGuarded runs fn, and sends its error to done — or the Store's
+// failure when fn panics: a Fatalf of Pebble (pebbleLogger.Fatalf panics
+// on this goroutine, which it recognizes by this function's frame) or
+// another panic inside Pebble (rotating its WAL panics on a failed write).
+func runGuarded(h *health, fn func() error, done chan<- error) {
+	defer func() {
+		if r := recover(); r != nil {
+			done <- failFromPanic(h, r)
+		}
+	}()
+	done <- fn()
+}
+
+// failFromPanic records the panic value r of Pebble as the Store's failure.
+func failFromPanic(h *health, r any) error {
+	switch v := r.(type) {
+	case pebbleFatal:
+		return v.err
+	case error:
+		return h.fail("pebble panicked: "+v.Error(), v)
+	default:
+		return h.fail(fmt.Sprintf("pebble panicked: %v", v), nil)
+	}
+}
+
+// checkFreeSpace returns an ErrDiskFull error (starting with what) when
+// the filesystem of dir has less than headroom+need bytes available. A
+// filesystem that cannot tell (vfs.ErrUnsupported, e.g. Pebble's MemFS
+// by default) passes, and a negative headroom turns the check off.
+func checkFreeSpace(fs vfs.FS, dir string, headroom, need int64, what string) error {
+	if headroom < 0 {
+		return nil
+	}
+	u, err := fs.GetDiskUsage(dir)
+	if err != nil {
+		// Unknown: the writes themselves will tell (ENOSPC).
+		return nil
+	}
+	want := uint64(headroom) + uint64(max(need, 0))
+	if u.AvailBytes >= want {
+		return nil
+	}
+	detail := fmt.Sprintf("%d bytes are free, at least %d needed", u.AvailBytes, want)
+	if need > 0 {
+		detail += fmt.Sprintf(" (twice the %d bytes of the previous checkpoint's state, plus %d of headroom)", need/2, headroom)
+	}
+	return &classError{
+		msg:   fmt.Sprintf("snapshot: %s: the disk is full: %s on the filesystem of %s", what, detail, dir),
+		class: ErrDiskFull,
+	}
 }
 
 // openPebble opens Pebble, turning a panic inside pebble.Open into an
@@ -150,16 +287,20 @@ func Open(dir string, opts Options) (*Store, error) {
 // never crash the process (DESIGN.md, durability rule 4). pebble.Open
 // releases what it allocated before it re-panics, and nothing is retried:
 // the caller gets the error. (Pebble's own LOCK in the pebble dir may stay
-// held by this process; the next process opens the dir again.) Panics
-// after Open returned, on Pebble's background goroutines, are not caught
-// here: issue 15.
+// held by this process; the next process opens the dir again.) A Fatalf
+// of Pebble during Open panics here too (pebbleLogger.Fatalf recognizes
+// this function's frame) and is returned as an error; failures after Open
+// returned are the Store's (ErrStoreFailed, see callPebble).
 func openPebble(dir string, po *pebble.Options) (db *pebble.DB, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			db = nil
-			if e, ok := r.(error); ok {
+			switch e := r.(type) {
+			case pebbleFatal:
+				err = e.err
+			case error:
 				err = fmt.Errorf("pebble panicked while opening: %w", e)
-			} else {
+			default:
 				err = fmt.Errorf("pebble panicked while opening: %v", r)
 			}
 		}
@@ -265,6 +406,15 @@ func lockDir(fs vfs.FS, dir string) (io.Closer, error) {
 // Close may be called while other calls are in progress: it waits for them
 // to return, and calls that start later return ErrClosed. A second Close
 // returns ErrClosed.
+//
+// After the Store failed (ErrStoreFailed) Close returns the failure, and
+// waits for nothing longer than failedCloseTimeout: a goroutine that failed
+// inside Pebble may have left one of Pebble's locks held (its commit
+// pipeline's, which DB.Close takes) or a flush marked as running (which
+// DB.Close waits for). If Pebble's Close does not return in time, or
+// panics, the database is leaked — its files stay open and Pebble's own
+// LOCK stays held until the process exits, which it is about to do — and
+// the data dir's lock is kept with it.
 func (s *Store) Close() error {
 	l := &s.life
 	l.Lock()
@@ -273,10 +423,26 @@ func (s *Store) Close() error {
 		return ErrClosed
 	}
 	l.closed = true
-	for l.inflight > 0 {
-		l.idle.Wait()
+	idle := make(chan struct{})
+	if l.inflight == 0 {
+		close(idle)
+	} else {
+		l.idle = idle
 	}
 	l.Unlock()
+	select {
+	case <-idle:
+	case <-s.health.failed:
+		// Writes in progress return at once (callPebble); a read may be
+		// stuck behind a lock of Pebble's.
+		select {
+		case <-idle:
+		case <-time.After(failedCloseTimeout):
+		}
+	}
+	if failure := s.health.get(); failure != nil {
+		return s.closeFailed(failure)
+	}
 	err := s.db.Close()
 	if lerr := s.lock.Close(); err == nil && lerr != nil {
 		err = lerr
@@ -287,12 +453,45 @@ func (s *Store) Close() error {
 	return nil
 }
 
+// failedCloseTimeout bounds how long Close of a failed Store waits for
+// calls in progress and for Pebble's Close.
+const failedCloseTimeout = 2 * time.Second
+
+// closeFailed closes a Store whose Pebble failed: see Close.
+func (s *Store) closeFailed(failure error) error {
+	done := make(chan bool, 1)
+	go func() {
+		defer func() {
+			if r := recover(); r != nil {
+				done <- false
+			}
+		}()
+		_ = s.db.Close() // errors are expected: the WAL writer keeps its failure
+		done <- true
+	}()
+	select {
+	case ok := <-done:
+		if ok {
+			_ = s.lock.Close()
+			return failure
+		}
+		s.opts.Logger("snapshot: WARNING: data dir %s: Pebble panicked while closing after its failure; its handle is leaked until the process exits", s.dir)
+	case <-time.After(failedCloseTimeout):
+		s.opts.Logger("snapshot: WARNING: data dir %s: Pebble did not close within %v after its failure (a failed goroutine holds one of its locks); "+
+			"its handle and the data dir's lock are leaked until the process exits", s.dir, failedCloseTimeout)
+	}
+	return failure
+}
+
 // Dir returns the data dir.
 func (s *Store) Dir() string { return s.dir }
 
 // enter starts a call: ErrClosed once Close has begun; otherwise the
 // caller must call leave when it no longer uses Pebble. Calls may nest.
 func (s *Store) enter() error {
+	if err := s.health.get(); err != nil {
+		return err
+	}
 	l := &s.life
 	l.Lock()
 	defer l.Unlock()
@@ -308,8 +507,9 @@ func (s *Store) leave() {
 	l := &s.life
 	l.Lock()
 	l.inflight--
-	if l.inflight == 0 && l.closed {
-		l.idle.Broadcast()
+	if l.inflight == 0 && l.idle != nil {
+		close(l.idle)
+		l.idle = nil
 	}
 	l.Unlock()
 }
@@ -463,14 +663,20 @@ func (s *Store) CommitCheckpoint(m *Metadata) error {
 	}
 	m.FormatVersion = MetadataFormatVersion
 	data := EncodeMetadata(nil, m)
-	b := s.db.NewBatch()
-	defer b.Close()
-	if err := b.Set(metaKey(nil, m.Job, m.CheckpointID), data, nil); err != nil {
-		return ioErrorf(err, "cannot commit checkpoint %d of job %s", m.CheckpointID, m.Job)
-	}
-	if err := b.Commit(pebble.Sync); err != nil {
-		return ioErrorf(err, "cannot commit checkpoint %d of job %s (outcome uncertain: stop and never retry)",
-			m.CheckpointID, m.Job)
+	err, _ = s.callPebble(func() error {
+		b := s.db.NewBatch()
+		defer b.Close()
+		if err := b.Set(metaKey(nil, m.Job, m.CheckpointID), data, nil); err != nil {
+			return ioErrorf(err, "cannot commit checkpoint %d of job %s", m.CheckpointID, m.Job)
+		}
+		if err := b.Commit(pebble.Sync); err != nil {
+			return ioErrorf(err, "cannot commit checkpoint %d of job %s (outcome uncertain: stop and never retry)",
+				m.CheckpointID, m.Job)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	s.prunePinsLocked(m.Job, m.CheckpointID)
 	// The independent record (record.go), after the metadata: never ahead

@@ -2,6 +2,7 @@ package snapshot
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sort"
@@ -39,6 +40,14 @@ const FailpointAsync = "snapshot-async"
 // is atomic; a half-built sstable is removed). Errors name the block, key
 // group, scope, job and checkpoint. A crash (or the failpoint) in the middle
 // leaves at most an sstable in DIR/ingest, which the next Open removes.
+//
+// Before it writes anything, WriteKeyed checks the free space of the data
+// dir's filesystem against twice the stored size of prev (the previous
+// checkpoint's state of these key groups: this one is likely about as
+// large) plus Options.DiskHeadroomBytes, and declines with an error wrapping
+// ErrDiskFull when it does not fit. An error wrapping ErrStoreFailed means
+// Pebble failed (e.g. its WAL could not be written): not only this
+// checkpoint but the Store is done for.
 func (s *Store) WriteKeyed(job string, ckpt uint64, scope string, start, end int, v View, prev *KeyedHandle) (*KeyedHandle, error) {
 	if err := s.enter(); err != nil {
 		return nil, err
@@ -68,6 +77,10 @@ func (s *Store) WriteKeyed(job string, ckpt uint64, scope string, start, end int
 			return nil, invalidf("state name of %d bytes in scope %q of job %s exceeds the limit of %d", len(name), scope, job, MaxStateNameBytes)
 		}
 	}
+	if err := checkFreeSpace(s.fs, s.dir, s.opts.DiskHeadroomBytes, 2*prev.totalStoredBytes(),
+		fmt.Sprintf("checkpoint %d of job %s (scope %q) declined", ckpt, job, scope)); err != nil {
+		return nil, err
+	}
 	prev, err := s.pin(job, ckpt, prev)
 	if err != nil {
 		return nil, err
@@ -75,7 +88,12 @@ func (s *Store) WriteKeyed(job string, ckpt uint64, scope string, start, end int
 	prevIndex := newRefIndex(prev)
 
 	w := s.getWriter()
-	defer s.putWriter(w)
+	defer func() {
+		// A writer whose batch a failed Pebble may still hold is dropped.
+		if !w.abandoned && s.health.get() == nil {
+			s.putWriter(w)
+		}
+	}()
 	w.begin(job, ckpt, scope, states)
 
 	h := &KeyedHandle{Scope: scope, Checkpoint: ckpt, KeyGroups: make([]KeyGroupRef, 0, end-start)}
@@ -108,6 +126,19 @@ func (s *Store) WriteKeyed(job string, ckpt uint64, scope string, start, end int
 		}
 	}
 	return h, nil
+}
+
+// totalStoredBytes returns the stored size of every key group h
+// references (0 for nil): the size of that state in its checkpoint.
+func (h *KeyedHandle) totalStoredBytes() int64 {
+	if h == nil {
+		return 0
+	}
+	var n int64
+	for _, r := range h.KeyGroups {
+		n += r.StoredBytes
+	}
+	return n
 }
 
 // refIndex finds a key group in a handle's list.
@@ -169,6 +200,9 @@ type writer struct {
 	scope  string
 	states []string // the View's state names, by state id
 	err    error
+	// abandoned is set when the Store failed while a write of the writer
+	// was inside Pebble (Store.callPebble): its batch may still be in use.
+	abandoned bool
 
 	// Blocks not yet handed to Pebble (below the ingest threshold).
 	pendBuf   []byte       // keys and values back to back
@@ -391,7 +425,17 @@ func (w *writer) finish() {
 		err := w.sst.Close()
 		w.sst = nil
 		if err == nil {
-			err = w.s.db.Ingest(context.Background(), []string{w.sstPath})
+			path := w.sstPath
+			err, w.abandoned = w.s.callPebble(func() error {
+				return w.s.db.Ingest(context.Background(), []string{path})
+			})
+			if errors.Is(err, ErrStoreFailed) {
+				w.err = err
+				if !w.abandoned {
+					w.abortSST()
+				}
+				return
+			}
 		}
 		if err != nil {
 			w.err = ioErrorf(err, "cannot ingest %d blocks of scope %q (job %s, checkpoint %d)",
@@ -412,7 +456,13 @@ func (w *writer) finish() {
 		}
 		start = e.valueEnd
 	}
-	if err := w.batch.Commit(pebble.NoSync); err != nil {
+	err, abandoned := w.s.callPebble(func() error { return w.batch.Commit(pebble.NoSync) })
+	w.abandoned = abandoned
+	switch {
+	case errors.Is(err, ErrStoreFailed):
+		w.err = err
+		return
+	case err != nil:
 		w.err = ioErrorf(err, "cannot write %d blocks of scope %q (job %s, checkpoint %d)",
 			len(w.pendEnds), w.scope, w.job, w.ckpt)
 	}

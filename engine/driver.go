@@ -109,6 +109,12 @@ func (rt *jobRuntime) drive(ctx context.Context) error {
 			if co == nil || failure != nil {
 				return
 			}
+			if errors.Is(ev.err, snapshot.ErrStoreFailed) {
+				// Not one checkpoint's trouble: the store cannot write any
+				// more, so no checkpoint could ever complete again.
+				fail(fmt.Errorf("engine: job %q: %w", rt.job.name, ev.err))
+				return
+			}
 			if err := co.Step(time.Now(), coord.Decline{Task: ev.task, ID: ev.id, Reason: ev.reason, Err: ev.err}); err != nil {
 				fail(err)
 			}
@@ -135,6 +141,12 @@ func (rt *jobRuntime) drive(ctx context.Context) error {
 			clear(batch)
 		case now := <-tickC:
 			if failure == nil {
+				if err := rt.store.Err(); err != nil {
+					// Pebble failed between checkpoints (a background
+					// flush or compaction): fail now, not at the next one.
+					fail(fmt.Errorf("engine: job %q: %w", rt.job.name, err))
+					continue
+				}
 				co.Tick(now)
 			}
 		case <-ctxDone:
@@ -186,7 +198,9 @@ func (rt *jobRuntime) drive(ctx context.Context) error {
 				}
 				rt.record(pc, "completed", "", c.CompletedAt)
 				delete(pending, c.ID)
-				if err := rt.store.Retain(rt.job.name, rt.opts.Checkpointing.Retained); err != nil {
+				if err := rt.store.Retain(rt.job.name, rt.opts.Checkpointing.Retained); errors.Is(err, snapshot.ErrStoreFailed) {
+					fail(fmt.Errorf("engine: job %q: retention after checkpoint %d: %w", rt.job.name, c.ID, err))
+				} else if err != nil {
 					rt.opts.Logger("streamd: job %q: retention after checkpoint %d: %v", rt.job.name, c.ID, err)
 				}
 			}
@@ -240,6 +254,7 @@ func (rt *jobRuntime) metadata(pc *pendingCheckpoint, finished bool) *snapshot.M
 		Job: rt.job.name, CheckpointID: pc.id, TriggeredAtUnixNano: pc.triggered.UnixNano(),
 		CompletedAtUnixNano: time.Now().UnixNano(), Fingerprint: rt.job.fingerprint(),
 		MaxParallelism: rt.opts.MaxParallelism, Finished: finished,
+		Operators: rt.job.statefulOperators(),
 	}
 	for _, t := range rt.tasks {
 		ev := pc.tasks[t.id]

@@ -288,7 +288,7 @@ func (l pebbleLogger) Errorf(format string, args ...any) {
 // Fatalf on any other goroutine of ours (a read path: only Pebble's
 // invariant checks, i.e. a bug) panics as before.
 func (l pebbleLogger) Fatalf(format string, args ...any) {
-	msg := strings.TrimSuffix(fmt.Sprintf(format, args...), "\n")
+	msg := strings.TrimPrefix(strings.TrimSuffix(fmt.Sprintf(format, args...), "\n"), "pebble: ")
 	l.log(slog.LevelError, "FATAL: ", "%s", msg)
 	var cause error
 	for _, a := range args {

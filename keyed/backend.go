@@ -13,8 +13,28 @@ import (
 
 type stateInfo struct {
 	name  string
-	kind  Kind
-	ttlMs int64 // 0: no TTL
+	kind  Kind     // 0 (kindInvalid) while ops is opsNone
+	ops   stateOps // which operations apply; opsNone: restored, not registered
+	ttlMs int64    // 0: no TTL
+}
+
+// stateOps says which operations a state takes. The per-record checks
+// compare it with one value, so a state restored but not registered yet
+// (opsNone: RestoreEntry created it, Register has not bound it) fails
+// them as an unregistered ID does.
+type stateOps uint8
+
+const (
+	opsNone  stateOps = iota // restored from a checkpoint, not registered: none
+	opsValue                 // every non-map kind: Get, Put, Delete, AppendValue
+	opsMap                   // map state: GetUser, PutUser, DeleteUser, RangeUser, Delete
+)
+
+func opsOf(kind Kind) stateOps {
+	if kind == KindMap {
+		return opsMap
+	}
+	return opsValue
 }
 
 // keyCtx is a key as the backend works with it.
@@ -157,6 +177,13 @@ type Backend struct {
 
 	cleanIdx, cleanSlot int // CleanupExpired's cursor
 	scratch             []byte
+
+	// restored[id] describes state id while it is restored but not
+	// registered (states[id].ops == opsNone); it is meaningless (zero)
+	// otherwise. Only RestoreEntry and Register touch it. nil until
+	// RestoreEntry meets an unregistered name. Last, so that the hot
+	// fields keep their offsets.
+	restored []restoredState
 }
 
 // NewBackend returns an empty backend. It applies opts.EnsureDefaults to a
@@ -194,6 +221,15 @@ func (b *Backend) MaxParallelism() int { return b.opts.MaxParallelism }
 // backend; registering a name again with the same kind and StateOptions
 // returns the same ID, with anything else it fails with ErrStateMismatch.
 // States may be registered at any time, also after snapshots were taken.
+//
+// A name that RestoreEntry met before it was registered is bound: Register
+// returns the ID its restored entries already have, and from then on the
+// state is of this kind and TTL. When the entries cannot be of that kind
+// or TTL (map entries, i.e. with user keys, for a non-map kind; a value
+// shorter than a TTL timestamp for a TTL) it fails with an error wrapping
+// ErrStateMismatch that names the state, and the state stays restored and
+// unregistered. Binding a map state may rewrite its entries that have an
+// empty user key (O(entries of the backend), once).
 func (b *Backend) Register(name string, kind Kind, so StateOptions) (StateID, error) {
 	var errs []error
 	if name == "" || len(name) > MaxStateNameBytes {
@@ -210,6 +246,12 @@ func (b *Backend) Register(name string, kind Kind, so StateOptions) (StateID, er
 	}
 	if id, ok := b.byName[name]; ok {
 		st := b.states[id]
+		if st.ops == opsNone {
+			if err := b.bindRestored(id, kind, so); err != nil {
+				return 0, err
+			}
+			return id, nil
+		}
 		if st.kind != kind || b.sopts[id] != so {
 			return 0, fmt.Errorf("%w: cannot register %q as %v with TTL %v: it is %v with TTL %v",
 				ErrStateMismatch, name, kind, so.TTL, st.kind, b.sopts[id].TTL)
@@ -220,7 +262,7 @@ func (b *Backend) Register(name string, kind Kind, so StateOptions) (StateID, er
 		return 0, fmt.Errorf("%w: cannot register %q: the limit is %d", ErrTooManyStates, name, MaxStates)
 	}
 	id := StateID(len(b.states))
-	b.states = append(b.states, stateInfo{name: name, kind: kind, ttlMs: so.TTL.Milliseconds()})
+	b.states = append(b.states, stateInfo{name: name, kind: kind, ops: opsOf(kind), ttlMs: so.TTL.Milliseconds()})
 	b.names = append(b.names, name)
 	b.kinds = append(b.kinds, kind)
 	b.sopts = append(b.sopts, so)
@@ -358,8 +400,12 @@ func (b *Backend) mustHaveKey() {
 // (map != true) of the wrong kind for the operation.
 // The panics are out of line in badState.
 func (b *Backend) stateOf(id StateID, isMap bool) *stateInfo {
+	want := opsValue
+	if isMap {
+		want = opsMap
+	}
 	if uint(id) < uint(len(b.states)) {
-		if st := &b.states[id]; (st.kind == KindMap) == isMap && b.curSet {
+		if st := &b.states[id]; st.ops == want && b.curSet {
 			return st
 		}
 	}
@@ -373,7 +419,10 @@ func (b *Backend) badState(id StateID, isMap bool) {
 		panic(fmt.Sprintf("keyed: state ID %d is not registered", id))
 	}
 	st := &b.states[id]
-	if (st.kind == KindMap) != isMap {
+	if st.ops == opsNone {
+		panic(fmt.Sprintf("keyed: state %q (ID %d) was restored from a checkpoint but is not registered", st.name, id))
+	}
+	if (st.ops == opsMap) != isMap {
 		b.wrongKind(st, isMap)
 	}
 	b.mustHaveKey()

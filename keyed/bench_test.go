@@ -297,3 +297,70 @@ func BenchmarkPageSize(b *testing.B) {
 		})
 	}
 }
+
+// restoreEntries returns n entries as a checkpoint holds them: value
+// state, an 8-byte key and a 100-byte value (the bench restore suite's
+// shape), in a random order of keys.
+func restoreEntries(n int) (keys, values [][]byte) {
+	r := rand.New(rand.NewPCG(3, 4))
+	keys = make([][]byte, n)
+	values = make([][]byte, n)
+	var k [8]byte
+	for i, j := range r.Perm(n) {
+		binary.BigEndian.PutUint64(k[:], uint64(j))
+		keys[i] = AppendEntryKey(nil, k[:], nil)
+		values[i] = make([]byte, 100)
+		binary.BigEndian.PutUint64(values[i], uint64(j))
+	}
+	return keys, values
+}
+
+// benchRestore restores n entries into a fresh backend per round; an op
+// is one entry. registerFirst registers the state before the round (the
+// old order); otherwise the round restores into an unregistered state and
+// registers it at the end (timed).
+func benchRestore(b *testing.B, n int, registerFirst bool) {
+	keys, values := restoreEntries(n)
+	b.ReportAllocs()
+	b.SetBytes(int64(len(keys[0]) + len(values[0])))
+	b.ResetTimer()
+	cpu := cpuTime()
+	var be *Backend
+	for i := range b.N {
+		j := i % n
+		if j == 0 {
+			b.StopTimer()
+			be = nil
+			var err error
+			if be, err = NewBackend(Options{}); err != nil {
+				b.Fatal(err)
+			}
+			if registerFirst {
+				if _, err := be.Register("state", KindValue, StateOptions{}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.StartTimer()
+		}
+		if err := be.RestoreEntry("state", keys[j], values[j]); err != nil {
+			b.Fatal(err)
+		}
+		if !registerFirst && (j == n-1 || i == b.N-1) {
+			if _, err := be.Register("state", KindValue, StateOptions{}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	reportCPU(b, cpu)
+}
+
+// BenchmarkRestoreEntry: RestoreEntry of entries as a checkpoint holds
+// them (8-byte keys, 100-byte values: the bench restore suite's shape),
+// per entry, into a state registered first (registered) or registered
+// once the round's entries are in (unregistered, Register timed).
+func BenchmarkRestoreEntry(b *testing.B) {
+	for _, n := range []int{100_000, 1_000_000} {
+		b.Run("registered/"+sizeName(n), func(b *testing.B) { benchRestore(b, n, true) })
+		b.Run("unregistered/"+sizeName(n), func(b *testing.B) { benchRestore(b, n, false) })
+	}
+}

@@ -251,12 +251,15 @@ func (s *Snapshot) Range() KeyGroupRange { return s.rng }
 // taken; the index is the StateID. Read-only.
 func (s *Snapshot) States() []string { return s.names }
 
-// Kinds returns the kinds of the states, indexed like States. Read-only.
+// Kinds returns the kinds of the states, indexed like States; Kind(0) for
+// a state that was restored and not registered when the snapshot was
+// taken (Backend.UnregisteredStates). Read-only.
 func (s *Snapshot) Kinds() []Kind { return s.kinds }
 
 // StateOptions returns the options (TTL) the states were registered with,
-// indexed like States, so that a restore can register them identically
-// (RestoreEntry needs the states registered first). Read-only.
+// indexed like States (the zero StateOptions for a state restored and not
+// registered), so that a restore can register them identically.
+// Read-only.
 func (s *Snapshot) StateOptions() []StateOptions { return s.sopts }
 
 // KeyGroupVersion returns the version of key group kg. The version changes

@@ -94,13 +94,58 @@
 // the slot page, the page table and the data page (measurements:
 // bench/NOTES.md).
 //
+// # Restoring before registering
+//
+// A restore fills a backend before its operators register their states:
+// recovery reads and verifies a checkpoint's blocks before any task
+// starts, so that a corrupt block falls back to an older checkpoint before
+// anything is committed, and the entries go straight into the backends
+// (no intermediate copy). The contract, for the engine:
+//
+//   - NewBackend, then RestoreEntry(state, key, value) for every entry,
+//     in any order, registered or not. For a name not registered it
+//     creates the state "restored, not registered" (an ID, Kind(0)) and
+//     stores the entry exactly as ForEach yielded it. Its errors are the
+//     restore's: ErrCorrupt (a malformed entry or state name),
+//     ErrKeyGroupOutOfRange, ErrValueTooLarge, ErrTooManyStates; a failed
+//     call changes nothing.
+//   - Register (or NewValueState and the other constructors) of such a
+//     name binds it: it returns the ID the entries have, and the state is
+//     of that kind and TTL from then on. If the entries cannot be of that
+//     kind or TTL it returns an error wrapping ErrStateMismatch naming the
+//     state, and the state stays unregistered (the task should fail).
+//   - UnregisteredStates lists the states restored and never registered.
+//     Call it when the operators have registered theirs (the task's open)
+//     to log or refuse them. They are kept: every Snapshot (and so every
+//     checkpoint) yields their entries, as Flink keeps the state of
+//     descriptors a job no longer declares, and RestoreEntry may continue
+//     to add to them. No other operation applies to them (their ID panics
+//     like an unregistered one).
+//
+// The entries in a checkpoint are the stored values, so the kind and the
+// TTL are not needed to store them: a TTL state's value is its 8-byte
+// timestamp and the value, a list state's value its framed elements, the
+// same bytes whether a state is registered or not. What differs is map
+// state's record structure (a head per key, linked entries), and an entry
+// says it is map state only by a user key; an empty user key looks like a
+// non-map entry. So entries without a user key are stored as non-map
+// values until an entry with a user key arrives or Register binds the
+// name to KindMap; then they are rewritten as map entries (one pass over
+// the backend, once per state, and only if there were such entries).
+//
+// What Register can check: map entries (with user keys) for a non-map
+// kind; a TTL when a value is shorter than a timestamp; no TTL when a
+// value is longer than MaxValueBytes. What it cannot: value, list,
+// reducing and aggregating state store the same bytes, and a value of 8
+// bytes or more may or may not start with a timestamp, so registering
+// with another of these kinds, or without the TTL it had, reads the bytes
+// as the new registration says (a codec that rejects them panics with
+// ErrCorrupt on read, as for a changed state type). The checkpoint does
+// not record kinds; Snapshot.Kinds and StateOptions exist should
+// snapshot/ store them.
+//
 // # Decisions where the design is silent
 //
-//   - RestoreEntry requires the state to be registered first, with the
-//     kind and StateOptions of the checkpoint (Snapshot.StateOptions
-//     exists so that snapshot/ can store them). The backend stores bytes
-//     verbatim, and whether a value carries a TTL timestamp depends on the
-//     registration, so registering on the fly could misread values.
 //   - ForEach does not skip expired entries: a key group's contents are a
 //     function of its version alone, and restore is exact. Reads never
 //     remove expired entries (a read must not copy pages a snapshot
@@ -120,8 +165,8 @@
 //     because the per-record API has no error results; the engine may
 //     recover them and fail the task. Stored bytes that a Codec cannot
 //     decode panic with an error wrapping ErrCorrupt that names the state.
-//     RestoreEntry returns errors (ErrUnknownState, ErrCorrupt,
-//     ErrKeyGroupOutOfRange, ErrValueTooLarge).
+//     RestoreEntry returns errors (ErrCorrupt, ErrKeyGroupOutOfRange,
+//     ErrValueTooLarge, ErrTooManyStates).
 //   - Key-group versions start at a random base per backend, so versions
 //     of a new backend (after a restart) collide with a previous run's
 //     only with negligible probability; the empty, never-written key group

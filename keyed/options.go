@@ -105,7 +105,8 @@ type StateID int
 
 // Kind is the kind of a state. The backend stores every kind as bytes; the
 // kind decides which operations apply (Get/Put versus GetUser/PutUser) and
-// is recorded in snapshots so a restore can check it.
+// is recorded in snapshots (Snapshot.Kinds). A state restored from a
+// checkpoint and not registered yet has no kind: Kind(0), none of these.
 type Kind uint8
 
 const (
@@ -153,12 +154,17 @@ type StateOptions struct {
 
 // Errors. Operating errors returned by the backend wrap one of these.
 var (
-	// ErrUnknownState: RestoreEntry named a state that is not registered.
+	// ErrUnknownState was RestoreEntry's error for a state not registered.
+	//
+	// Deprecated: RestoreEntry now accepts entries of states that are not
+	// registered yet (see Backend.UnregisteredStates); nothing returns it.
 	ErrUnknownState = errors.New("keyed: unknown state")
 	// ErrStateMismatch: Register was called again for a name with a
-	// different kind or TTL.
+	// different kind or TTL, or for a name whose restored entries cannot
+	// be of that kind or TTL.
 	ErrStateMismatch = errors.New("keyed: state registered with a different kind or TTL")
-	// ErrTooManyStates: more than MaxStates states.
+	// ErrTooManyStates: more than MaxStates states (registered, or
+	// restored and not registered).
 	ErrTooManyStates = errors.New("keyed: too many states")
 	// ErrInvalidState: a bad name, kind or StateOptions given to Register.
 	ErrInvalidState = errors.New("keyed: invalid state")

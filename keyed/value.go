@@ -121,7 +121,7 @@ const (
 // backend: valid until the next write to the backend, never to be modified.
 func (b *Backend) Get(id StateID) ([]byte, bool) {
 	// stateOf, inline.
-	if uint(id) >= uint(len(b.states)) || b.states[id].kind == KindMap || !b.curSet {
+	if uint(id) >= uint(len(b.states)) || b.states[id].ops != opsValue || !b.curSet {
 		b.badState(id, false)
 	}
 	st := &b.states[id]
@@ -228,7 +228,7 @@ func (b *Backend) putValue(k *keyCtx, id StateID, v val) *table {
 // Delete removes the current key's value of state id. For a map state it
 // removes every user key of the current key.
 func (b *Backend) Delete(id StateID) {
-	if uint(id) < uint(len(b.states)) && b.states[id].kind == KindMap {
+	if uint(id) < uint(len(b.states)) && b.states[id].ops == opsMap {
 		b.stateOf(id, true)
 		b.clearMap(&b.cur, id)
 		return

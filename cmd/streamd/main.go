@@ -1,6 +1,6 @@
 // Command streamd runs streamd jobs.
 //
-//	streamd run [--data-dir DIR] [--stats FILE] [--pin auto|on|off] [--cpuprofile FILE] [--allow-duplicate-output] JOB.yaml
+//	streamd run [--data-dir DIR] [--stats FILE] [--pin auto|on|off] [--cpuprofile FILE] [--allow-duplicate-output] [--log-level debug|info|warn|error] JOB.yaml
 //	streamd validate JOB.yaml
 //	streamd version
 //
@@ -9,6 +9,13 @@
 // command line, a bad spec or a checkpoint that does not fit the job
 // (nothing is written), 1 for a failure while running, 130 after a second
 // signal.
+//
+// Logging: one line per event on stderr — time, level, message, then
+// key=value attributes (job, checkpoint where the message names one,
+// data_dir for the store's lines) — at --log-level and above. Pebble's
+// informational lines are debug, its errors error; the store's warnings
+// warn. The final failure of a run is printed as "streamd: …" whatever
+// the level.
 package main
 
 import (
@@ -18,12 +25,15 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log"
+	"log/slog"
 	"os"
 	"os/signal"
+	"regexp"
 	"runtime/pprof"
 	"sort"
+	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -38,7 +48,7 @@ import (
 var version = "dev"
 
 const usage = `usage:
-  streamd run [--data-dir DIR] [--stats FILE] [--pin auto|on|off] [--cpuprofile FILE] [--allow-duplicate-output] JOB.yaml
+  streamd run [--data-dir DIR] [--stats FILE] [--pin auto|on|off] [--cpuprofile FILE] [--allow-duplicate-output] [--log-level debug|info|warn|error] JOB.yaml
   streamd validate JOB.yaml
   streamd version
 `
@@ -151,6 +161,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	pin := fs.String("pin", "auto", "pin worker threads to cores: auto, on or off")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile (pprof) of the run to this file")
 	allowDup := fs.Bool("allow-duplicate-output", false, "start although the sink has committed output beyond the newest checkpoint in the data dir (that output is emitted again)")
+	logLevel := fs.String("log-level", "info", "log events at this level and above: debug, info, warn or error (Pebble's informational lines are debug)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			// Asked for: help goes to stdout and is not an error.
@@ -177,31 +188,35 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "streamd run: --pin must be auto, on or off, not %q\n", *pin)
 		return exitUsage
 	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil || !validLogLevel(*logLevel) {
+		fmt.Fprintf(stderr, "streamd run: --log-level must be debug, info, warn or error, not %q\n", *logLevel)
+		return exitUsage
+	}
 	plan, err := loadPlan(fs.Arg(0))
 	if err != nil {
 		fmt.Fprintf(stderr, "streamd: %v\n", err)
 		return exitUsage
 	}
-	logger := log.New(stderr, "", log.LstdFlags|log.Lmicroseconds)
-	opts := jobrun.Options{Pinning: pinning, Stdout: stdout, Logger: logger.Printf, AllowDuplicateOutput: *allowDup}
+	slogger := slog.New(newLineHandler(stderr, level)).With("job", plan.Spec.Name)
+	logf := printfLogger(slogger)
+	opts := jobrun.Options{Pinning: pinning, Stdout: stdout, Logger: logf, AllowDuplicateOutput: *allowDup}
 	if c := plan.Spec.Checkpointing; c != nil {
 		comp, err := snapshot.ParseCompression(c.Compression)
 		if err != nil {
 			fmt.Fprintf(stderr, "streamd: %v\n", err)
 			return exitUsage
 		}
-		// Pebble's own informational lines (WAL replay on open) are noise
-		// to a user; streamd's messages about checkpoints are not.
-		storeLog := func(format string, args ...any) {
-			if !strings.HasPrefix(format, "pebble") {
-				logger.Printf(format, args...)
-			}
-		}
-		store, err := snapshot.Open(*dataDir, snapshot.Options{Compression: comp, Logger: storeLog})
+		// Pebble's informational lines (WAL replay on open) are debug; its
+		// errors, and the store's warnings, are not.
+		store, err := snapshot.Open(*dataDir, snapshot.Options{Compression: comp, LevelLogger: slogger.With("data_dir", *dataDir)})
 		if err != nil {
 			fmt.Fprintf(stderr, "streamd: %v\n", err)
 			return exitFailure
 		}
+		// After a failure of the store (snapshot.ErrStoreFailed) Close
+		// returns within seconds, leaking Pebble if a failed goroutine
+		// holds its locks: the process exits 1 right after.
 		defer store.Close()
 		opts.Store = store
 	}
@@ -233,10 +248,10 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	go func() {
 		sig := <-sigs
 		stopped.Store(true)
-		logger.Printf("streamd: %v: stopping job %q (final checkpoint, then exit; signal again to exit at once)", sig, plan.Spec.Name)
+		logf("streamd: %v: stopping job %q (final checkpoint, then exit; signal again to exit at once)", sig, plan.Spec.Name)
 		built.Job.Stop()
 		<-sigs
-		logger.Printf("streamd: second signal: exiting at once")
+		logf("streamd: second signal: exiting at once")
 		pprof.StopCPUProfile()
 		os.Exit(exitSignal)
 	}()
@@ -286,8 +301,121 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	if plan.Spec.Checkpointing != nil {
 		msg += fmt.Sprintf(", %d checkpoints completed", completed)
 	}
-	logger.Print(msg)
+	slogger.Info(msg)
 	return exitOK
+}
+
+func validLogLevel(s string) bool {
+	switch strings.ToLower(s) {
+	case "debug", "info", "warn", "error":
+		return true
+	}
+	return false
+}
+
+// checkpointRE finds the checkpoint a message is about.
+var checkpointRE = regexp.MustCompile(`checkpoint (\d+)`)
+
+// printfLogger adapts the engine's and jobrun's printf-style Logger to l:
+// one event per call, at warn when the message reports a problem (a
+// warning, a failure, something that could not be done), else info, with
+// the checkpoint it names as an attribute.
+func printfLogger(l *slog.Logger) func(format string, args ...any) {
+	return func(format string, args ...any) {
+		msg := fmt.Sprintf(format, args...)
+		level := slog.LevelInfo
+		lower := strings.ToLower(msg)
+		for _, w := range []string{"warning", "failed", "cannot", "declined", "disk is full", "error"} {
+			if strings.Contains(lower, w) {
+				level = slog.LevelWarn
+				break
+			}
+		}
+		if !l.Enabled(context.Background(), level) {
+			return
+		}
+		var attrs []slog.Attr
+		if m := checkpointRE.FindStringSubmatch(msg); m != nil {
+			if id, err := strconv.ParseUint(m[1], 10, 64); err == nil {
+				attrs = append(attrs, slog.Uint64("checkpoint", id))
+			}
+		}
+		l.LogAttrs(context.Background(), level, msg, attrs...)
+	}
+}
+
+// lineHandler is a slog.Handler that writes one line per event:
+//
+//	2026/12/07 03:37:25.123456 INFO message key=value …
+//
+// The message is written as it is (newlines escaped), so that it reads as
+// the log lines of earlier versions did; attribute values are quoted when
+// they need it.
+type lineHandler struct {
+	mu    *sync.Mutex
+	w     io.Writer
+	level slog.Leveler
+	attrs []slog.Attr
+	group string
+}
+
+func newLineHandler(w io.Writer, level slog.Leveler) *lineHandler {
+	return &lineHandler{mu: new(sync.Mutex), w: w, level: level}
+}
+
+func (h *lineHandler) Enabled(_ context.Context, l slog.Level) bool { return l >= h.level.Level() }
+
+func (h *lineHandler) Handle(_ context.Context, r slog.Record) error {
+	var b []byte
+	t := r.Time
+	if t.IsZero() {
+		t = time.Now()
+	}
+	b = t.AppendFormat(b, "2006/01/02 15:04:05.000000")
+	b = append(b, ' ')
+	b = append(b, r.Level.String()...)
+	b = append(b, ' ')
+	b = append(b, strings.ReplaceAll(r.Message, "\n", `\n`)...)
+	appendAttr := func(a slog.Attr) {
+		if a.Equal(slog.Attr{}) {
+			return
+		}
+		b = append(b, ' ')
+		if h.group != "" {
+			b = append(b, h.group+"."...)
+		}
+		b = append(b, a.Key...)
+		b = append(b, '=')
+		v := a.Value.Resolve().String()
+		if v == "" || strings.ContainsAny(v, " \t\n\"=") {
+			v = strconv.Quote(v)
+		}
+		b = append(b, v...)
+	}
+	for _, a := range h.attrs {
+		appendAttr(a)
+	}
+	r.Attrs(func(a slog.Attr) bool { appendAttr(a); return true })
+	b = append(b, '\n')
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	_, err := h.w.Write(b)
+	return err
+}
+
+func (h *lineHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	h2 := *h
+	h2.attrs = append(append([]slog.Attr(nil), h.attrs...), attrs...)
+	return &h2
+}
+
+func (h *lineHandler) WithGroup(name string) slog.Handler {
+	h2 := *h
+	if h2.group != "" {
+		name = h2.group + "." + name
+	}
+	h2.group = name
+	return &h2
 }
 
 // statsFile is the JSON written by --stats.

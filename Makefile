@@ -54,6 +54,7 @@ profile:
 # STREAMD_POWERLOSS_SEED to replay a run; its seed is logged.
 stress:
 	STREAMD_POWERLOSS_FULL=1 $(GO) test -count=1 -timeout 60m -v -run '^(TestPowerLossSweep|TestErrorInjectionSweep|TestDiskFullDuringCheckpoint)$$' ./jobrun/
+	STREAMD_FAULTSWEEP_FULL=1 $(GO) test -count=1 -timeout 30m -v -run '^TestFaultSweep$$' ./cmd/streamd/
 
 fuzz:
 	@for pkg in $$($(GO) list ./...); do \

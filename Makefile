@@ -15,6 +15,7 @@ build:
 # The README's test command: every test, including the crash tests.
 test:
 	$(GO) test -count=1 $(PKGS)
+	$(GO) test -tags failpoints -count=1 -run Crash ./snapshot/
 
 # -race also turns on the invariant checks (internal/invariants).
 race:

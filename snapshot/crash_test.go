@@ -60,6 +60,9 @@ func TestCrashDuringWriteKeyed(t *testing.T) {
 		crashChild(dir)
 		return
 	}
+	if !failpoint.Compiled {
+		t.Skip("needs the failpoints build: go test -tags failpoints ./snapshot/ (make test runs it)")
+	}
 	if testing.Short() {
 		t.Skip("runs child processes")
 	}

@@ -338,8 +338,10 @@ func setNumberKey[T, U any, N int64 | uint64](f func(v *T) N, b *keyed.Backend, 
 
 // Runtime is what an operator sees of the task it runs in.
 type Runtime struct {
-	Job            string
-	Operator       string
+	Job      string
+	Operator string
+	// UID identifies the operator's state (WithUID; default Operator).
+	UID            string
 	TaskIndex      int
 	Parallelism    int
 	MaxParallelism int
@@ -353,8 +355,10 @@ type Runtime struct {
 // rt.StateName("count").
 func (rt *Runtime) Backend() *keyed.Backend { return rt.backend }
 
-// StateName returns a state name unique to this operator.
-func (rt *Runtime) StateName(name string) string { return rt.Operator + "/" + name }
+// StateName returns a state name unique to this operator: its uid, "/",
+// name. Checkpoints restore keyed state by this prefix, so that the state
+// follows the operator whatever chain it runs in.
+func (rt *Runtime) StateName(name string) string { return rt.UID + "/" + name }
 
 // KeyGroups returns the key groups the task owns.
 func (rt *Runtime) KeyGroups() keyed.KeyGroupRange {

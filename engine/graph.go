@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/streamd/streamd/keyed"
+	"github.com/streamd/streamd/snapshot"
 )
 
 type nodeKind uint8
@@ -56,8 +57,17 @@ func (p partitioning) String() string {
 // types is captured in closures and interfaces when the typed API creates
 // the node, so the graph itself is untyped.
 type node struct {
-	id          int
-	name        string
+	id   int
+	name string
+	// uid identifies the operator's state in checkpoints (WithUID;
+	// default: its name). State belongs to operators, not to chains, so
+	// chaining and the parallelism of stateless operators may change
+	// between runs.
+	uid string
+	// stateSig describes what the operator's state means (WithStateSignature):
+	// a checkpoint restores its state only into an operator of the same id
+	// and signature.
+	stateSig    string
 	kind        nodeKind
 	parallelism int
 	input       *node
@@ -90,6 +100,7 @@ type Job struct {
 	opts  Options
 	nodes []*node
 	names map[string]bool
+	uids  map[string]bool
 	errs  []error
 	rt    *jobRuntime // set by Run, under jobsMu
 	// stopRequested is set by Stop, under jobsMu, also before Run.
@@ -102,7 +113,7 @@ var jobNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]*$`)
 // store: it must match [a-z0-9][a-z0-9-]*.
 func NewJob(name string, opts Options) *Job {
 	opts.EnsureDefaults()
-	j := &Job{name: name, opts: opts, names: make(map[string]bool)}
+	j := &Job{name: name, opts: opts, names: make(map[string]bool), uids: make(map[string]bool)}
 	if !jobNameRE.MatchString(name) {
 		j.errs = append(j.errs, fmt.Errorf("engine: job name %q must match [a-z0-9][a-z0-9-]*", name))
 	}
@@ -125,6 +136,18 @@ func WithParallelism(p int) OpOption { return func(n *node) { n.parallelism = p 
 // they could be chained.
 func DisableChaining() OpOption { return func(n *node) { n.noChain = true } }
 
+// WithUID sets the id that identifies the operator's state in checkpoints,
+// as Flink's uid(): by default the operator's name. Give a stateful
+// operator (a source, a keyed operator, a sink) a uid when its name may
+// change; ids are unique in a job and contain no '/'.
+func WithUID(uid string) OpOption { return func(n *node) { n.uid = uid } }
+
+// WithStateSignature describes what a stateful operator's state means,
+// e.g. its key and value types: a checkpoint restores the operator's state
+// only into an operator of the same id and signature, and refuses with a
+// message naming the operator otherwise. Default: "".
+func WithStateSignature(sig string) OpOption { return func(n *node) { n.stateSig = sig } }
+
 func (j *Job) addNode(n *node, input *node, opts []OpOption) {
 	n.id = len(j.nodes)
 	n.parallelism = j.opts.Parallelism
@@ -135,10 +158,20 @@ func (j *Job) addNode(n *node, input *node, opts []OpOption) {
 	if n.name == "" || strings.ContainsAny(n.name, "\x00/") {
 		j.errs = append(j.errs, fmt.Errorf("engine: operator name %q must be non-empty and contain no '/' or NUL", n.name))
 	}
-	if j.names[n.name] {
+	nameTwice := j.names[n.name]
+	if nameTwice {
 		j.errs = append(j.errs, fmt.Errorf("engine: operator name %q is used twice", n.name))
 	}
 	j.names[n.name] = true
+	if n.uid == "" {
+		n.uid = n.name
+	} else if strings.ContainsAny(n.uid, "\x00/") || strings.Contains(n.uid, " -> ") {
+		j.errs = append(j.errs, fmt.Errorf("engine: operator %q: uid %q must contain no '/', NUL or \" -> \"", n.name, n.uid))
+	}
+	if j.uids[n.uid] && !(nameTwice && n.uid == n.name) {
+		j.errs = append(j.errs, fmt.Errorf("engine: operator %q: uid %q is used twice", n.name, n.uid))
+	}
+	j.uids[n.uid] = true
 	if n.parallelism < 1 || n.parallelism > MaxParallelism {
 		j.errs = append(j.errs, fmt.Errorf("engine: operator %q: parallelism %d is outside [1, %d]", n.name, n.parallelism, MaxParallelism))
 	}
@@ -176,6 +209,7 @@ type vertex struct {
 	id          int
 	name        string // the names of the chained operators, joined by " -> "
 	nodes       []*node
+	uids        []string // the uids of nodes, in order
 	parallelism int
 	keyed       bool
 	// inputs: the upstream vertex, nil for a source vertex.
@@ -211,6 +245,7 @@ func (j *Job) buildVertices() ([]*vertex, error) {
 		names := make([]string, len(v.nodes))
 		for i, n := range v.nodes {
 			names[i] = n.name
+			v.uids = append(v.uids, n.uid)
 		}
 		v.name = strings.Join(names, " -> ")
 		tasks += v.parallelism
@@ -219,6 +254,33 @@ func (j *Job) buildVertices() ([]*vertex, error) {
 		return nil, fmt.Errorf("engine: job %q has %d tasks, more than the limit %d", j.name, tasks, MaxTasks)
 	}
 	return vs, nil
+}
+
+// stateKind names what state a node has in checkpoints ("" for none):
+// sources have positions, keyed operators keyed state, sinks pending
+// transactions.
+func (n *node) stateKind() string {
+	switch {
+	case n.kind == kindSourceNode:
+		return "source"
+	case n.kind == kindSinkNode:
+		return "sink"
+	case n.keyed:
+		return "keyed"
+	}
+	return ""
+}
+
+// statefulOperators lists the job's stateful operators as checkpoint
+// metadata records them.
+func (j *Job) statefulOperators() []snapshot.OperatorMeta {
+	var ops []snapshot.OperatorMeta
+	for _, n := range j.nodes {
+		if k := n.stateKind(); k != "" {
+			ops = append(ops, snapshot.OperatorMeta{ID: n.uid, Kind: k, Signature: n.stateSig, Parallelism: n.parallelism})
+		}
+	}
+	return ops
 }
 
 // fingerprint describes the state-relevant shape of the job.

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
+	"strings"
 
 	"github.com/streamd/streamd/snapshot"
 )
@@ -48,7 +50,7 @@ func (e *IncompatibleError) Unwrap() error { return ErrIncompatible }
 func (rt *jobRuntime) restore() (finished bool, err error) {
 	j := rt.job
 	var incompatible error
-	var entries map[*vertex][][]*snapshot.KeyedEntries
+	var entries map[*vertex][][]restoredPart
 	m, err := rt.store.Recover(j.name, func(m *snapshot.Metadata) error {
 		if err := rt.checkCompatible(m); err != nil {
 			incompatible = err
@@ -90,26 +92,84 @@ func (rt *jobRuntime) restore() (finished bool, err error) {
 }
 
 func (rt *jobRuntime) checkCompatible(m *snapshot.Metadata) error {
-	j := rt.job
-	bad := func(format string, args ...any) error {
+	return rt.job.checkCompatible(rt.vertices, m)
+}
+
+// checkCompatible says whether checkpoint m can be restored into the job
+// laid out in vs. State belongs to operators, identified by their uids:
+// every stateful operator of the checkpoint must be in the job, with the
+// same kind and state signature, and a source at the same parallelism
+// (sources cannot be rescaled yet). Chaining, stateless operators and the
+// parallelism of keyed operators and sinks may change. A stateful operator
+// that is new in the job starts empty. A checkpoint of format version 1
+// recorded no operators: it restores only into the same chains, as
+// before (its fingerprint and chain names must match).
+func (j *Job) checkCompatible(vs []*vertex, m *snapshot.Metadata) error {
+	bad := func(format string, args ...any) *IncompatibleError {
 		return &IncompatibleError{Job: j.name, Checkpoint: m.CheckpointID, Reason: fmt.Sprintf(format, args...)}
 	}
+	if m.MaxParallelism != j.opts.MaxParallelism {
+		return bad("max parallelism was %d, is %d (it fixes how keys map to state)", m.MaxParallelism, j.opts.MaxParallelism)
+	}
+	if len(m.Operators) == 0 {
+		return j.checkCompatibleV1(vs, m, bad)
+	}
+	byUID := make(map[string]*node, len(j.nodes))
+	for _, n := range j.nodes {
+		byUID[n.uid] = n
+	}
+	var reasons []string
+	var old, cur []string
+	for _, o := range m.Operators {
+		n := byUID[o.ID]
+		switch {
+		case n == nil:
+			reasons = append(reasons, fmt.Sprintf("it has %s state of operator %q, which the job no longer has (keep the operator, or give its replacement that uid)", o.Kind, o.ID))
+		case n.stateKind() != o.Kind:
+			reasons = append(reasons, fmt.Sprintf("operator %q was a %s, is now %s", o.ID, o.Kind, orNone(n.stateKind())))
+		case n.stateSig != o.Signature:
+			reasons = append(reasons, fmt.Sprintf("the state of operator %q has changed meaning (%s)", o.ID, sigChange(o.Signature, n.stateSig)))
+			old, cur = append(old, o.ID+": "+o.Signature), append(cur, o.ID+": "+n.stateSig)
+		case o.Kind == "source" && o.Parallelism != n.parallelism:
+			reasons = append(reasons, fmt.Sprintf("source %q had parallelism %d, now %d; sources cannot be rescaled yet (set its parallelism back to %d)", o.ID, o.Parallelism, n.parallelism, o.Parallelism))
+		}
+	}
+	if len(reasons) == 0 {
+		return nil
+	}
+	err := bad("%s", strings.Join(reasons, "; "))
+	if len(old) > 0 {
+		err.Old, err.New = strings.Join(old, "\n")+"\n", strings.Join(cur, "\n")+"\n"
+	}
+	return err
+}
+
+func orNone(kind string) string {
+	if kind == "" {
+		return "stateless"
+	}
+	return kind
+}
+
+func sigChange(old, cur string) string {
+	return fmt.Sprintf("was %q, is %q", old, cur)
+}
+
+// checkCompatibleV1 is the rule of format version 1 checkpoints.
+func (j *Job) checkCompatibleV1(vs []*vertex, m *snapshot.Metadata, bad func(string, ...any) *IncompatibleError) error {
 	if fp := j.fingerprint(); m.Fingerprint != fp {
 		err := bad("its operators, keys or max parallelism differ")
-		err.(*IncompatibleError).Old, err.(*IncompatibleError).New = m.Fingerprint, fp
+		err.Old, err.New = m.Fingerprint, fp
 		return err
-	}
-	if m.MaxParallelism != j.opts.MaxParallelism {
-		return bad("max parallelism was %d, is %d", m.MaxParallelism, j.opts.MaxParallelism)
 	}
 	have := make(map[string]int)
 	for _, t := range m.Tasks {
 		have[t.Vertex] = t.Parallelism
 	}
-	for _, v := range rt.vertices {
+	for _, v := range vs {
 		p, ok := have[v.name]
 		if !ok {
-			return bad("it has no state for the chain [%s] (the chaining of operators changed)", v.name)
+			return bad("it was written by an older streamd (format version 1), which restores only into the same chains, and has no state for the chain [%s]; run the old chaining once to take a new checkpoint, then change it", v.name)
 		}
 		if v.head().kind == kindSourceNode && p != v.parallelism {
 			return bad("source chain [%s] had parallelism %d, now %d; sources cannot be rescaled", v.name, p, v.parallelism)
@@ -136,7 +196,7 @@ func (rt *jobRuntime) recoverSinks() error {
 		var states [][]byte
 		if rt.restored != nil {
 			for _, m := range rt.restored.Tasks {
-				if m.Vertex == v.name && m.Sink != nil {
+				if m.Sink != nil && len(m.Operators) > 0 && m.Operators[len(m.Operators)-1] == tail.uid {
 					states = append(states, m.Sink)
 				}
 			}
@@ -154,10 +214,11 @@ func (rt *jobRuntime) recoverSinks() error {
 // different parallelism. It reads each block once, verifying it, on up to
 // GOMAXPROCS goroutines. For a finished job, which restores nothing, it only
 // verifies the blocks and keeps no entries.
-func (rt *jobRuntime) readKeyed(m *snapshot.Metadata) (map[*vertex][][]*snapshot.KeyedEntries, error) {
+func (rt *jobRuntime) readKeyed(m *snapshot.Metadata) (map[*vertex][][]restoredPart, error) {
 	type target struct {
-		v     *vertex
-		index int
+		v      *vertex
+		index  int
+		oldOps []string
 	}
 	var reads []snapshot.KeyedRead
 	var targets []target
@@ -169,7 +230,7 @@ func (rt *jobRuntime) readKeyed(m *snapshot.Metadata) (map[*vertex][][]*snapshot
 			rng := rt.job.keyGroupRange(v, index)
 			for i := range m.Tasks {
 				tm := &m.Tasks[i]
-				if tm.Vertex != v.name || tm.Keyed == nil {
+				if tm.Keyed == nil || !v.sharesKeyedOperator(tm.Operators) {
 					continue
 				}
 				start, end := max(tm.KeyGroupStart, rng.Start), min(tm.KeyGroupEnd, rng.End)
@@ -177,7 +238,7 @@ func (rt *jobRuntime) readKeyed(m *snapshot.Metadata) (map[*vertex][][]*snapshot
 					continue
 				}
 				reads = append(reads, snapshot.KeyedRead{Handle: tm.Keyed, Start: start, End: end})
-				targets = append(targets, target{v, index})
+				targets = append(targets, target{v, index, tm.Operators})
 			}
 		}
 	}
@@ -188,14 +249,58 @@ func (rt *jobRuntime) readKeyed(m *snapshot.Metadata) (map[*vertex][][]*snapshot
 	if m.Finished {
 		return nil, nil
 	}
-	entries := make(map[*vertex][][]*snapshot.KeyedEntries)
+	entries := make(map[*vertex][][]restoredPart)
 	for i, tg := range targets {
 		if entries[tg.v] == nil {
-			entries[tg.v] = make([][]*snapshot.KeyedEntries, tg.v.parallelism)
+			entries[tg.v] = make([][]restoredPart, tg.v.parallelism)
 		}
-		entries[tg.v][tg.index] = append(entries[tg.v][tg.index], loaded[i])
+		entries[tg.v][tg.index] = append(entries[tg.v][tg.index], restoredPart{loaded[i], tg.oldOps})
 	}
 	return entries, nil
+}
+
+// restoredPart is keyed state read for a task from one task of the
+// checkpoint, whose chain was oldOps.
+type restoredPart struct {
+	entries *snapshot.KeyedEntries
+	oldOps  []string
+}
+
+// sharesKeyedOperator reports whether one of ops (an old task's chain) is
+// a keyed operator of v: then the old task's keyed state holds state of v.
+func (v *vertex) sharesKeyedOperator(ops []string) bool {
+	for _, n := range v.nodes {
+		if n.keyed && slices.Contains(ops, n.uid) {
+			return true
+		}
+	}
+	return false
+}
+
+// stateOwner decides whether keyed state named state, read from an old
+// task whose chain was oldOps, belongs to v. State names are
+// "UID/name" (Runtime.StateName), so state follows its operator into
+// whatever chain it runs in now; a name without the uid of one of the old
+// chain's keyed operators cannot be attributed, and is v's only when every
+// keyed operator of the old chain is in v (else restoring it would put it
+// in two places, or guess).
+func (j *Job) stateOwner(v *vertex, state string, oldOps []string) (bool, error) {
+	uid, _, ok := strings.Cut(state, "/")
+	if ok && slices.Contains(oldOps, uid) {
+		for _, n := range v.nodes {
+			if n.keyed && n.uid == uid {
+				return true, nil
+			}
+		}
+		return false, nil
+	}
+	for _, op := range oldOps {
+		inV := slices.ContainsFunc(v.nodes, func(n *node) bool { return n.uid == op })
+		if !inV && slices.ContainsFunc(j.nodes, func(n *node) bool { return n.keyed && n.uid == op }) {
+			return false, fmt.Errorf("keyed state %q cannot be attributed to an operator (its name does not start with the uid of one; name states with Runtime.StateName), and its operators now run in different chains", state)
+		}
+	}
+	return true, nil
 }
 
 // restoreKeyed puts into the task's backend the entries the restore phase
@@ -213,8 +318,21 @@ func (t *task) restoreKeyed() error {
 	// Each task takes only its own element: no other goroutine touches it.
 	mine := tasks[t.index]
 	tasks[t.index] = nil
-	for _, e := range mine {
-		err := e.Drain(func(kg int, state string, key, value []byte) error {
+	owned := make(map[string]bool) // per state name of the current part
+	for _, p := range mine {
+		clear(owned)
+		err := p.entries.Drain(func(kg int, state string, key, value []byte) error {
+			mine, seen := owned[state]
+			if !seen {
+				var err error
+				if mine, err = j.job.stateOwner(t.v, state, p.oldOps); err != nil {
+					return err
+				}
+				owned[state] = mine
+			}
+			if !mine {
+				return nil // the state of an operator that runs in another chain now
+			}
 			return t.backend.RestoreEntry(state, key, value)
 		})
 		if err != nil {

@@ -27,7 +27,7 @@ type jobRuntime struct {
 	// restoredKeyed holds, per keyed vertex and task index, the entries
 	// the restore phase read from restored (restore.go); each task takes
 	// its own in open.
-	restoredKeyed map[*vertex][][]*snapshot.KeyedEntries
+	restoredKeyed map[*vertex][][]restoredPart
 	firstID       uint64 // the first checkpoint id of this run
 	cancelFlag    atomic.Bool
 	// events carries acknowledgements, declines, source ends and task
@@ -51,13 +51,15 @@ func (j *jobRuntime) send(ev event) { j.events.put(ev) }
 // stop closes stopCh, once.
 func (j *jobRuntime) stop() { j.stopOnce.Do(func() { close(j.stopCh) }) }
 
-func (j *jobRuntime) restoredTask(v *vertex, index int) *snapshot.TaskMeta {
+// restoredSource returns the restored task of the source that heads v with
+// the same index (sources keep their parallelism: checkCompatible).
+func (j *jobRuntime) restoredSource(v *vertex, index int) *snapshot.TaskMeta {
 	if j.restored == nil {
 		return nil
 	}
 	for i := range j.restored.Tasks {
 		m := &j.restored.Tasks[i]
-		if m.Vertex == v.name && m.Index == index {
+		if len(m.Operators) > 0 && m.Operators[0] == v.head().uid && m.Index == index {
 			return m
 		}
 	}

@@ -208,7 +208,7 @@ func (t *task) open() error {
 	head := t.v.head()
 	if head.kind == kindSourceNode {
 		var state []byte
-		if m := j.restoredTask(t.v, t.index); m != nil {
+		if m := j.restoredSource(t.v, t.index); m != nil {
 			state = m.Source
 		}
 		src, err := head.openSource(t.runtimeFor(head), next, state)
@@ -225,7 +225,7 @@ func (t *task) open() error {
 
 func (t *task) runtimeFor(n *node) *Runtime {
 	return &Runtime{
-		Job: t.job.job.name, Operator: n.name, TaskIndex: t.index, Parallelism: t.v.parallelism,
+		Job: t.job.job.name, Operator: n.name, UID: n.uid, TaskIndex: t.index, Parallelism: t.v.parallelism,
 		MaxParallelism: t.job.opts.MaxParallelism, batchSize: t.job.opts.BatchSize,
 		backend: t.backend, task: t,
 	}
@@ -442,7 +442,7 @@ func (t *task) apply(d align.Decision) {
 // workers.
 func (t *task) checkpoint(id uint64, firstBarrier time.Time) {
 	start := time.Now()
-	meta := snapshot.TaskMeta{Vertex: t.v.name, Index: t.index, Parallelism: t.v.parallelism,
+	meta := snapshot.TaskMeta{Vertex: t.v.name, Operators: t.v.uids, Index: t.index, Parallelism: t.v.parallelism,
 		KeyGroupStart: t.kgRange.Start, KeyGroupEnd: t.kgRange.End}
 	var err error
 	if t.source != nil {

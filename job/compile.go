@@ -565,33 +565,49 @@ func (p *Plan) Fingerprint() string {
 	fmt.Fprintf(&b, "\nmax_parallelism %d\nsource %s\n", p.Spec.MaxParallelism, p.Spec.Source.Type)
 	for i := range p.Stages {
 		st := &p.Stages[i]
-		fmt.Fprintf(&b, "step %d %s %s", i, st.Step.Name, st.Step.Kind)
-		if st.Keyed {
-			fmt.Fprintf(&b, " key=%s:%s", st.Key.Name, st.Key.Type)
-		}
-		if st.Agg != nil && st.Agg.Kind != StepCount {
-			fmt.Fprintf(&b, " field=%s:%s", st.Agg.In.Name, st.Agg.In.Type)
-		}
-		if r := st.Reduce; r != nil {
-			fmt.Fprintf(&b, " field=%s:%s", r.Out.Name, r.Out.Type)
-		}
-		if a := st.Accs; a != nil {
-			// Names, kinds and input types decide the layout of the state.
-			b.WriteString(" accumulators=")
-			for j, acc := range a.List {
-				if j > 0 {
-					b.WriteByte(',')
-				}
-				fmt.Fprintf(&b, "%s:%s", acc.Out.Name, acc.Kind)
-				if acc.In != 0 {
-					fmt.Fprintf(&b, "(%s)", acc.In)
-				}
-			}
-		}
-		b.WriteByte('\n')
+		fmt.Fprintf(&b, "step %d %s %s\n", i, st.Step.Name, st.StateSignature())
 	}
 	return b.String()
 }
+
+// StateSignature describes what a stage's state means — its kind, key,
+// value types and accumulators, but not its place in the pipeline nor its
+// name — for the engine's per-operator compatibility check
+// (engine.WithStateSignature): a checkpoint restores a step's state only
+// into a step of the same id and signature.
+func (st *Stage) StateSignature() string {
+	var b strings.Builder
+	b.WriteString(st.Step.Kind.String())
+	if st.Keyed {
+		fmt.Fprintf(&b, " key=%s:%s", st.Key.Name, st.Key.Type)
+	}
+	if st.Agg != nil && st.Agg.Kind != StepCount {
+		fmt.Fprintf(&b, " field=%s:%s", st.Agg.In.Name, st.Agg.In.Type)
+	}
+	if r := st.Reduce; r != nil {
+		fmt.Fprintf(&b, " field=%s:%s", r.Out.Name, r.Out.Type)
+	}
+	if a := st.Accs; a != nil {
+		// Names, kinds and input types decide the layout of the state.
+		b.WriteString(" accumulators=")
+		for j, acc := range a.List {
+			if j > 0 {
+				b.WriteByte(',')
+			}
+			fmt.Fprintf(&b, "%s:%s", acc.Out.Name, acc.Kind)
+			if acc.In != 0 {
+				fmt.Fprintf(&b, "(%s)", acc.In)
+			}
+		}
+	}
+	return b.String()
+}
+
+// SourceSignature describes what the source's positions mean.
+func (p *Plan) SourceSignature() string { return "source " + p.Spec.Source.Type }
+
+// SinkSignature describes what the sink's pending transactions mean.
+func (p *Plan) SinkSignature() string { return "sink " + p.Spec.Sink.Type }
 
 // FingerprintDiff lists the lines only in old ("- line") and only in cur
 // ("+ line"), for telling a user why a checkpoint cannot be restored. It

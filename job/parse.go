@@ -366,7 +366,7 @@ func (d *decoder) step(i int, n ast.Node, st *StepSpec) (named bool) {
 	if !ok {
 		return false
 	}
-	allowed := append(slices.Clone(operatorKeys), "name", "parallelism")
+	allowed := append(slices.Clone(operatorKeys), "name", "uid", "parallelism")
 	op := ""
 	for _, e := range ents {
 		if k, isOp := parseStepKind(e.key); isOp {
@@ -398,6 +398,8 @@ func (d *decoder) step(i int, n ast.Node, st *StepSpec) (named bool) {
 		case "name":
 			st.Name, _ = d.str(e)
 			named = true
+		case "uid":
+			st.UID, _ = d.str(e)
 		case "parallelism":
 			st.Parallelism = d.explicitParallelism(e)
 		default:

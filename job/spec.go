@@ -131,7 +131,11 @@ type StepSpec struct {
 	// ("filter-1", "key_by-1", "count-2"). Numbering per kind means that
 	// adding or removing steps of other kinds does not rename a step; name
 	// stateful steps explicitly to keep their state across any edit.
-	Name        string
+	Name string
+	// UID, if set, identifies the step's state in checkpoints instead of
+	// its name (Flink's uid): rename a stateful step and keep its uid to
+	// keep its state. Same rules as a name; unique among names and uids.
+	UID         string
 	Parallelism int          // 0 = the job's parallelism
 	Expr        string       // filter: the predicate
 	Assign      []Assignment // map: in the order written

@@ -155,6 +155,19 @@ func (v *validator) steps() {
 				names[st.Name] = i
 			}
 		}
+		if st.UID != "" && !v.skip(path+".uid") {
+			// A uid shares the names' namespace: the engine identifies
+			// state by uid, defaulting to the name.
+			if msg := checkName(st.UID, "uid"); msg != "" {
+				v.errAt(path+".uid", st.Line, st.Column, "%s", msg)
+			} else if st.UID == SourceName || st.UID == SinkName {
+				v.errAt(path+".uid", st.Line, st.Column, "uid %q is taken by the job's %s; choose another", st.UID, st.UID)
+			} else if j, dup := names[st.UID]; dup && j != i {
+				v.errAt(path+".uid", st.Line, st.Column, "uid %q is the name or uid of pipeline[%d]; ids must be unique", st.UID, j)
+			} else {
+				names[st.UID] = i
+			}
+		}
 		v.parallelism(path+".parallelism", st.Parallelism, true, st.Line, st.Column)
 		opPath := path + "." + st.Kind.String()
 		if v.skip(opPath) {

@@ -128,13 +128,19 @@ func Build(plan *job.Plan, opts Options) (*Built, error) {
 			if st.Shuffle {
 				ks = engine.KeyBy(s, sel)
 			}
+			// State belongs to the step: its uid (default its name) and
+			// what its state means, not its place in the pipeline.
+			opts := []engine.OpOption{par, engine.WithStateSignature(st.StateSignature())}
+			if st.Step.UID != "" {
+				opts = append(opts, engine.WithUID(st.Step.UID))
+			}
 			switch {
 			case st.Reduce != nil:
-				s = engine.ProcessRaw(ks, name, keyedOp(st.Reduce.States, st.Reduce.Open), par)
+				s = engine.ProcessRaw(ks, name, keyedOp(st.Reduce.States, st.Reduce.Open), opts...)
 			case st.Accs != nil:
-				s = engine.ProcessRaw(ks, name, keyedOp(st.Accs.States, st.Accs.Open), par)
+				s = engine.ProcessRaw(ks, name, keyedOp(st.Accs.States, st.Accs.Open), opts...)
 			default:
-				s = engine.ProcessRaw(ks, name, aggregate(st.Agg), par)
+				s = engine.ProcessRaw(ks, name, aggregate(st.Agg), opts...)
 			}
 		default:
 			return nil, fmt.Errorf("jobrun: step %q: unknown kind %v", name, st.Step.Kind)
@@ -174,7 +180,7 @@ func engineProblems(j *engine.Job, noStore bool) error {
 
 func buildSource(j *engine.Job, plan *job.Plan) (engine.Stream[job.Row], error) {
 	src := plan.Spec.Source
-	var opt []engine.OpOption
+	opt := []engine.OpOption{engine.WithStateSignature(plan.SourceSignature())}
 	if src.Parallelism > 0 {
 		opt = append(opt, engine.WithParallelism(src.Parallelism))
 	}
@@ -204,7 +210,9 @@ func buildSink(j *engine.Job, s engine.Stream[job.Row], plan *job.Plan, opts Opt
 	spec := plan.Spec.Sink
 	schema := plan.SinkSchema
 	encode := func(dst []byte, r *job.Row) []byte { return schema.AppendJSON(dst, r) }
-	var opt []engine.OpOption
+	// A checkpoint's pending transactions are only the same kind of sink's
+	// to commit.
+	opt := []engine.OpOption{engine.WithStateSignature(plan.SinkSignature())}
 	if spec.Parallelism > 0 {
 		opt = append(opt, engine.WithParallelism(spec.Parallelism))
 	}

@@ -213,13 +213,29 @@ func TestGoldenFormats(t *testing.T) {
 			t.Errorf("%s golden block decodes to %s, %d entries", c, b.Compression, b.Count)
 		}
 	}
-	m := sampleMetadata()
-	want := golden(t, "metadata_v1.golden", EncodeMetadata(nil, m))
-	got, err := DecodeMetadata(want)
+	// Version 1 (written by builds before state belonged to operators)
+	// is still read, and migrated: each task's operators are its chain's
+	// names.
+	v1 := golden(t, "metadata_v1.golden", nil)
+	got, err := DecodeMetadata(v1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.Equal(EncodeMetadata(nil, got), want) || got.FormatVersion != 1 {
+	if got.FormatVersion != 1 || len(got.Operators) != 0 {
+		t.Errorf("golden v1 metadata decodes as version %d with %d operators", got.FormatVersion, len(got.Operators))
+	}
+	for _, tm := range got.Tasks {
+		if strings.Join(tm.Operators, " -> ") != tm.Vertex {
+			t.Errorf("v1 task %q migrates to operators %q", tm.Vertex, tm.Operators)
+		}
+	}
+	m := sampleMetadataV2()
+	want := golden(t, "metadata_v2.golden", EncodeMetadata(nil, m))
+	got, err = DecodeMetadata(want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(EncodeMetadata(nil, got), want) || got.FormatVersion != 2 || len(got.Operators) != 3 {
 		t.Errorf("golden metadata does not round-trip: %+v", got)
 	}
 }

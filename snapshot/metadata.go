@@ -8,9 +8,20 @@ import (
 )
 
 // MetadataFormatVersion is the version of the metadata encoding this build
-// writes; CommitCheckpoint stores it in Metadata.FormatVersion. Decoding any
-// other version is a corruption error.
-const MetadataFormatVersion uint32 = 1
+// writes; CommitCheckpoint stores it in Metadata.FormatVersion. This build
+// also reads version 1 (before state belonged to operators), migrating it:
+// a task's Operators are its Vertex split at " -> " (the engine named
+// chains so), and Operators is empty, which tells the engine to apply
+// version 1's rule (restore only into the same chains). Decoding any other
+// version is a corruption error.
+const MetadataFormatVersion uint32 = 2
+
+// minMetadataFormatVersion is the oldest version this build reads.
+const minMetadataFormatVersion = 1
+
+// chainSeparator joins the operator ids of a chain in a version 1 vertex
+// name.
+const chainSeparator = " -> "
 
 // metadataMagic is the first byte of encoded metadata.
 const metadataMagic byte = 0xCE
@@ -61,7 +72,11 @@ type KeyedHandle struct {
 
 // TaskMeta is the part of a checkpoint that belongs to one task.
 type TaskMeta struct {
+	// Vertex names the task's chain, for people (statistics, messages);
+	// Operators are the ids of the chain's operators, in order: state
+	// belongs to operators, so restore matches these, never Vertex.
 	Vertex                     string
+	Operators                  []string
 	Index, Parallelism         int
 	KeyGroupStart, KeyGroupEnd int
 	// Keyed is nil for a task without keyed state.
@@ -72,6 +87,19 @@ type TaskMeta struct {
 	Sink []byte
 	// Operator is other opaque operator state.
 	Operator []byte
+}
+
+// OperatorMeta describes one stateful operator of a checkpoint.
+type OperatorMeta struct {
+	// ID is the operator's stable id (its uid, or its name).
+	ID string
+	// Kind is "source", "keyed" or "sink".
+	Kind string
+	// Signature is the engine's opaque description of what the operator's
+	// state means (e.g. its key and value types): a job restores the
+	// operator's state only into an operator of the same signature.
+	Signature   string
+	Parallelism int
 }
 
 // Metadata describes one completed checkpoint. It is written last, in a
@@ -91,6 +119,10 @@ type Metadata struct {
 	// of a bounded job.
 	Finished bool
 	Tasks    []TaskMeta
+	// Operators lists the job's stateful operators (sources, keyed
+	// operators, sinks) and what their state must be restored into; empty
+	// in a checkpoint of format version 1.
+	Operators []OperatorMeta
 	// RawBytes and StoredBytes are the totals the engine reports.
 	RawBytes, StoredBytes int64
 }
@@ -151,6 +183,18 @@ func EncodeMetadata(dst []byte, m *Metadata) []byte {
 				dst = binary.AppendVarint(dst, r.Entries)
 			}
 		}
+		dst = binary.AppendUvarint(dst, uint64(len(t.Operators)))
+		for _, op := range t.Operators {
+			dst = appendString(dst, op)
+		}
+	}
+	dst = binary.AppendUvarint(dst, uint64(len(m.Operators)))
+	for i := range m.Operators {
+		o := &m.Operators[i]
+		dst = appendString(dst, o.ID)
+		dst = appendString(dst, o.Kind)
+		dst = appendString(dst, o.Signature)
+		dst = binary.AppendVarint(dst, int64(o.Parallelism))
 	}
 	crc := crc32.Checksum(dst[start:], castagnoli)
 	return binary.LittleEndian.AppendUint32(dst, crc)
@@ -197,8 +241,8 @@ func DecodeMetadata(data []byte) (*Metadata, error) {
 	}
 	d := metaDecoder{buf: body[1:]}
 	version := d.uvarint("format version")
-	if d.err == nil && version != uint64(MetadataFormatVersion) {
-		return nil, corruptf("metadata: unknown format version %d (this build reads %d)", version, MetadataFormatVersion)
+	if d.err == nil && (version < minMetadataFormatVersion || version > uint64(MetadataFormatVersion)) {
+		return nil, corruptf("metadata: unknown format version %d (this build reads %d to %d)", version, minMetadataFormatVersion, MetadataFormatVersion)
 	}
 	m := &Metadata{FormatVersion: uint32(version)}
 	m.Job = d.string("job")
@@ -224,29 +268,32 @@ func DecodeMetadata(data []byte) (*Metadata, error) {
 		t.Source = d.bytes("source")
 		t.Sink = d.bytes("sink")
 		t.Operator = d.bytes("operator")
-		if !d.bool("keyed") {
+		if d.bool("keyed") {
+			t.Keyed = d.keyedHandle()
+		}
+		if version == 1 {
+			t.Operators = strings.Split(t.Vertex, chainSeparator)
 			continue
 		}
-		h := &KeyedHandle{}
-		t.Keyed = h
-		h.Scope = d.string("scope")
-		h.Checkpoint = d.uvarint("handle checkpoint")
-		h.RawBytes = d.varint("handle raw bytes")
-		h.StoredBytes = d.varint("handle stored bytes")
-		h.ReusedBytes = d.varint("handle reused bytes")
-		numRefs := d.count("key groups", minRefBytes)
-		if numRefs > 0 {
-			h.KeyGroups = make([]KeyGroupRef, numRefs)
+		numOps := d.count("task operators", 1)
+		if numOps > 0 {
+			t.Operators = make([]string, numOps)
 		}
-		for j := 0; j < numRefs && d.err == nil; j++ {
-			r := &h.KeyGroups[j]
-			r.KeyGroup = d.int("key group")
-			r.Version = d.uvarint("key group version")
-			r.Writer = d.uvarint("writer")
-			r.Blocks = d.int("blocks")
-			r.RawBytes = d.varint("key group raw bytes")
-			r.StoredBytes = d.varint("key group stored bytes")
-			r.Entries = d.varint("entries")
+		for j := 0; j < numOps && d.err == nil; j++ {
+			t.Operators[j] = d.string("task operator")
+		}
+	}
+	if version >= 2 {
+		numOps := d.count("operators", 4)
+		if numOps > 0 {
+			m.Operators = make([]OperatorMeta, numOps)
+		}
+		for i := 0; i < numOps && d.err == nil; i++ {
+			o := &m.Operators[i]
+			o.ID = d.string("operator id")
+			o.Kind = d.string("operator kind")
+			o.Signature = d.string("operator signature")
+			o.Parallelism = d.int("operator parallelism")
 		}
 	}
 	if d.err != nil {
@@ -256,6 +303,31 @@ func DecodeMetadata(data []byte) (*Metadata, error) {
 		return nil, corruptf("metadata: %d bytes of trailing garbage", len(d.buf))
 	}
 	return m, nil
+}
+
+// keyedHandle decodes a KeyedHandle.
+func (d *metaDecoder) keyedHandle() *KeyedHandle {
+	h := &KeyedHandle{}
+	h.Scope = d.string("scope")
+	h.Checkpoint = d.uvarint("handle checkpoint")
+	h.RawBytes = d.varint("handle raw bytes")
+	h.StoredBytes = d.varint("handle stored bytes")
+	h.ReusedBytes = d.varint("handle reused bytes")
+	numRefs := d.count("key groups", minRefBytes)
+	if numRefs > 0 {
+		h.KeyGroups = make([]KeyGroupRef, numRefs)
+	}
+	for j := 0; j < numRefs && d.err == nil; j++ {
+		r := &h.KeyGroups[j]
+		r.KeyGroup = d.int("key group")
+		r.Version = d.uvarint("key group version")
+		r.Writer = d.uvarint("writer")
+		r.Blocks = d.int("blocks")
+		r.RawBytes = d.varint("key group raw bytes")
+		r.StoredBytes = d.varint("key group stored bytes")
+		r.Entries = d.varint("entries")
+	}
+	return h
 }
 
 // metaDecoder reads fields with a sticky error: after the first failure

@@ -27,8 +27,24 @@ func sampleMetadata() *Metadata {
 	}
 }
 
+// sampleMetadataV2 adds what format version 2 records: the operators of
+// each task's chain and the table of stateful operators.
+func sampleMetadataV2() *Metadata {
+	m := sampleMetadata()
+	m.Tasks[0].Operators = []string{"source", "map"}
+	m.Tasks[0].Vertex = "source -> map"
+	m.Tasks[1].Operators = []string{"sum"}
+	m.Tasks[2].Operators = []string{"sink"}
+	m.Operators = []OperatorMeta{
+		{ID: "source", Kind: "source", Signature: "sequence", Parallelism: 1},
+		{ID: "sum", Kind: "keyed", Signature: "key=word:string field=n:int", Parallelism: 2},
+		{ID: "sink", Kind: "sink", Parallelism: 2},
+	}
+	return m
+}
+
 func TestMetadataRoundTrip(t *testing.T) {
-	for _, m := range []*Metadata{sampleMetadata(), {Job: "j", CheckpointID: 1}} {
+	for _, m := range []*Metadata{sampleMetadataV2(), sampleMetadata(), {Job: "j", CheckpointID: 1}} {
 		enc := EncodeMetadata([]byte("prefix"), m)
 		got, err := DecodeMetadata(enc[len("prefix"):])
 		if err != nil {
@@ -72,9 +88,12 @@ func TestMetadataCorruption(t *testing.T) {
 			t.Errorf("%s: DecodeMetadata = %v, want corruption mentioning %q", name, err, want)
 		}
 	}
-	v2 := bytes.Clone(body)
-	v2[1] = 2
-	f("version 2", v2, "unknown format version 2")
+	v3 := bytes.Clone(body)
+	v3[1] = 3
+	f("version 3", v3, "unknown format version 3")
+	v0 := bytes.Clone(body)
+	v0[1] = 0
+	f("version 0", v0, "unknown format version 0")
 	f("magic", append([]byte{0x00}, body[1:]...), "magic")
 	f("trailing", append(bytes.Clone(body), 0), "trailing")
 	f("truncated", body[:len(body)-3], "cannot decode")

@@ -95,6 +95,27 @@ func (rt *jobRuntime) checkCompatible(m *snapshot.Metadata) error {
 	return rt.job.checkCompatible(rt.vertices, m)
 }
 
+// CheckCheckpoint checks, without running or writing anything, whether
+// the job's newest completed checkpoint in store fits the job (the check
+// Run makes before it restores), and returns its id, 0 if the store holds
+// none. An incompatible checkpoint is an *IncompatibleError naming the
+// operators and what changed. Only metadata is read: blocks are verified
+// when a run restores them.
+func (j *Job) CheckCheckpoint(store *snapshot.Store) (uint64, error) {
+	if err := errors.Join(j.errs...); err != nil {
+		return 0, err
+	}
+	vs, err := j.buildVertices()
+	if err != nil {
+		return 0, err
+	}
+	m, err := store.Recover(j.name, func(m *snapshot.Metadata) error { return j.checkCompatible(vs, m) })
+	if err != nil || m == nil {
+		return 0, err
+	}
+	return m.CheckpointID, nil
+}
+
 // checkCompatible says whether checkpoint m can be restored into the job
 // laid out in vs. State belongs to operators, identified by their uids:
 // every stateful operator of the checkpoint must be in the job, with the

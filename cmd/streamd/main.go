@@ -1,7 +1,7 @@
 // Command streamd runs streamd jobs.
 //
 //	streamd run [--data-dir DIR] [--stats FILE] [--pin auto|on|off] [--cpuprofile FILE] [--allow-duplicate-output] [--log-level debug|info|warn|error] JOB.yaml
-//	streamd validate JOB.yaml
+//	streamd validate [--data-dir DIR] JOB.yaml
 //	streamd version
 //
 // Exit status of run: 0 when the job finished and its output is complete
@@ -49,7 +49,7 @@ var version = "dev"
 
 const usage = `usage:
   streamd run [--data-dir DIR] [--stats FILE] [--pin auto|on|off] [--cpuprofile FILE] [--allow-duplicate-output] [--log-level debug|info|warn|error] JOB.yaml
-  streamd validate JOB.yaml
+  streamd validate [--data-dir DIR] JOB.yaml
   streamd version
 `
 
@@ -131,26 +131,77 @@ func readSpec(path string) ([]byte, error) {
 }
 
 func cmdValidate(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 1 && (args[0] == "-h" || args[0] == "--help" || args[0] == "-help") {
-		fmt.Fprint(stdout, usage)
+	fs := flag.NewFlagSet("validate", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dataDir := fs.String("data-dir", "", "also check the spec against the job's newest checkpoint in this data dir (nothing is run or written)")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(stdout)
+			fmt.Fprint(stdout, usage)
+			fs.PrintDefaults()
+			return exitOK
+		}
+		return exitUsage
+	}
+	if fs.NArg() != 1 {
+		fmt.Fprintf(stderr, "streamd validate: want exactly one JOB.yaml, have %d arguments\n%s", fs.NArg(), usage)
+		return exitUsage
+	}
+	path := fs.Arg(0)
+	plan, err := loadPlan(path)
+	if err != nil {
+		fmt.Fprintf(stderr, "streamd: %v\n", err)
+		return exitUsage
+	}
+	var store *snapshot.Store
+	if *dataDir != "" {
+		if _, err := os.Stat(*dataDir); err != nil {
+			fmt.Fprintf(stderr, "streamd: data dir %s: %v\n", *dataDir, err)
+			return exitFailure
+		}
+		if store, err = snapshot.Open(*dataDir, snapshot.Options{Logger: func(string, ...any) {}}); err != nil {
+			fmt.Fprintf(stderr, "streamd: %v\n", err)
+			return exitFailure
+		}
+		defer store.Close()
+	}
+	b, err := jobrun.Build(plan, jobrun.Options{Store: store})
+	if err != nil {
+		fmt.Fprintf(stderr, "streamd: %v\n", err)
+		return exitUsage
+	}
+	fmt.Fprintf(stdout, "%s: ok\n%s", path, b.Job.Describe())
+	if store == nil {
 		return exitOK
 	}
-	if len(args) != 1 {
-		fmt.Fprint(stderr, usage)
-		return exitUsage
+	id, err := b.Job.CheckCheckpoint(store)
+	switch {
+	case err != nil:
+		return reportRunError(stderr, err)
+	case id == 0:
+		fmt.Fprintf(stdout, "data dir %s holds no checkpoint of job %q: a run starts fresh\n", *dataDir, plan.Spec.Name)
+	default:
+		fmt.Fprintf(stdout, "checkpoint %d of job %q in %s fits the spec: a run resumes from it\n", id, plan.Spec.Name, *dataDir)
 	}
-	plan, err := loadPlan(args[0])
-	if err != nil {
-		fmt.Fprintf(stderr, "streamd: %v\n", err)
-		return exitUsage
-	}
-	b, err := jobrun.Build(plan, jobrun.Options{})
-	if err != nil {
-		fmt.Fprintf(stderr, "streamd: %v\n", err)
-		return exitUsage
-	}
-	fmt.Fprintf(stdout, "%s: ok\n%s", args[0], b.Job.Describe())
 	return exitOK
+}
+
+// reportRunError prints an error of a run (or of a check against a
+// checkpoint) and returns the exit status: 2 for a checkpoint that does not
+// fit the spec, with what changed; 1 otherwise.
+func reportRunError(stderr io.Writer, err error) int {
+	fmt.Fprintf(stderr, "streamd: %v\n", err)
+	if errors.Is(err, engine.ErrIncompatible) {
+		var ie *engine.IncompatibleError
+		if errors.As(err, &ie) && ie.Old != "" {
+			fmt.Fprintf(stderr, "what changed (- checkpoint, + spec):\n")
+			for _, l := range job.FingerprintDiff(ie.Old, ie.New) {
+				fmt.Fprintf(stderr, "  %s\n", l)
+			}
+		}
+		return exitUsage
+	}
+	return exitFailure
 }
 
 func cmdRun(args []string, stdout, stderr io.Writer) int {
@@ -266,18 +317,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	if runErr != nil {
-		fmt.Fprintf(stderr, "streamd: %v\n", runErr)
-		if errors.Is(runErr, engine.ErrIncompatible) {
-			var ie *engine.IncompatibleError
-			if errors.As(runErr, &ie) && ie.Old != "" {
-				fmt.Fprintf(stderr, "what changed (- checkpoint, + spec):\n")
-				for _, l := range job.FingerprintDiff(ie.Old, ie.New) {
-					fmt.Fprintf(stderr, "  %s\n", l)
-				}
-			}
-			return exitUsage
-		}
-		return exitFailure
+		return reportRunError(stderr, runErr)
 	}
 	completed, last := 0, uint64(0)
 	for _, s := range stats {

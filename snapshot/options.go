@@ -113,7 +113,9 @@ type Options struct {
 	// of Logger: its informational lines at slog.LevelDebug, its errors at
 	// slog.LevelError, and a fatal error (which fails the Store, see
 	// ErrStoreFailed) at slog.LevelError. When Logger is unset, the Store's
-	// own warnings go to LevelLogger too, at slog.LevelWarn. Default nil.
+	// own warnings go to LevelLogger too, at slog.LevelWarn. Default: when
+	// Logger is unset too, slog.Default() (so Pebble's informational lines
+	// are not printed unless debug logging is on); otherwise nil.
 	LevelLogger *slog.Logger
 	// DiskHeadroomBytes is the free space the Store keeps in reserve on the
 	// data dir's filesystem (vfs.FS.GetDiskUsage; a filesystem that cannot
@@ -144,6 +146,12 @@ type Options struct {
 func (o *Options) EnsureDefaults() {
 	if o.BlockSizeBytes == 0 {
 		o.BlockSizeBytes = DefaultBlockSizeBytes
+	}
+	if o.Logger == nil && o.LevelLogger == nil {
+		// Library users get one logger, slog's default: Pebble's errors
+		// and the Store's warnings, not Pebble's informational lines
+		// (they are debug).
+		o.LevelLogger = slog.Default()
 	}
 	if o.Logger == nil && o.LevelLogger != nil {
 		ll := o.LevelLogger

@@ -6,7 +6,9 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync"
 
+	"github.com/streamd/streamd/keyed"
 	"github.com/streamd/streamd/snapshot"
 )
 
@@ -44,13 +46,13 @@ func (e *IncompatibleError) Unwrap() error { return ErrIncompatible }
 // loudly (the store logs it and why) and its entries dropped; the previous
 // one is tried. So the sinks recover, and the sources rewind to, the same
 // checkpoint the keyed state comes from, and a corruption found later
-// cannot leave committed output behind a state it does not match. The
-// tasks put the entries into their backends in open (restoreKeyed), once
-// their operators have registered their states.
+// cannot leave committed output behind a state it does not match. Each
+// task takes its filled backend in open; its operators register their
+// states on it then.
 func (rt *jobRuntime) restore() (finished bool, err error) {
 	j := rt.job
 	var incompatible error
-	var entries map[*vertex][][]restoredPart
+	var entries map[*vertex][]*keyed.Backend
 	m, err := rt.store.Recover(j.name, func(m *snapshot.Metadata) error {
 		if err := rt.checkCompatible(m); err != nil {
 			incompatible = err
@@ -230,61 +232,112 @@ func (rt *jobRuntime) recoverSinks() error {
 }
 
 // readKeyed reads the keyed state of checkpoint m for every task of every
-// keyed vertex: each task's key groups from every task of the same vertex
-// in m whose range overlaps its own, so a checkpoint restores into a
-// different parallelism. It reads each block once, verifying it, on up to
-// GOMAXPROCS goroutines. For a finished job, which restores nothing, it only
-// verifies the blocks and keeps no entries.
-func (rt *jobRuntime) readKeyed(m *snapshot.Metadata) (map[*vertex][][]restoredPart, error) {
-	type target struct {
-		v      *vertex
-		index  int
-		oldOps []string
+// keyed vertex, straight into a new backend per task (keyed accepts
+// entries of states that the operators register later, when the tasks
+// open): each task's key groups from every old task that ran one of its
+// keyed operators and whose range overlaps its own, so state follows its
+// operators into another chaining and parallelism. Each block is read
+// once, verifying it, by the one goroutine that fills its task's backend;
+// up to GOMAXPROCS tasks are filled at once. For a finished job, which
+// restores nothing, the blocks are only verified. On an error the backends
+// are dropped (a fallback to an older checkpoint starts afresh); an I/O
+// error is reported ahead of a corruption (which would fall back).
+func (rt *jobRuntime) readKeyed(m *snapshot.Metadata) (map[*vertex][]*keyed.Backend, error) {
+	type part struct {
+		tm         *snapshot.TaskMeta
+		start, end int
 	}
-	var reads []snapshot.KeyedRead
-	var targets []target
+	type target struct {
+		v     *vertex
+		index int
+		rng   keyed.KeyGroupRange
+		parts []part
+	}
+	var targets []*target
+	backends := make(map[*vertex][]*keyed.Backend)
 	for _, v := range rt.vertices {
 		if !v.keyed {
 			continue
 		}
+		backends[v] = make([]*keyed.Backend, v.parallelism)
 		for index := range v.parallelism {
-			rng := rt.job.keyGroupRange(v, index)
+			tg := &target{v: v, index: index, rng: rt.job.keyGroupRange(v, index)}
 			for i := range m.Tasks {
 				tm := &m.Tasks[i]
 				if tm.Keyed == nil || !v.sharesKeyedOperator(tm.Operators) {
 					continue
 				}
-				start, end := max(tm.KeyGroupStart, rng.Start), min(tm.KeyGroupEnd, rng.End)
-				if start >= end {
-					continue
+				start, end := max(tm.KeyGroupStart, tg.rng.Start), min(tm.KeyGroupEnd, tg.rng.End)
+				if start < end {
+					tg.parts = append(tg.parts, part{tm, start, end})
 				}
-				reads = append(reads, snapshot.KeyedRead{Handle: tm.Keyed, Start: start, End: end})
-				targets = append(targets, target{v, index, tm.Operators})
 			}
+			targets = append(targets, tg)
 		}
 	}
-	loaded, err := rt.store.LoadKeyed(rt.job.name, reads, runtime.GOMAXPROCS(0))
-	if err != nil {
-		return nil, err // it names the job, checkpoint, key group and block
+	fill := func(tg *target) error {
+		var b *keyed.Backend
+		if !m.Finished {
+			var err error
+			if b, err = keyed.NewBackend(keyed.Options{MaxParallelism: rt.opts.MaxParallelism, Range: tg.rng}); err != nil {
+				return err
+			}
+		}
+		owned := make(map[string]bool) // per state name, for the current part
+		for _, p := range tg.parts {
+			clear(owned)
+			err := rt.store.ReadKeyed(rt.job.name, p.tm.Keyed, p.start, p.end, func(kg int, state string, key, value []byte) error {
+				if b == nil {
+					return nil // verify only
+				}
+				mine, seen := owned[state]
+				if !seen {
+					var err error
+					if mine, err = rt.job.stateOwner(tg.v, state, p.tm.Operators); err != nil {
+						return err
+					}
+					owned[state] = mine
+				}
+				if !mine {
+					return nil // the state of an operator that runs in another chain now
+				}
+				return b.RestoreEntry(state, key, value)
+			})
+			if err != nil {
+				return fmt.Errorf("cannot restore key groups [%d, %d) of %s task %d from checkpoint %d: %w", p.start, p.end, tg.v.name, tg.index, m.CheckpointID, err)
+			}
+		}
+		backends[tg.v][tg.index] = b // each target writes only its own element
+		return nil
+	}
+	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
+	var wg sync.WaitGroup
+	errs := make([]error, len(targets))
+	for i, tg := range targets {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			errs[i] = fill(tg)
+		})
+	}
+	wg.Wait()
+	var corrupt error
+	for _, err := range errs {
+		switch {
+		case err == nil:
+		case !snapshot.IsCorruption(err):
+			return nil, err
+		case corrupt == nil:
+			corrupt = err
+		}
+	}
+	if corrupt != nil {
+		return nil, corrupt
 	}
 	if m.Finished {
 		return nil, nil
 	}
-	entries := make(map[*vertex][][]restoredPart)
-	for i, tg := range targets {
-		if entries[tg.v] == nil {
-			entries[tg.v] = make([][]restoredPart, tg.v.parallelism)
-		}
-		entries[tg.v][tg.index] = append(entries[tg.v][tg.index], restoredPart{loaded[i], tg.oldOps})
-	}
-	return entries, nil
-}
-
-// restoredPart is keyed state read for a task from one task of the
-// checkpoint, whose chain was oldOps.
-type restoredPart struct {
-	entries *snapshot.KeyedEntries
-	oldOps  []string
+	return backends, nil
 }
 
 // sharesKeyedOperator reports whether one of ops (an old task's chain) is
@@ -322,43 +375,4 @@ func (j *Job) stateOwner(v *vertex, state string, oldOps []string) (bool, error)
 		}
 	}
 	return true, nil
-}
-
-// restoreKeyed puts into the task's backend the entries the restore phase
-// read for it (readKeyed), and lets them go. It runs in open, on the task's
-// worker, after the operators have registered their states.
-func (t *task) restoreKeyed() error {
-	j := t.job
-	if t.backend == nil || j.restored == nil {
-		return nil
-	}
-	tasks := j.restoredKeyed[t.v]
-	if tasks == nil {
-		return nil
-	}
-	// Each task takes only its own element: no other goroutine touches it.
-	mine := tasks[t.index]
-	tasks[t.index] = nil
-	owned := make(map[string]bool) // per state name of the current part
-	for _, p := range mine {
-		clear(owned)
-		err := p.entries.Drain(func(kg int, state string, key, value []byte) error {
-			mine, seen := owned[state]
-			if !seen {
-				var err error
-				if mine, err = j.job.stateOwner(t.v, state, p.oldOps); err != nil {
-					return err
-				}
-				owned[state] = mine
-			}
-			if !mine {
-				return nil // the state of an operator that runs in another chain now
-			}
-			return t.backend.RestoreEntry(state, key, value)
-		})
-		if err != nil {
-			return fmt.Errorf("cannot restore key groups %v from checkpoint %d: %w", t.kgRange, j.restored.CheckpointID, err)
-		}
-	}
-	return nil
 }

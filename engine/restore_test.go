@@ -374,7 +374,8 @@ func TestRestoreFallsBackFromCorruptBlock(t *testing.T) {
 	}
 	log := logs.String()
 	for _, want := range []string{
-		fmt.Sprintf("skipping corrupt checkpoint %d of job counts: snapshot: job counts, checkpoint %d, scope ", newest, newest),
+		fmt.Sprintf("skipping corrupt checkpoint %d of job counts: ", newest),
+		fmt.Sprintf("snapshot: job counts, checkpoint %d, scope ", newest),
 		"block checksum mismatch",
 		fmt.Sprintf("restoring from checkpoint %d", previous),
 	} {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/streamd/streamd/align"
 	"github.com/streamd/streamd/engine/coord"
+	"github.com/streamd/streamd/keyed"
 	"github.com/streamd/streamd/snapshot"
 )
 
@@ -24,10 +25,10 @@ type jobRuntime struct {
 	alignMode     align.Mode
 	store         *snapshot.Store
 	restored      *snapshot.Metadata
-	// restoredKeyed holds, per keyed vertex and task index, the entries
-	// the restore phase read from restored (restore.go); each task takes
+	// restoredKeyed holds, per keyed vertex and task index, the backend
+	// the restore phase filled from restored (restore.go); each task takes
 	// its own in open.
-	restoredKeyed map[*vertex][][]restoredPart
+	restoredKeyed map[*vertex][]*keyed.Backend
 	firstID       uint64 // the first checkpoint id of this run
 	cancelFlag    atomic.Bool
 	// events carries acknowledgements, declines, source ends and task

@@ -174,11 +174,17 @@ func (t *task) open() error {
 	j := t.job
 	if t.v.keyed {
 		t.kgRange = j.job.keyGroupRange(t.v, t.index)
-		b, err := keyed.NewBackend(keyed.Options{MaxParallelism: j.opts.MaxParallelism, Range: t.kgRange})
-		if err != nil {
-			return err
+		// A restored task's backend was filled in the restore phase
+		// (readKeyed); each task takes only its own element.
+		if bs := j.restoredKeyed[t.v]; bs != nil && bs[t.index] != nil {
+			t.backend, bs[t.index] = bs[t.index], nil
+		} else {
+			b, err := keyed.NewBackend(keyed.Options{MaxParallelism: j.opts.MaxParallelism, Range: t.kgRange})
+			if err != nil {
+				return err
+			}
+			t.backend = b
 		}
-		t.backend = b
 	}
 	// The chain's tail pushes into the writers of the downstream vertices.
 	var next any
@@ -202,8 +208,13 @@ func (t *task) open() error {
 		}
 		next = push
 	}
-	if err := t.restoreKeyed(); err != nil {
-		return err
+	if t.backend != nil {
+		// Restored state that no operator registered: an operator of the
+		// chain stopped registering a state it had (its entries are kept,
+		// and stay in later checkpoints, as Flink keeps them).
+		if names := t.backend.UnregisteredStates(); len(names) > 0 {
+			j.opts.Logger("streamd: %s: restored state %q is not registered by any operator; it is kept", t, names)
+		}
 	}
 	head := t.v.head()
 	if head.kind == kindSourceNode {

@@ -16,15 +16,19 @@ import (
 )
 
 // TestCorruptCheckpointFallsBack corrupts the newest checkpoint of a stopped
-// job on disk — one byte of its metadata, then one byte of one of its
+// job on disk — one byte of its metadata, or one byte of one of its
 // blocks, rewritten through Pebble — and checks that the next run detects
-// it, says so, and resumes from the previous checkpoint.
+// it and says so. The job was stopped with SIGTERM, so its sink committed
+// the newest checkpoint's output: falling back to the previous checkpoint
+// would emit that output again, so the run refuses (exit 1), names both
+// checkpoints, and leaves the output as it was. (When the sink has not
+// committed the corrupt checkpoint, recovery falls back and resumes:
+// engine's TestRestoreFallsBackFromCorruptBlock.)
 func TestCorruptCheckpointFallsBack(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds streamd")
 	}
 	bin := buildStreamd(t)
-	dir := t.TempDir()
 	spec := `name: corrupt
 parallelism: 2
 checkpointing: {interval: 20ms, retained: 3}
@@ -34,11 +38,11 @@ pipeline:
   - count: {}
 sink: {type: file, path: out/}
 `
-	if err := os.WriteFile(filepath.Join(dir, "job.yaml"), []byte(spec), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	// runFor runs the unbounded job, stops it with SIGTERM and returns its log.
-	runFor := func(d time.Duration) string {
+	for _, what := range []string{"metadata", "block"} {
+		dir := t.TempDir()
+		if err := os.WriteFile(filepath.Join(dir, "job.yaml"), []byte(spec), 0o644); err != nil {
+			t.Fatal(err)
+		}
 		cmd := exec.Command(bin, "run", "--data-dir", "data", "job.yaml")
 		cmd.Dir = dir
 		var out bytes.Buffer
@@ -46,25 +50,27 @@ sink: {type: file, path: out/}
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(d)
+		time.Sleep(time.Second)
 		cmd.Process.Signal(syscall.SIGTERM)
 		if err := cmd.Wait(); err != nil {
 			t.Fatalf("run: %v\n%s", err, out.String())
 		}
-		return out.String()
-	}
-	runFor(time.Second)
-
-	for _, what := range []string{"metadata", "block"} {
+		before := outputFiles(t, dir)
 		newest, previous := corruptNewest(t, filepath.Join(dir, "data", "pebble"), "corrupt", what)
-		log := runFor(300 * time.Millisecond)
+		code, log := runStreamd(t, bin, dir, "run", "--data-dir", "data", "job.yaml")
+		if code != 1 {
+			t.Fatalf("after corrupting a %s byte of checkpoint %d: exit %d, want 1\n%s", what, newest, code, log)
+		}
 		for _, want := range []string{
 			fmt.Sprintf("skipping corrupt checkpoint %d", newest),
-			fmt.Sprintf("restoring from checkpoint %d", previous),
+			fmt.Sprintf("has committed output through checkpoint %d, but the newest usable checkpoint in the data dir is %d", newest, previous),
 		} {
 			if !strings.Contains(log, want) {
 				t.Fatalf("after corrupting a %s byte of checkpoint %d the log lacks %q:\n%s", what, newest, want, log)
 			}
+		}
+		if after := outputFiles(t, dir); len(after) != len(before) {
+			t.Fatalf("a refused run changed the output: %d files -> %d", len(before), len(after))
 		}
 	}
 }

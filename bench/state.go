@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"os"
-	"runtime"
 	"testing"
 	"time"
 
@@ -23,9 +22,9 @@ import (
 // flat, <= 100 µs p99 at 10 M keys.
 //
 // The "restore" suite recovers keyed state from a checkpoint in Pebble into
-// a fresh backend as the engine does (Store.Recover with Store.LoadKeyed:
-// find the checkpoint, read, verify and decompress each block once, on
-// GOMAXPROCS goroutines; then insert): 100 k entries of
+// a fresh backend as the engine does (Store.Recover with Store.ReadKeyed
+// into the backend: find the checkpoint, read, verify and decompress each
+// block once, inserting as it goes; then register): 100 k entries of
 // 8-byte keys and 100-byte values (~11 MiB raw), or ~1 GiB (9.5 M entries)
 // with STREAMD_BENCH_FULL=1. One record is one entry.
 func init() {
@@ -177,29 +176,20 @@ func benchRestore(b *testing.B) {
 			b.Fatal(err)
 		}
 		// As the engine's recovery does: find the checkpoint and read its
-		// key groups, each block once, verifying it as it is read (on
-		// GOMAXPROCS goroutines); then the task's operators register their
-		// states, and the entries go into them.
-		var loaded []*snapshot.KeyedEntries
+		// key groups straight into the task's backend, each block once,
+		// verifying it as it is read (one goroutine per task); then the
+		// task's operators register their states.
+		got := 0
 		m, err := restoreStore.st.Recover("bench", func(m *snapshot.Metadata) error {
-			h := m.Tasks[0].Keyed
-			var err error
-			loaded, err = restoreStore.st.LoadKeyed("bench",
-				[]snapshot.KeyedRead{{Handle: h, Start: 0, End: keyed.DefaultMaxParallelism}}, runtime.GOMAXPROCS(0))
-			return err
+			return restoreStore.st.ReadKeyed("bench", m.Tasks[0].Keyed, 0, keyed.DefaultMaxParallelism, func(_ int, state string, key, value []byte) error {
+				got++
+				return be.RestoreEntry(state, key, value)
+			})
 		})
 		if err != nil || m == nil {
 			b.Fatalf("Recover = %v, %v", m, err)
 		}
 		if _, err := be.Register("state", keyed.KindValue, keyed.StateOptions{}); err != nil {
-			b.Fatal(err)
-		}
-		got := 0
-		err = loaded[0].Drain(func(_ int, state string, key, value []byte) error {
-			got++
-			return be.RestoreEntry(state, key, value)
-		})
-		if err != nil {
 			b.Fatal(err)
 		}
 		if got != n || be.Len() != n {

@@ -109,6 +109,15 @@ func (s *Store) Latest(job string) (*Metadata, error) {
 // corruption error saying so: the caller must then refuse to start rather
 // than start over and lose the job's state.
 func (s *Store) Recover(job string, read func(m *Metadata) error) (*Metadata, error) {
+	// A store that lost a completed checkpoint is not a store with fewer
+	// checkpoints (record.go). The record is read first: it is written
+	// only after the metadata it names is durable, so Pebble, listed
+	// after it, holds at least what it names (a concurrent commit cannot
+	// make a sound store look as if it lost one).
+	recorded, hasRecord, err := s.CompletedRecord(job)
+	if err != nil {
+		return nil, err
+	}
 	ids, err := s.Completed(job)
 	if err != nil {
 		return nil, err
@@ -117,10 +126,10 @@ func (s *Store) Recover(job string, read func(m *Metadata) error) (*Metadata, er
 	if len(ids) > 0 {
 		newest = ids[len(ids)-1]
 	}
-	// A store that lost a completed checkpoint is not a store with fewer
-	// checkpoints (record.go).
-	if err := s.checkRecord(job, newest); err != nil {
-		return nil, err
+	if hasRecord {
+		if err := s.checkRecord(job, recorded, newest); err != nil {
+			return nil, err
+		}
 	}
 	var reasons []string
 	for i := len(ids) - 1; i >= 0; i-- {

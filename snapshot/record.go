@@ -102,12 +102,11 @@ func decodeRecord(job string, b []byte) (uint64, error) {
 	return id, nil
 }
 
-// checkRecord compares the record of job with the newest completed
-// checkpoint Pebble holds (0: none).
-func (s *Store) checkRecord(job string, newest uint64) error {
-	recorded, ok, err := s.CompletedRecord(job)
-	if err != nil || !ok || recorded <= newest {
-		return err
+// checkRecord compares recorded, the record of job, with the newest
+// completed checkpoint Pebble holds (0: none).
+func (s *Store) checkRecord(job string, recorded, newest uint64) error {
+	if recorded <= newest {
+		return nil
 	}
 	have := fmt.Sprintf("its newest is %d", newest)
 	if newest == 0 {

@@ -1,4 +1,7 @@
 # Thin wrappers around the go command; nothing is hidden.
+SHELL     := /bin/bash
+# A failing command in a pipeline (go test | grep) fails the target.
+.SHELLFLAGS := -o pipefail -c
 GO        ?= go
 PKGS      := ./...
 # Packages with goroutines that talk to each other run under the race detector.
@@ -13,8 +16,11 @@ build:
 	$(GO) build -o bin/streamd ./cmd/streamd
 
 # The README's test command: every test, including the crash tests.
+# cmd/streamd (the crash tests, the power-loss and fault sweeps: minutes)
+# runs on its own with -v, so its progress lines appear as they happen.
 test:
-	$(GO) test -count=1 $(PKGS)
+	$(GO) test -count=1 $$($(GO) list $(PKGS) | grep -v '/cmd/streamd$$')
+	$(GO) test -count=1 -timeout 20m -v ./cmd/streamd/ | grep -v -E --line-buffered '^=== (RUN|PAUSE|CONT|NAME)'
 	$(GO) test -tags failpoints -count=1 -run Crash ./snapshot/
 
 # -race also turns on the invariant checks (internal/invariants).

@@ -363,6 +363,11 @@ func crashRounds(t *testing.T, bin, mode string) {
 			case -9:
 				kills++
 				hits[r.killedBy]++
+				if kills%5 == 0 {
+					// Streams with go test -v (make test runs this
+					// package so): the crash tests run for minutes.
+					t.Logf("progress: %s: %d kills so far (round %d), failpoint hits %v", mode, kills, round, hits)
+				}
 				continue
 			default:
 				t.Fatalf("round %d attempt %d: streamd exited %d:\n%s", round, attempt, r.exit, r.stderr)

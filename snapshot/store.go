@@ -16,6 +16,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/streamd/streamd/internal/atomicfile"
 	"github.com/streamd/streamd/internal/dirlock"
 )
 
@@ -308,41 +309,10 @@ func openPebble(dir string, po *pebble.Options) (db *pebble.DB, err error) {
 	return pebble.Open(dir, po)
 }
 
-// mkdirAllSynced creates dir and its missing parents, and fsyncs the
-// parent of every directory it created (as Pebble does for its own dir):
-// without that, a power loss may forget a new directory with everything in
-// it, although each file inside was synced.
+// mkdirAllSynced creates dir and its missing parents durably
+// (atomicfile.MkdirAll).
 func mkdirAllSynced(fs vfs.FS, dir string) error {
-	var created []string // dir and its missing parents, innermost first
-	for p := dir; ; {
-		if _, err := fs.Stat(p); err == nil {
-			break
-		} else if !errors.Is(err, os.ErrNotExist) {
-			return err
-		}
-		created = append(created, p)
-		parent := fs.PathDir(p)
-		if parent == p {
-			break
-		}
-		p = parent
-	}
-	if len(created) == 0 {
-		return nil
-	}
-	if err := fs.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	for _, p := range created {
-		parent := fs.PathDir(p)
-		if parent == p {
-			continue
-		}
-		if err := syncDir(fs, parent); err != nil {
-			return err
-		}
-	}
-	return nil
+	return atomicfile.MkdirAll(fs, dir, func(d string) error { return syncDir(fs, d) })
 }
 
 // syncDir fsyncs the directory dir.

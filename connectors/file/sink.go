@@ -14,6 +14,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/streamd/streamd/engine"
+	"github.com/streamd/streamd/internal/atomicfile"
 	"github.com/streamd/streamd/internal/failpoint"
 )
 
@@ -102,34 +103,8 @@ func (s *Sink[T]) tmpDir() string { return s.opts.FS.PathJoin(s.opts.Dir, TempDi
 // cannot forget the work folder (and the pre-committed files in it) once a
 // checkpoint lists them.
 func (s *Sink[T]) mkdirs() error {
-	fs := s.opts.FS
-	dir := s.tmpDir()
-	var created []string // innermost first
-	for p := dir; ; {
-		if _, err := fs.Stat(p); err == nil {
-			break
-		} else if !isNotExist(err) {
-			return fmt.Errorf("file: cannot create %s: %w", dir, err)
-		}
-		created = append(created, p)
-		parent := fs.PathDir(p)
-		if parent == p {
-			break
-		}
-		p = parent
-	}
-	if len(created) == 0 {
-		return nil
-	}
-	if err := fs.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("file: cannot create %s: %w", dir, err)
-	}
-	for _, p := range created {
-		if parent := fs.PathDir(p); parent != p {
-			if err := s.syncDir(parent); err != nil {
-				return err
-			}
-		}
+	if err := atomicfile.MkdirAll(s.opts.FS, s.tmpDir(), s.syncDir); err != nil {
+		return fmt.Errorf("file: %w", err)
 	}
 	return nil
 }

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	iofs "io/fs"
 	"strconv"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -99,4 +100,39 @@ func Read(fs vfs.FS, path string) ([]byte, error) {
 		return nil, fmt.Errorf("%s is larger than %d bytes", path, MaxBytes)
 	}
 	return b, nil
+}
+
+// MkdirAll creates dir and its missing parents, and calls syncDir on the
+// parent of every directory it created (as Pebble does for its own dir):
+// without that, a power loss may forget a new directory with everything in
+// it, although each file inside was synced.
+func MkdirAll(fs vfs.FS, dir string, syncDir func(dir string) error) error {
+	var created []string // dir and its missing parents, innermost first
+	for p := dir; ; {
+		if _, err := fs.Stat(p); err == nil {
+			break
+		} else if !errors.Is(err, iofs.ErrNotExist) {
+			return fmt.Errorf("cannot create %s: %w", dir, err)
+		}
+		created = append(created, p)
+		parent := fs.PathDir(p)
+		if parent == p {
+			break
+		}
+		p = parent
+	}
+	if len(created) == 0 {
+		return nil
+	}
+	if err := fs.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("cannot create %s: %w", dir, err)
+	}
+	for _, p := range created {
+		if parent := fs.PathDir(p); parent != p {
+			if err := syncDir(parent); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }

@@ -84,4 +84,3 @@ func readHolder(f *os.File) string {
 	n, _ := f.ReadAt(b, 0)
 	return string(bytes.TrimSpace(b[:n]))
 }
-

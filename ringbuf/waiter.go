@@ -79,11 +79,9 @@ func (w *Waiter) Parks() uint64 { return w.parks.Load() }
 // machine (see the package documentation and BenchmarkSPSC).
 const (
 	// DefaultSpinIterations × DefaultPauseRounds is ~16–19 µs of
-	// spinning. It was 512 (~150 µs) until a machine on which a side that
-	// kept spinning held producer and consumer in lock step, one batch at
-	// a time: 256-item batches took 1.3–1.5 ns per item against 0.72 with
-	// 64 spins or none, and the Go channel's 0.83; single items 33 ns
-	// against 24 (see the package documentation).
+	// spinning: short enough that a side that keeps spinning does not hold
+	// producer and consumer in lock step, one batch at a time, which a
+	// budget of ~150 µs did (measurements: bench/NOTES.md, ringbuf).
 	DefaultSpinIterations = 64
 	// DefaultMinSpinIterations is what the budget shrinks to while waits
 	// keep ending in Park because the other side is not running (more

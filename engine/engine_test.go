@@ -170,21 +170,24 @@ func countJob(t testing.TB, opts engine.Options, src func(engine.SourceContext) 
 	s = engine.Filter(s, "filter", func(r rec) bool { return r.Seq%3 != 0 })
 	s = engine.Map(s, "map", func(r rec) rec { r.Seq *= 1; return r })
 	ks := engine.KeyBy(s, engine.Int64Key(func(r *rec) int64 { return r.Key }))
-	counted := engine.Process(ks, "count", func(rt *engine.Runtime) (func(*engine.KeyedContext, *rec, func(*rec)), error) {
-		st, err := keyed.NewValueState(rt.Backend(), rt.StateName("count"), keyed.Int64Codec, keyed.StateOptions{})
-		if err != nil {
-			return nil, err
-		}
-		return func(_ *engine.KeyedContext, r *rec, emit func(*rec)) {
-			n, _ := st.Get()
-			n++
-			st.Put(n)
-			r.Count = n
-			emit(r)
-		}, nil
-	})
+	counted := engine.Process(ks, "count", countOp)
 	engine.ToSink(counted, "sink", sink)
 	return j
+}
+
+// countOp is the running count per key the test jobs use: it sets Count.
+func countOp(rt *engine.Runtime) (func(*engine.KeyedContext, *rec, func(*rec)), error) {
+	st, err := keyed.NewValueState(rt.Backend(), rt.StateName("count"), keyed.Int64Codec, keyed.StateOptions{})
+	if err != nil {
+		return nil, err
+	}
+	return func(_ *engine.KeyedContext, r *rec, emit func(*rec)) {
+		n, _ := st.Get()
+		n++
+		st.Put(n)
+		r.Count = n
+		emit(r)
+	}, nil
 }
 
 // checkCounts verifies exactly-once output: per key, counts 1..n each once,

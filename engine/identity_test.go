@@ -9,7 +9,6 @@ import (
 
 	"github.com/streamd/streamd/engine"
 	"github.com/streamd/streamd/engine/coord"
-	"github.com/streamd/streamd/keyed"
 	"github.com/streamd/streamd/snapshot"
 )
 
@@ -47,19 +46,7 @@ func shapedJob(t *testing.T, st *snapshot.Store, sh shape, sink *memSink, n, key
 		s = engine.Map(s, "map", func(r rec) rec { return r }, chain(max(sh.filter, sh.source))...)
 	}
 	counted := engine.Process(engine.KeyBy(s, engine.Int64Key(func(r *rec) int64 { return r.Key })), "count",
-		func(rt *engine.Runtime) (func(*engine.KeyedContext, *rec, func(*rec)), error) {
-			c, err := keyed.NewValueState(rt.Backend(), rt.StateName("count"), keyed.Int64Codec, keyed.StateOptions{})
-			if err != nil {
-				return nil, err
-			}
-			return func(_ *engine.KeyedContext, r *rec, emit func(*rec)) {
-				v, _ := c.Get()
-				v++
-				c.Put(v)
-				r.Count = v
-				emit(r)
-			}, nil
-		}, append(chain(sh.count), engine.WithStateSignature(sh.countSig))...)
+		countOp, append(chain(sh.count), engine.WithStateSignature(sh.countSig))...)
 	if sh.double {
 		counted = engine.Process(engine.AsKeyed(counted, engine.Int64Key(func(r *rec) int64 { return r.Key })), "double",
 			func(rt *engine.Runtime) (func(*engine.KeyedContext, *rec, func(*rec)), error) {
@@ -165,19 +152,7 @@ func TestUIDKeepsStateAcrossRename(t *testing.T) {
 		s := engine.FromSource(j, "source", src)
 		s = engine.Filter(s, "filter", func(r rec) bool { return r.Seq%3 != 0 })
 		counted := engine.Process(engine.KeyBy(s, engine.Int64Key(func(r *rec) int64 { return r.Key })), name,
-			func(rt *engine.Runtime) (func(*engine.KeyedContext, *rec, func(*rec)), error) {
-				c, err := keyed.NewValueState(rt.Backend(), rt.StateName("count"), keyed.Int64Codec, keyed.StateOptions{})
-				if err != nil {
-					return nil, err
-				}
-				return func(_ *engine.KeyedContext, r *rec, emit func(*rec)) {
-					v, _ := c.Get()
-					v++
-					c.Put(v)
-					r.Count = v
-					emit(r)
-				}, nil
-			}, engine.WithUID("counter"))
+			countOp, engine.WithUID("counter"))
 		engine.ToSink(counted, "sink", engine.Sink[rec](sink))
 		if stop {
 			runStopped(t, j, 30*time.Millisecond)

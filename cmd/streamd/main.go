@@ -2,6 +2,7 @@
 //
 //	streamd run [--data-dir DIR] [--stats FILE] [--pin auto|on|off] [--cpuprofile FILE] [--allow-duplicate-output] [--log-level debug|info|warn|error] JOB.yaml
 //	streamd validate [--data-dir DIR] JOB.yaml
+//	streamd checkpoints list|inspect [--data-dir DIR] …
 //	streamd version
 //
 // Exit status of run: 0 when the job finished and its output is complete
@@ -50,6 +51,8 @@ var version = "dev"
 const usage = `usage:
   streamd run [--data-dir DIR] [--stats FILE] [--pin auto|on|off] [--cpuprofile FILE] [--allow-duplicate-output] [--log-level debug|info|warn|error] JOB.yaml
   streamd validate [--data-dir DIR] JOB.yaml
+  streamd checkpoints list [--data-dir DIR] [JOB]
+  streamd checkpoints inspect [--data-dir DIR] JOB [ID]
   streamd version
 `
 
@@ -75,6 +78,8 @@ func mainErr(args []string, stdout, stderr io.Writer) int {
 		return cmdRun(args[1:], stdout, stderr)
 	case "validate":
 		return cmdValidate(args[1:], stdout, stderr)
+	case "checkpoints":
+		return cmdCheckpoints(args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "streamd", version)
 		return exitOK

@@ -347,7 +347,10 @@ func (a *Accumulators) Open(st StateStore) func(r *Row) {
 				if !ok {
 					prev = nil
 				}
-				sk, changed := hllAdd(sketch, prev, xxhash.Sum64(scratch))
+				sk, changed, corrupt := hllAdd(sketch, prev, xxhash.Sum64(scratch))
+				if corrupt {
+					panic(fmt.Errorf("%w: step %q: state %q holds a HyperLogLog sketch with a register out of range", keyed.ErrCorrupt, a.step, accStateName+"/"+f.Out.Name))
+				}
 				if changed {
 					st.Put(f.state, sk)
 				}

@@ -254,7 +254,7 @@ func TestHLLAccuracy(t *testing.T) {
 	check := func(n int) {
 		for ; added < n; added++ {
 			h := hashMember(uint64(added))
-			next, changed := hllAdd(buf, sk, h)
+			next, changed, _ := hllAdd(buf, sk, h)
 			if changed {
 				sk = append(sk[:0], next...)
 			}
@@ -295,7 +295,7 @@ func TestHLLSparseEqualsDense(t *testing.T) {
 	for i := range 2000 {
 		h := hashMember(uint64(i) * 7919)
 		prev := append([]byte(nil), sk...)
-		next, changed := hllAdd(make([]byte, 0, 16), sk, h)
+		next, changed, _ := hllAdd(make([]byte, 0, 16), sk, h)
 		if string(prev) != string(sk) {
 			t.Fatal("hllAdd modified its input")
 		}
@@ -316,4 +316,52 @@ func TestHLLSparseEqualsDense(t *testing.T) {
 			t.Fatalf("after %d values: estimate %d, registers say %d", i+1, got, want)
 		}
 	}
+}
+
+// A sketch whose shape is valid but whose registers are damaged is
+// reported as corrupt, never an index out of range (restored state is
+// untrusted input).
+func TestHLLDamagedRegisters(t *testing.T) {
+	var sk []byte
+	for i := range uint64(2000) { // dense
+		next, changed, corrupt := hllAdd(make([]byte, 0, hllHeader+hllM), sk, i*0x9e3779b97f4a7c15)
+		if corrupt {
+			t.Fatal("a sound sketch reported corrupt")
+		}
+		if changed {
+			sk = next
+		}
+	}
+	for i := hllHeader; i < len(sk); i++ {
+		sk[i] = 0xff
+	}
+	if _, _, corrupt := hllAdd(nil, sk, 12345); !corrupt {
+		t.Fatal("a dense sketch with registers of 255 was not reported corrupt")
+	}
+	one, _, _ := hllAdd(nil, nil, 1)
+	big := append([]byte{}, one[:hllHeader]...)
+	binary.LittleEndian.PutUint32(big[8:12], hllSparseMax)
+	for range hllSparseMax {
+		big = append(big, 0xff, 0xff, 1) // an index beyond the registers
+	}
+	if !hllValid(big) {
+		t.Fatal("test setup: the damaged sparse sketch must have a valid shape")
+	}
+	if _, _, corrupt := hllAdd(nil, big, 777); !corrupt {
+		t.Fatal("a full sparse sketch with indexes beyond the registers was not reported corrupt when it went dense")
+	}
+}
+
+func FuzzHLLAdd(f *testing.F) {
+	sk, _, _ := hllAdd(nil, nil, 42)
+	f.Add(sk, uint64(7))
+	// Found by this fuzz test: a well-shaped sparse sketch whose histogram
+	// was garbage made the estimator's series loop forever.
+	f.Add([]byte("00000000\x01\x00\x00\x00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 A\x00\x00-"), uint64(0))
+	f.Fuzz(func(t *testing.T, sk []byte, h uint64) {
+		if !hllValid(sk) {
+			return
+		}
+		hllAdd(make([]byte, 0, hllHeader+hllM), sk, h) // must not panic
+	})
 }

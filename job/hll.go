@@ -56,8 +56,10 @@ func hllIndexRank(h uint64) (uint32, uint8) {
 // register grows it returns the new sketch, built in dst[:0] (prev is never
 // modified), and true; otherwise prev and false. It does not allocate when
 // dst has room (hllHeader+hllM bytes is always enough). prev must be
-// hllValid.
-func hllAdd(dst, prev []byte, h uint64) ([]byte, bool) {
+// hllValid; a register value or sparse index out of range in it (restored
+// bytes damaged inside a well-formed shape) is reported by corrupt, with
+// prev and false, instead of indexing out of range.
+func hllAdd(dst, prev []byte, h uint64) (sk []byte, changed, corrupt bool) {
 	idx, rank := hllIndexRank(h)
 	if len(prev) == 0 {
 		dst = append(dst[:0], make([]byte, hllHeader)...)
@@ -65,18 +67,24 @@ func hllAdd(dst, prev []byte, h uint64) ([]byte, bool) {
 		dst = append(dst, byte(idx), byte(idx>>8), rank)
 		binary.LittleEndian.PutUint32(dst[8:12], 1)
 		hllSetRegister(dst, 0, rank)
-		return dst, true
+		return dst, true, false
+	}
+	if !hllHistSound(prev) {
+		return prev, false, true
 	}
 	n := binary.LittleEndian.Uint32(prev[8:12])
 	if n == hllDense {
 		old := prev[hllHeader+idx]
+		if old > hllQ+1 {
+			return prev, false, true
+		}
 		if rank <= old {
-			return prev, false
+			return prev, false, false
 		}
 		dst = append(dst[:0], prev...)
 		dst[hllHeader+idx] = rank
 		hllSetRegister(dst, old, rank)
-		return dst, true
+		return dst, true, false
 	}
 	for k := uint32(0); k < n; k++ {
 		e := prev[hllHeader+3*k:]
@@ -84,20 +92,23 @@ func hllAdd(dst, prev []byte, h uint64) ([]byte, bool) {
 			continue
 		}
 		old := e[2]
+		if old > hllQ+1 {
+			return prev, false, true
+		}
 		if rank <= old {
-			return prev, false
+			return prev, false, false
 		}
 		dst = append(dst[:0], prev...)
 		dst[hllHeader+3*k+2] = rank
 		hllSetRegister(dst, old, rank)
-		return dst, true
+		return dst, true, false
 	}
 	if n < hllSparseMax {
 		dst = append(dst[:0], prev...)
 		dst = append(dst, byte(idx), byte(idx>>8), rank)
 		binary.LittleEndian.PutUint32(dst[8:12], n+1)
 		hllSetRegister(dst, 0, rank)
-		return dst, true
+		return dst, true, false
 	}
 	// Dense from now on.
 	dst = append(dst[:0], prev[:hllHeader]...)
@@ -106,12 +117,26 @@ func hllAdd(dst, prev []byte, h uint64) ([]byte, bool) {
 	}
 	for k := uint32(0); k < n; k++ {
 		e := prev[hllHeader+3*k:]
-		dst[hllHeader+(uint32(e[0])|uint32(e[1])<<8)] = e[2]
+		at := uint32(e[0]) | uint32(e[1])<<8
+		if at >= hllM || e[2] > hllQ+1 {
+			return prev, false, true
+		}
+		dst[hllHeader+at] = e[2]
 	}
 	binary.LittleEndian.PutUint32(dst[8:12], hllDense)
 	dst[hllHeader+idx] = rank
 	hllSetRegister(dst, 0, rank)
-	return dst, true
+	return dst, true, false
+}
+
+// hllHistSound reports whether the histogram of sk counts exactly hllM
+// registers (a damaged one would make the estimator diverge).
+func hllHistSound(sk []byte) bool {
+	sum := 0
+	for k := range hllQ + 2 {
+		sum += int(binary.LittleEndian.Uint16(sk[hllHistOff+2*k:]))
+	}
+	return sum == hllM
 }
 
 // hllSetRegister updates the histogram and the estimate of sk for a
@@ -146,12 +171,16 @@ func hllEstimateHist(hist []byte) int64 {
 	return int64(math.Round(m * m / (2 * math.Ln2) / z))
 }
 
+// hllMaxIterations bounds the series of hllSigma and hllTau: for x in
+// [0, 1] they converge in well under 64 steps in float64.
+const hllMaxIterations = 200
+
 func hllSigma(x float64) float64 {
 	if x == 1 {
 		return math.Inf(1)
 	}
 	y, z := 1.0, x
-	for {
+	for range hllMaxIterations {
 		x *= x
 		prev := z
 		z += x * y
@@ -160,6 +189,7 @@ func hllSigma(x float64) float64 {
 			return z
 		}
 	}
+	return z
 }
 
 func hllTau(x float64) float64 {
@@ -167,7 +197,7 @@ func hllTau(x float64) float64 {
 		return 0
 	}
 	y, z := 1.0, 1-x
-	for {
+	for range hllMaxIterations {
 		x = math.Sqrt(x)
 		prev := z
 		y *= 0.5
@@ -176,6 +206,7 @@ func hllTau(x float64) float64 {
 			return z / 3
 		}
 	}
+	return z / 3
 }
 
 // hllValid reports whether sk is a well-formed sketch (restored bytes are

@@ -15,7 +15,6 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/streamd/streamd/engine"
 	"github.com/streamd/streamd/engine/coord"
-	"github.com/streamd/streamd/keyed"
 	"github.com/streamd/streamd/snapshot"
 )
 
@@ -31,19 +30,7 @@ func restoreJob(t testing.TB, opts engine.Options, src func(engine.SourceContext
 	if countPar > 0 {
 		po = append(po, engine.WithParallelism(countPar))
 	}
-	counted := engine.Process(ks, "count", func(rt *engine.Runtime) (func(*engine.KeyedContext, *rec, func(*rec)), error) {
-		st, err := keyed.NewValueState(rt.Backend(), rt.StateName("count"), keyed.Int64Codec, keyed.StateOptions{})
-		if err != nil {
-			return nil, err
-		}
-		return func(_ *engine.KeyedContext, r *rec, emit func(*rec)) {
-			n, _ := st.Get()
-			n++
-			st.Put(n)
-			r.Count = n
-			emit(r)
-		}, nil
-	}, po...)
+	counted := engine.Process(ks, "count", countOp, po...)
 	// The sink is a chain of its own at every parallelism of count.
 	engine.ToSink(counted, "sink", sink, engine.DisableChaining())
 	return j

@@ -587,16 +587,7 @@ func (c *compiler) aggregateStep(i int, st *StepSpec, in *Schema, ctx evalCtx) (
 		return fail()
 	}
 	// laterNum[j], laterStr[j]: slots read by accumulators after j.
-	laterNum := make([]uint32, n+1)
-	laterStr := make([]uint32, n+1)
-	for j := n - 1; j >= 0; j-- {
-		laterNum[j], laterStr[j] = laterNum[j+1], laterStr[j+1]
-		if j+1 < n && ces[j+1] != nil {
-			rn, rs := slotMask(ces[j+1].reads)
-			laterNum[j] |= rn
-			laterStr[j] |= rs
-		}
-	}
+	laterNum, laterStr := laterReads(ces)
 	accs := &Accumulators{step: st.Name, line: st.Line}
 	out := in
 	var takenNum, takenStr uint32

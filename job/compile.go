@@ -458,16 +458,7 @@ func (c *compiler) mapStep(i int, st *StepSpec, in *Schema, ctx evalCtx) (*Schem
 		ces[j] = ce
 	}
 	// laterNum[j], laterStr[j]: slots read by assignments after j.
-	laterNum := make([]uint32, n+1)
-	laterStr := make([]uint32, n+1)
-	for j := n - 1; j >= 0; j-- {
-		laterNum[j], laterStr[j] = laterNum[j+1], laterStr[j+1]
-		if j+1 < n && ces[j+1] != nil {
-			rn, rs := slotMask(ces[j+1].reads)
-			laterNum[j] |= rn
-			laterStr[j] |= rs
-		}
-	}
+	laterNum, laterStr := laterReads(ces)
 	out := in
 	var takenNum, takenStr uint32 // slots written by earlier assignments
 	var writers []func(*Row)
@@ -638,4 +629,23 @@ func FingerprintDiff(old, cur string) []string {
 		}
 	}
 	return out
+}
+
+// laterReads returns, for every j, the record slots (numeric and string
+// masks) that the compiled expressions after j read: what an assignment
+// or accumulator j may not overwrite before they run. ces[j] may be nil
+// (an expression that did not compile).
+func laterReads(ces []*compiled) (laterNum, laterStr []uint32) {
+	n := len(ces)
+	laterNum = make([]uint32, n+1)
+	laterStr = make([]uint32, n+1)
+	for j := n - 1; j >= 0; j-- {
+		laterNum[j], laterStr[j] = laterNum[j+1], laterStr[j+1]
+		if j+1 < n && ces[j+1] != nil {
+			rn, rs := slotMask(ces[j+1].reads)
+			laterNum[j] |= rn
+			laterStr[j] |= rs
+		}
+	}
+	return laterNum, laterStr
 }

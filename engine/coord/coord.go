@@ -34,6 +34,8 @@ const (
 type checkpoint struct {
 	id          uint64
 	final       bool
+	onDemand    bool // triggered for TriggerNow
+	savepoint   bool
 	state       state
 	triggeredAt time.Time
 	endedAt     time.Time // completion or abort; zero while pending
@@ -62,10 +64,17 @@ type Coordinator struct {
 	pending []*checkpoint // unresolved checkpoints, ascending ids
 	history []*checkpoint // the last HistoryLen triggered, ascending ids
 
-	finalWanted bool  // TriggerFinal seen, no final completed yet
-	finalDone   bool  // a final checkpoint completed: nothing more is triggered
-	stopped     bool  // Stop seen
-	failed      error // the job failed: sticky
+	finalWanted bool // TriggerFinal seen, no final completed yet
+	// finalSavepoint: a TriggerFinal asked for a savepoint.
+	finalSavepoint bool
+	// demand is the TriggerNow request waiting to be triggered.
+	demand struct {
+		wanted    bool
+		savepoint bool
+	}
+	finalDone bool  // a final checkpoint completed: nothing more is triggered
+	stopped   bool  // Stop seen
+	failed    error // the job failed: sticky
 	// failedDelivered: Advance acknowledged a Ready carrying failed.
 	failedDelivered bool
 
@@ -88,7 +97,7 @@ type Coordinator struct {
 }
 
 type counters struct {
-	triggered, completed, failed, aborted                                    uint64
+	triggered, completed, failed, failedOnDemand, aborted                    uint64
 	ignoredLateAcks, ignoredDuplicateAcks, ignoredDeclines, ignoredPersisted uint64
 }
 
@@ -151,10 +160,11 @@ func (c *Coordinator) advanceClock(now time.Time) time.Time {
 
 // Tick expires checkpoints that have been collecting acknowledgements for
 // Options.Timeout, then triggers a checkpoint if one is due: a final one that
-// is wanted and not in flight, or a regular one once Interval has passed
-// since the previous trigger and MinPause since the previous end. At most
-// one checkpoint is triggered per Tick, and never while MaxConcurrent are in
-// flight (including those whose metadata is being written).
+// is wanted and not in flight, an on-demand one (TriggerNow), or a regular
+// one once Interval has passed since the previous trigger and MinPause since
+// the previous end. At most one checkpoint is triggered per Tick, and never
+// while MaxConcurrent are in flight (including those whose metadata is being
+// written) or while an on-demand checkpoint is in flight.
 func (c *Coordinator) Tick(now time.Time) {
 	now = c.advanceClock(now)
 	defer c.checkInvariants()
@@ -174,7 +184,7 @@ func (c *Coordinator) Tick(now time.Time) {
 		err := fmt.Errorf("%w: checkpoint %d not acknowledged by %d of %d tasks after %v",
 			ErrTimeout, cp.id, len(c.tasks)-cp.acks, len(c.tasks), now.Sub(cp.triggeredAt))
 		c.abort(cp, now, AbortTimeout, err)
-		c.countFailure(now, err)
+		c.countFailure(now, err, cp.onDemand && !cp.final)
 	}
 	c.maybeTrigger(now)
 }
@@ -183,11 +193,22 @@ func (c *Coordinator) maybeTrigger(now time.Time) {
 	if c.failed != nil || c.stopped || c.finalDone || len(c.pending) >= c.opts.MaxConcurrent {
 		return
 	}
+	if c.onDemandPending() {
+		// Nothing newer may complete first and subsume it.
+		return
+	}
 	if c.finalWanted {
 		if !c.finalPending() {
-			c.trigger(now, true)
+			// A wanted on-demand checkpoint is taken over by the final one.
+			c.trigger(now, true, c.demand.wanted, c.finalSavepoint || c.demand.wanted && c.demand.savepoint)
+			c.demand.wanted, c.demand.savepoint = false, false
 		}
 		return // no regular checkpoint while a final one is wanted
+	}
+	if c.demand.wanted {
+		c.trigger(now, false, true, c.demand.savepoint)
+		c.demand.wanted, c.demand.savepoint = false, false
+		return
 	}
 	if now.Before(c.lastTriggerAt.Add(c.opts.Interval)) {
 		return
@@ -195,7 +216,7 @@ func (c *Coordinator) maybeTrigger(now time.Time) {
 	if c.ended && now.Before(c.lastEndAt.Add(c.opts.MinPause)) {
 		return
 	}
-	c.trigger(now, false)
+	c.trigger(now, false, false, false)
 }
 
 func (c *Coordinator) finalPending() bool {
@@ -207,13 +228,24 @@ func (c *Coordinator) finalPending() bool {
 	return false
 }
 
-func (c *Coordinator) trigger(now time.Time, final bool) {
+func (c *Coordinator) onDemandPending() bool {
+	for _, cp := range c.pending {
+		if cp.onDemand {
+			return true
+		}
+	}
+	return false
+}
+
+func (c *Coordinator) trigger(now time.Time, final, onDemand, savepoint bool) {
 	if c.nextID == math.MaxUint64 {
 		panic("coord: checkpoint ids exhausted")
 	}
 	cp := &checkpoint{
 		id:          c.nextID,
 		final:       final,
+		onDemand:    onDemand,
+		savepoint:   savepoint,
 		state:       stateCollecting,
 		triggeredAt: now,
 		acked:       make([]bool, len(c.tasks)),
@@ -228,7 +260,7 @@ func (c *Coordinator) trigger(now time.Time, final bool) {
 	c.history = append(c.history, cp)
 	c.lastTriggerAt = now
 	c.counters.triggered++
-	c.out.trigger = append(c.out.trigger, Triggered{ID: cp.id, At: now, Final: final})
+	c.out.trigger = append(c.out.trigger, Triggered{ID: cp.id, At: now, Final: final, OnDemand: onDemand, Savepoint: savepoint})
 }
 
 // Step applies an event that happened at now. It returns an error (wrapping
@@ -262,11 +294,20 @@ func (c *Coordinator) Step(now time.Time, e Event) error {
 		}
 		c.fail(now, err, AbortTaskFailed)
 		return nil
+	case TriggerNow:
+		if c.failed != nil || c.stopped || c.finalDone {
+			return nil
+		}
+		c.demand.wanted = true
+		c.demand.savepoint = c.demand.savepoint || e.Savepoint
+		c.maybeTrigger(now)
+		return nil
 	case TriggerFinal:
 		if c.failed != nil || c.stopped || c.finalDone {
 			return nil
 		}
 		c.finalWanted = true
+		c.finalSavepoint = c.finalSavepoint || e.Savepoint
 		c.maybeTrigger(now)
 		return nil
 	case Stop:
@@ -275,6 +316,7 @@ func (c *Coordinator) Step(now time.Time, e Event) error {
 		}
 		c.stopped = true
 		c.finalWanted = false
+		c.demand.wanted, c.demand.savepoint = false, false
 		c.abortAll(now, AbortStopped, nil)
 		return nil
 	default:
@@ -349,7 +391,7 @@ func (c *Coordinator) stepDecline(now time.Time, e Decline) error {
 	}
 	c.abort(cp, now, AbortDeclined, err)
 	if e.Reason == ReasonError {
-		c.countFailure(now, err)
+		c.countFailure(now, err, cp.onDemand && !cp.final)
 	}
 	return nil
 }
@@ -504,8 +546,13 @@ func (c *Coordinator) abortAll(now time.Time, reason AbortReason, err error) {
 }
 
 // countFailure records a failed checkpoint and fails the job when too many
-// failed in a row.
-func (c *Coordinator) countFailure(now time.Time, cause error) {
+// failed in a row. A failed on-demand checkpoint (not a final one) is only
+// counted: a savepoint that a user asked for does not fail the job.
+func (c *Coordinator) countFailure(now time.Time, cause error, onDemand bool) {
+	if onDemand {
+		c.counters.failedOnDemand++
+		return
+	}
 	c.counters.failed++
 	c.consecutiveFailures++
 	if c.failed == nil && c.consecutiveFailures > c.opts.TolerableFailures {
@@ -521,6 +568,7 @@ func (c *Coordinator) countFailure(now time.Time, cause error) {
 func (c *Coordinator) fail(now time.Time, err error, reason AbortReason) {
 	c.failed = err
 	c.finalWanted = false
+	c.demand.wanted, c.demand.savepoint = false, false
 	if reason != 0 {
 		c.abortAll(now, reason, err)
 		return
@@ -548,6 +596,11 @@ func (c *Coordinator) String() string {
 		if cp.final {
 			b.WriteString("(final)")
 		}
+		if cp.savepoint {
+			b.WriteString("(savepoint)")
+		} else if cp.onDemand {
+			b.WriteString("(on-demand)")
+		}
 		switch cp.state {
 		case stateCollecting:
 			fmt.Fprintf(&b, ":acks=%d/%d", cp.acks, len(c.tasks))
@@ -565,6 +618,12 @@ func (c *Coordinator) String() string {
 	}
 	if c.finalWanted {
 		b.WriteString(" final-wanted")
+	}
+	if c.demand.wanted {
+		b.WriteString(" now-wanted")
+		if c.demand.savepoint {
+			b.WriteString("(savepoint)")
+		}
 	}
 	if c.finalDone {
 		b.WriteString(" final-done")

@@ -31,7 +31,8 @@ func at(t time.Time) string {
 //	persisted id=5 [t=..]
 //	persist-failed id=5 [err=..] [t=..]
 //	task-failed task=1 [err=..] [t=..]
-//	trigger-final [t=..]
+//	trigger-now [savepoint] [t=..]
+//	trigger-final [savepoint] [t=..]
 //	stop [t=..]
 //	ready [advance=false]               prints the Ready, then Advances it
 //	advance                             Advances the Ready held by ready advance=false
@@ -167,8 +168,10 @@ func TestDataDriven(t *testing.T) {
 				var task int
 				d.ScanArgs(t, "task", &task)
 				return step(TaskFailed{Task: TaskID(task), Err: errArg("boom")})
+			case "trigger-now":
+				return step(TriggerNow{Savepoint: d.HasArg("savepoint")})
 			case "trigger-final":
-				return step(TriggerFinal{})
+				return step(TriggerFinal{Savepoint: d.HasArg("savepoint")})
 			case "stop":
 				return step(Stop{})
 			case "ready":
@@ -218,13 +221,26 @@ func final(f bool) string {
 	return ""
 }
 
+// kind prints how a checkpoint was asked for.
+func kind(onDemand, savepoint bool) string {
+	switch {
+	case savepoint && onDemand:
+		return " on-demand savepoint"
+	case savepoint:
+		return " savepoint"
+	case onDemand:
+		return " on-demand"
+	}
+	return ""
+}
+
 func formatReady(rd Ready) string {
 	var b strings.Builder
 	for _, p := range rd.Persist {
 		fmt.Fprintf(&b, "persist %d (triggered %s)%s\n", p.ID, at(p.TriggeredAt), final(p.Final))
 	}
 	for _, p := range rd.Trigger {
-		fmt.Fprintf(&b, "trigger %d at %s%s\n", p.ID, at(p.At), final(p.Final))
+		fmt.Fprintf(&b, "trigger %d at %s%s%s\n", p.ID, at(p.At), final(p.Final), kind(p.OnDemand, p.Savepoint))
 	}
 	for _, p := range rd.Complete {
 		fmt.Fprintf(&b, "complete %d (triggered %s, completed %s)%s\n",
@@ -250,13 +266,17 @@ func formatStats(s Stats, history bool) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "tasks=%d triggered=%d completed=%d failed=%d aborted=%d in-flight=%d\n",
 		s.Tasks, s.Triggered, s.Completed, s.Failed, s.Aborted, s.InFlight)
-	fmt.Fprintf(&b, "consecutive-failures=%d latest-completed=%d\n", s.ConsecutiveFailures, s.LatestCompletedID)
+	fmt.Fprintf(&b, "consecutive-failures=%d latest-completed=%d", s.ConsecutiveFailures, s.LatestCompletedID)
+	if s.FailedOnDemand > 0 {
+		fmt.Fprintf(&b, " failed-on-demand=%d", s.FailedOnDemand)
+	}
+	b.WriteByte('\n')
 	fmt.Fprintf(&b, "ignored: late-acks=%d duplicate-acks=%d declines=%d persisted=%d\n",
 		s.IgnoredLateAcks, s.IgnoredDuplicateAcks, s.IgnoredDeclines, s.IgnoredPersisted)
 	if history {
 		for _, h := range s.History {
-			fmt.Fprintf(&b, "  %d %v%s triggered=%s ended=%s acks=%d", h.ID, h.Status, final(h.Final),
-				at(h.TriggeredAt), at(h.EndedAt), h.Acks)
+			fmt.Fprintf(&b, "  %d %v%s%s triggered=%s ended=%s acks=%d", h.ID, h.Status, final(h.Final),
+				kind(h.OnDemand, h.Savepoint), at(h.TriggeredAt), at(h.EndedAt), h.Acks)
 			if h.Status == StatusAborted {
 				fmt.Fprintf(&b, " reason=%v", h.AbortReason)
 			}

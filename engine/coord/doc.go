@@ -1,7 +1,7 @@
 // Package coord owns the checkpoint coordinator of one job as a pure state
 // machine, in the style of etcd raft's RawNode: the caller feeds it time
 // (Tick) and events (Step: acks, declines, persisted metadata, failures,
-// TriggerFinal, Stop), and acts on a Ready whose fields say what to do in
+// TriggerNow, TriggerFinal, Stop), and acts on a Ready whose fields say what to do in
 // which order — persist metadata, inject barriers, notify completion, notify
 // aborts — then calls Advance. It decides when a checkpoint is triggered,
 // when it is complete, when it is aborted and when the job must fail.
@@ -55,6 +55,15 @@
 //     without a limit on their number (declines other than ReasonError are
 //     not failures, so a task that keeps declining keeps the final
 //     checkpoint retrying).
+//   - On-demand checkpoints (TriggerNow: "checkpoint now", savepoints)
+//     ignore Interval and MinPause but wait for a MaxConcurrent slot;
+//     requests not yet triggered merge into one. While one is in flight
+//     nothing else is triggered (with MaxConcurrent > 1 a newer checkpoint
+//     completing first would subsume it, and the caller could not hand the
+//     requester the checkpoint it asked for). They are not retried, and
+//     their failures do not count towards TolerableFailures (Flink does not
+//     count savepoint failures either). The history records which
+//     checkpoints were on-demand and which were savepoints.
 //   - Late events (acks or declines for resolved checkpoints, or ids from
 //     before firstID) are ignored and counted; events for ids never
 //     triggered, from unknown tasks, a decline after the same task's ack,

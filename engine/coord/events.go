@@ -9,7 +9,8 @@ import (
 type TaskID int
 
 // Event is an input to Coordinator.Step: Ack, Decline, Persisted,
-// PersistFailed, TaskFailed, TriggerFinal or Stop (values, not pointers).
+// PersistFailed, TaskFailed, TriggerNow, TriggerFinal or Stop (values, not
+// pointers).
 type Event interface{ isEvent() }
 
 // Ack reports that Task finished its snapshot (synchronous and asynchronous
@@ -48,6 +49,26 @@ type TaskFailed struct {
 	Err  error
 }
 
+// TriggerNow asks for a checkpoint now (an on-demand one: a user's
+// "checkpoint now" or a savepoint), ignoring Interval and MinPause but not
+// MaxConcurrent: if no slot is free it is triggered at the first Tick that
+// has one, and no regular checkpoint is triggered in the meantime. Requests
+// made before it is triggered are merged into one checkpoint, which is a
+// savepoint if any of them asked for one; a request made while an on-demand
+// checkpoint is in flight is triggered after that one is resolved. While an
+// on-demand checkpoint is in flight nothing else is triggered, so it is
+// never subsumed. Its Triggered entry has OnDemand set (and Savepoint as
+// asked). It is not retried when aborted, and its failure does not count
+// towards TolerableFailures (Stats.FailedOnDemand counts it). A wanted
+// final checkpoint takes the request over: the final one is then on-demand
+// too. Ignored (dropped) after Stop, after the job failed, or once a final
+// checkpoint completed; the caller answers its requesters itself.
+type TriggerNow struct {
+	// Savepoint marks the checkpoint as a savepoint (recorded in
+	// Triggered.Savepoint and CheckpointStats.Savepoint).
+	Savepoint bool
+}
+
 // TriggerFinal asks for a final checkpoint now, ignoring Interval and
 // MinPause (but not MaxConcurrent: if no slot is free it is triggered at the
 // first Tick that has one, and no regular checkpoint is triggered in the
@@ -56,8 +77,12 @@ type TaskFailed struct {
 // final one is triggered at the next Tick. Ready.FinalComplete reports its
 // completion, after which nothing more is triggered. Ignored after Stop, after
 // the job failed, or once a final checkpoint completed; a second TriggerFinal
-// while one is wanted changes nothing.
-type TriggerFinal struct{}
+// while one is wanted changes nothing but may set Savepoint.
+type TriggerFinal struct {
+	// Savepoint marks the final checkpoint as a savepoint (stop with
+	// savepoint).
+	Savepoint bool
+}
 
 // Stop ends triggering: the job is shutting down. Every pending checkpoint
 // whose metadata is not being written is aborted (AbortStopped, not a
@@ -70,6 +95,7 @@ func (Decline) isEvent()       {}
 func (Persisted) isEvent()     {}
 func (PersistFailed) isEvent() {}
 func (TaskFailed) isEvent()    {}
+func (TriggerNow) isEvent()    {}
 func (TriggerFinal) isEvent()  {}
 func (Stop) isEvent()          {}
 

@@ -246,6 +246,13 @@ func (h *harness) op() {
 		if err := h.step(TriggerFinal{}); err != nil {
 			h.fatalf("TriggerFinal: %v", err)
 		}
+	case k == 19:
+		if h.ch.intn(8) != 0 {
+			return
+		}
+		if err := h.step(TriggerNow{Savepoint: h.ch.intn(2) == 0}); err != nil {
+			h.fatalf("TriggerNow: %v", err)
+		}
 	case k == 18: // stop (rare)
 		if h.ch.intn(64) != 0 {
 			return
@@ -386,7 +393,7 @@ func (h *harness) checkReady(rd, skip Ready) {
 		if tr.ID != want {
 			h.fatalf("trigger %d, want %d", tr.ID, want)
 		}
-		if !tr.Final {
+		if !tr.Final && !tr.OnDemand {
 			if tr.At.Sub(prevAt) < h.opts.Interval {
 				h.fatalf("trigger %d at %v, %v after the previous (interval %v)", tr.ID, tr.At, tr.At.Sub(prevAt), h.opts.Interval)
 			}
@@ -394,6 +401,13 @@ func (h *harness) checkReady(rd, skip Ready) {
 				if e.Before(tr.At) && tr.At.Sub(e) < h.opts.MinPause {
 					h.fatalf("trigger %d at %v, %v after an end (min pause %v)", tr.ID, tr.At, tr.At.Sub(e), h.opts.MinPause)
 				}
+			}
+		}
+		for _, id := range h.unresolved() {
+			resolvedHere := slices.ContainsFunc(rd.Aborted, func(a Aborted) bool { return a.ID == id }) ||
+				slices.ContainsFunc(rd.Complete, func(c Completed) bool { return c.ID == id })
+			if h.triggered[id].OnDemand && !resolvedHere {
+				h.fatalf("trigger %d while on-demand checkpoint %d is in flight", tr.ID, id)
 			}
 		}
 		h.triggered[tr.ID] = tr
@@ -430,6 +444,9 @@ func (h *harness) checkReady(rd, skip Ready) {
 		}
 		if h.persistAsked[ab.ID] && ab.Reason != AbortSubsumed {
 			h.fatalf("abort %d (%v) while its metadata was handed out", ab.ID, ab.Reason)
+		}
+		if ab.Reason == AbortSubsumed && h.triggered[ab.ID].OnDemand {
+			h.fatalf("abort %d subsumed, but it is an on-demand checkpoint", ab.ID)
 		}
 		if ab.Reason == AbortSubsumed && ab.ID > h.lastCompleted {
 			h.fatalf("abort %d subsumed, but the latest completion is %d", ab.ID, h.lastCompleted)

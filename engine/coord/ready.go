@@ -48,6 +48,11 @@ type Triggered struct {
 	ID    uint64
 	At    time.Time
 	Final bool
+	// OnDemand: triggered for TriggerNow (possibly merged into a final
+	// checkpoint). The caller hands its outcome to whoever asked.
+	OnDemand bool
+	// Savepoint: TriggerNow or TriggerFinal asked for a savepoint.
+	Savepoint bool
 }
 
 // Completed is a checkpoint that is complete and durable.

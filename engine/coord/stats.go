@@ -49,6 +49,8 @@ func (s Status) String() string {
 type CheckpointStats struct {
 	ID          uint64
 	Final       bool
+	OnDemand    bool // triggered by TriggerNow
+	Savepoint   bool // TriggerNow or TriggerFinal asked for a savepoint
 	Status      Status
 	TriggeredAt time.Time
 	EndedAt     time.Time   // completion or abort; zero while in flight
@@ -62,8 +64,12 @@ type Stats struct {
 	Triggered uint64 // checkpoints triggered
 	Completed uint64 // checkpoints completed
 	// Failed counts failed checkpoints: timeouts and declines with
-	// ReasonError (the ones TolerableFailures counts).
-	Failed              uint64
+	// ReasonError (the ones TolerableFailures counts), except on-demand
+	// ones.
+	Failed uint64
+	// FailedOnDemand counts the failed on-demand checkpoints (TriggerNow),
+	// which TolerableFailures does not count.
+	FailedOnDemand      uint64
 	Aborted             uint64 // checkpoints aborted, for any reason
 	InFlight            int    // checkpoints triggered and not resolved
 	ConsecutiveFailures int    // failed checkpoints since the last completed one
@@ -85,6 +91,7 @@ func (c *Coordinator) Stats() Stats {
 		Triggered:            c.counters.triggered,
 		Completed:            c.counters.completed,
 		Failed:               c.counters.failed,
+		FailedOnDemand:       c.counters.failedOnDemand,
 		Aborted:              c.counters.aborted,
 		InFlight:             len(c.pending),
 		ConsecutiveFailures:  c.consecutiveFailures,
@@ -99,6 +106,8 @@ func (c *Coordinator) Stats() Stats {
 		h := CheckpointStats{
 			ID:          cp.id,
 			Final:       cp.final,
+			OnDemand:    cp.onDemand,
+			Savepoint:   cp.savepoint,
 			TriggeredAt: cp.triggeredAt,
 			EndedAt:     cp.endedAt,
 			Acks:        cp.acks,

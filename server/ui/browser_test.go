@@ -56,6 +56,12 @@ func TestDashboardAgainstFakeAPI(t *testing.T) {
 			t.Errorf("the task graph does not say %q: %q", want, labels)
 		}
 	}
+	about := uitest.Run(b, chromedp.Evaluate[string](`document.getElementById('job-id').textContent + '|' + document.querySelector('[data-testid=savepoints]').innerText + '|' + document.querySelector('[data-testid=failures]').innerText + '|' + document.querySelector('[data-testid=graph-edge][data-from=v2] title').textContent`))
+	for _, want := range []string{"parallelism 2 · restart strategy exponential_delay", "#3\t", "/srv/savepoints/counts-3", "disk full restarted", "ring occupancy 95% (973 of 1,024 slots)"} {
+		if !strings.Contains(about, want) {
+			t.Errorf("the job's details do not say %q: %q", want, about)
+		}
+	}
 	// Every series is drawn with its class, so the legend's colours match.
 	legend := uitest.Run(b, chromedp.Evaluate[[]string](`[...document.querySelectorAll('#legend .legend-item')].map(e => e.textContent)`))
 	if len(legend) != 7 || legend[0] != "end-to-end" {

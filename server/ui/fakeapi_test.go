@@ -111,8 +111,9 @@ func (f *fakeAPI) job(w http.ResponseWriter, r *http.Request) {
 	case "counts":
 		writeJSON(w, 200, map[string]any{
 			"id": "counts", "name": "counts", "status": "RUNNING", "start_time": fakeStart, "end_time": 0,
-			"duration": time.Now().UnixMilli() - fakeStart, "restarts": 1,
-			"failures": []any{map[string]any{"time": fakeStart + 1000, "message": "task key_by -> count (1/2) failed: disk full"}},
+			"duration": time.Now().UnixMilli() - fakeStart, "restarts": 1, "parallelism": 2, "restart_strategy": "exponential_delay",
+			"failures":   []any{map[string]any{"time": fakeStart + 1000, "message": "task key_by -> count (1/2) failed: disk full", "restarted": true}},
+			"savepoints": []any{map[string]any{"checkpoint_id": 3, "path": "/srv/savepoints/counts-3", "timestamp": fakeStart + 600, "state_size": 41e6}},
 			"vertices": []any{
 				vertex("v0", "source: sequence", 2, 1.25e6, 0.03),
 				vertex("v1", "filter -> map", 2, 1.25e6, 0.3),
@@ -122,7 +123,7 @@ func (f *fakeAPI) job(w http.ResponseWriter, r *http.Request) {
 			"edges": []any{
 				map[string]any{"from": "v0", "to": "v1", "partitioning": "forward", "records_per_second": 1.25e6, "backpressure": 0.03, "occupancy": 0.1},
 				map[string]any{"from": "v1", "to": "v2", "partitioning": "keyed", "records_per_second": 1.25e6, "backpressure": 0.3, "occupancy": 0.5},
-				map[string]any{"from": "v2", "to": "v3", "partitioning": "rebalance", "records_per_second": 0.8e6, "backpressure": 0.7, "occupancy": 0.95},
+				map[string]any{"from": "v2", "to": "v3", "partitioning": "rebalance", "records_per_second": 0.8e6, "backpressure": 0.7, "occupancy": 0.95, "occupied_slots": 973, "capacity_slots": 1024},
 			},
 		})
 	case "evil":

@@ -369,7 +369,11 @@
     $('job').hidden = false;
     setText($('job-name'), job.name || job.id);
     $('job-status').replaceChildren(badge(job.status));
-    setText($('job-id'), job.name && job.name !== job.id ? 'id ' + job.id : '');
+    const about = [];
+    if (job.name && job.name !== job.id) about.push('id ' + job.id);
+    if (job.parallelism) about.push('parallelism ' + job.parallelism);
+    if (job.restart_strategy) about.push('restart strategy ' + job.restart_strategy);
+    setText($('job-id'), about.join(' · '));
     setText($('job-uptime'), fmtUptime(job.duration));
     setText($('job-restarts'), fmtCount(job.restarts));
     const counts = (cps && cps.counts) || {};
@@ -389,6 +393,7 @@
     renderLatest(cps || {});
     renderSummary((cps && cps.summary) || {});
     renderHistory((cps && cps.history) || []);
+    renderSavepoints(job.savepoints || []);
     renderFailures(job);
   }
 
@@ -462,7 +467,7 @@
       r.path.setAttribute('marker-end', 'url(#arrow-' + cls + ')');
       setText(r.rate, fmtRate(e.records_per_second) + ' rec/s');
       setText(r.detail, (e.partitioning || '') + ' · bp ' + fmtPct(e.backpressure));
-      setText(r.title, e.from + ' → ' + e.to + ' (' + (e.partitioning || '?') + '): ' + fmtCount(e.records_per_second) + ' records/s, backpressure ' + fmtPct(e.backpressure) + ', ring occupancy ' + fmtPct(e.occupancy));
+      setText(r.title, e.from + ' → ' + e.to + ' (' + (e.partitioning || '?') + '): ' + fmtCount(e.records_per_second) + ' records/s, backpressure ' + fmtPct(e.backpressure) + ', ring occupancy ' + fmtPct(e.occupancy) + (e.capacity_slots ? ' (' + fmtCount(e.occupied_slots) + ' of ' + fmtCount(e.capacity_slots) + ' slots)' : ''));
     });
   }
 
@@ -725,7 +730,7 @@
     const rows = history.map((c) => ({
       cls: 'cp-' + String(c.status).toLowerCase(),
       cells: [
-        '#' + c.id + (c.is_savepoint ? ' savepoint' : ''),
+        '#' + c.id + (c.is_savepoint ? ' savepoint' : '') + (c.final ? ' final' : ''),
         badge(c.status),
         [fmtTime(c.trigger_timestamp), 'time'],
         [fmtMs(c.end_to_end_duration), 'num'],
@@ -745,7 +750,18 @@
   function renderFailures(job) {
     const failures = (job.failures || []).slice().sort((a, b) => num(b.time) - num(a.time));
     setText($('restarts-text'), 'Restarts: ' + fmtCount(job.restarts) + (failures.length ? '. Failures, newest first:' : '. No failures.'));
-    $('failures').replaceChildren(...failures.map((f) => el('li', { 'data-testid': 'failure' }, el('span', { class: 'muted' }, fmtTime(f.time)), ' ', f.message)));
+    $('failures').replaceChildren(
+      ...failures.map((f) => el('li', { 'data-testid': 'failure' }, el('span', { class: 'muted' }, fmtTime(f.time)), ' ', f.message, ...(f.restarted ? [' ', el('span', { class: 'tag' }, 'restarted')] : []))),
+    );
+  }
+
+  function renderSavepoints(sps) {
+    $('savepoints-block').hidden = sps.length === 0;
+    const rows = sps
+      .slice()
+      .sort((a, b) => num(b.timestamp) - num(a.timestamp))
+      .map((s) => ['#' + s.checkpoint_id, [fmtTime(s.timestamp), 'time'], [fmtBytes(s.state_size), 'num'], [s.path || '', 'msg']]);
+    table($('savepoints'), ['Checkpoint', 'Taken', ['State size', 'num'], 'Path'], rows);
   }
 
   tick();

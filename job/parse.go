@@ -196,7 +196,7 @@ func (d *decoder) top(body ast.Node) {
 		d.bad[""] = true
 		return
 	}
-	allowed := []string{"name", "parallelism", "max_parallelism", "source", "pipeline", "sink", "checkpointing"}
+	allowed := []string{"name", "parallelism", "max_parallelism", "source", "pipeline", "sink", "checkpointing", "restart"}
 	for _, e := range ents {
 		switch e.key {
 		case "name":
@@ -217,11 +217,16 @@ func (d *decoder) top(body ast.Node) {
 			d.sink(e)
 		case "checkpointing":
 			d.checkpointing(e)
+		case "restart":
+			d.restart(e)
 		default:
 			d.unknown(e, allowed)
 		}
 	}
 	d.require(ents, posOf(body), "", "name", "source", "sink")
+	if s.Restart == nil {
+		s.Restart = defaultRestart(s.Checkpointing != nil)
+	}
 }
 
 func (d *decoder) source(e entry) {
@@ -661,6 +666,88 @@ func (d *decoder) checkpointing(e entry) {
 		}
 	}
 	d.require(ents, e.kpos, e.path, "interval")
+}
+
+// restart decodes `restart: {strategy: …, …}`: the strategy first, so
+// that its defaults are filled and options of another strategy are
+// errors.
+func (d *decoder) restart(e entry) {
+	ents, ok := d.entries(e.value, e.path, "a mapping of restart options (strategy, ...)")
+	if !ok {
+		return
+	}
+	strategy := ""
+	for _, x := range ents {
+		if x.key == "strategy" {
+			strategy, _ = d.str(x)
+		}
+	}
+	var allowed []string
+	switch strategy {
+	case RestartFixedDelay:
+		allowed = []string{"strategy", "attempts", "delay"}
+	case RestartExponentialDelay:
+		allowed = []string{"strategy", "initial_backoff", "max_backoff", "backoff_multiplier", "reset_backoff_threshold", "jitter_factor", "attempts_before_reset"}
+	case RestartNone:
+		allowed = []string{"strategy"}
+	case "":
+		d.require(ents, e.kpos, e.path, "strategy")
+		return
+	default:
+		for _, x := range ents {
+			if x.key == "strategy" {
+				d.fail(x.vpos, x.path, "unknown restart strategy %s: want exponential_delay, fixed_delay or none", quoteShort(strategy))
+			}
+		}
+		return
+	}
+	r := newRestart(strategy)
+	r.Line, r.Column = e.kpos.line, e.kpos.col
+	d.spec.Restart = r
+	for _, x := range ents {
+		if !slices.Contains(allowed, x.key) {
+			if slices.Contains([]string{"attempts", "delay", "initial_backoff", "max_backoff", "backoff_multiplier", "reset_backoff_threshold", "jitter_factor", "attempts_before_reset"}, x.key) {
+				d.fail(x.kpos, x.path, "%s is not an option of the %s strategy (its options: %s)", x.key, strategy, strings.Join(allowed[1:], ", "))
+				continue
+			}
+			d.unknown(x, allowed)
+			continue
+		}
+		switch x.key {
+		case "attempts":
+			if v, ok := d.int(x); ok {
+				r.Attempts = int(min(max(v, -1), MaxRestartAttempts+1))
+			}
+		case "attempts_before_reset":
+			if v, ok := d.int(x); ok {
+				r.AttemptsBeforeReset = int(min(max(v, -1), MaxRestartAttempts+1))
+			}
+		case "delay":
+			if v, ok := d.duration(x); ok {
+				r.Delay = v
+			}
+		case "initial_backoff":
+			if v, ok := d.duration(x); ok {
+				r.InitialBackoff = v
+			}
+		case "max_backoff":
+			if v, ok := d.duration(x); ok {
+				r.MaxBackoff = v
+			}
+		case "reset_backoff_threshold":
+			if v, ok := d.duration(x); ok {
+				r.ResetThreshold = v
+			}
+		case "backoff_multiplier":
+			if v, ok := d.float(x); ok {
+				r.Multiplier = v
+			}
+		case "jitter_factor":
+			if v, ok := d.float(x); ok {
+				r.JitterFactor = v
+			}
+		}
+	}
 }
 
 // explicitParallelism decodes a `parallelism:` of a source, step or sink,

@@ -53,6 +53,10 @@ type Spec struct {
 	Pipeline       []StepSpec
 	Sink           SinkSpec
 	Checkpointing  *CheckpointSpec // nil = no checkpoints
+	// Restart is what `streamd serve` does when the job fails; never nil
+	// after Parse (the defaults below when the spec has no `restart:`).
+	// `streamd run` does not restart: it exits 1.
+	Restart *RestartSpec
 
 	// pos maps a field path ("pipeline[1].map.double") to the position of
 	// its value in the file; "pipeline[1].map.double:key" to the key's.
@@ -245,6 +249,71 @@ type CheckpointSpec struct {
 	Compression       string        // CompressionZstd (default), CompressionS2 or CompressionNone
 	Line              int
 	Column            int
+}
+
+// Restart strategies and the defaults of `restart:`, Flink's (1.19 and
+// later): exponential_delay when the job checkpoints, none when it does
+// not (a restart without checkpoints would start over and repeat its
+// output).
+const (
+	RestartExponentialDelay = "exponential_delay"
+	RestartFixedDelay       = "fixed_delay"
+	RestartNone             = "none"
+
+	DefaultFixedDelayAttempts = 1
+	DefaultFixedDelay         = time.Second
+	DefaultInitialBackoff     = time.Second
+	DefaultMaxBackoff         = time.Minute
+	DefaultBackoffMultiplier  = 1.5
+	DefaultResetThreshold     = time.Hour
+	DefaultJitterFactor       = 0.1
+	// MaxRestartAttempts bounds attempts (fixed_delay) and
+	// attempts_before_reset (exponential_delay); it is also the default of
+	// the latter (Flink: Integer.MAX_VALUE, i.e. unbounded).
+	MaxRestartAttempts = 1 << 30
+)
+
+// RestartSpec is the `restart:` section, with defaults filled. The fields
+// a strategy does not use are zero.
+type RestartSpec struct {
+	Strategy string // RestartExponentialDelay, RestartFixedDelay or RestartNone
+	// fixed_delay: Attempts restarts, Delay apart; then the job fails.
+	Attempts int
+	Delay    time.Duration
+	// exponential_delay: the first restart waits InitialBackoff, each
+	// further one Multiplier times longer, up to MaxBackoff, each +- a
+	// random JitterFactor share; after ResetThreshold without a failure
+	// the backoff (and the attempt count) start over. The job fails after
+	// AttemptsBeforeReset restarts without such a reset.
+	InitialBackoff      time.Duration
+	MaxBackoff          time.Duration
+	Multiplier          float64
+	ResetThreshold      time.Duration
+	JitterFactor        float64
+	AttemptsBeforeReset int
+	Line, Column        int // of the `restart:` key; 0 when defaulted
+}
+
+// defaultRestart is the restart strategy of a spec without `restart:`.
+func defaultRestart(checkpointing bool) *RestartSpec {
+	if !checkpointing {
+		return &RestartSpec{Strategy: RestartNone}
+	}
+	return newRestart(RestartExponentialDelay)
+}
+
+// newRestart returns strategy with its defaults.
+func newRestart(strategy string) *RestartSpec {
+	r := &RestartSpec{Strategy: strategy}
+	switch strategy {
+	case RestartFixedDelay:
+		r.Attempts, r.Delay = DefaultFixedDelayAttempts, DefaultFixedDelay
+	case RestartExponentialDelay:
+		r.InitialBackoff, r.MaxBackoff = DefaultInitialBackoff, DefaultMaxBackoff
+		r.Multiplier, r.ResetThreshold = DefaultBackoffMultiplier, DefaultResetThreshold
+		r.JitterFactor, r.AttemptsBeforeReset = DefaultJitterFactor, MaxRestartAttempts
+	}
+	return r
 }
 
 // posOf returns the recorded position of path, falling back to fallback.

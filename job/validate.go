@@ -51,6 +51,7 @@ func (s *Spec) validate(skip func(path string) bool) []*Error {
 	v.steps()
 	v.sink()
 	v.checkpointing()
+	v.restart()
 	return v.errs
 }
 
@@ -317,6 +318,34 @@ func (v *validator) checkpointing() {
 		"must be between 1 and %d, got %d", engine.MaxRetained, cp.Retained)
 	_, err := snapshot.ParseCompression(cp.Compression)
 	check("compression", err != nil, "unknown compression %s: want zstd, s2 or none", quoteShort(cp.Compression))
+}
+
+func (v *validator) restart() {
+	r := v.s.Restart
+	if r == nil || r.Line == 0 || v.skip("restart") {
+		return
+	}
+	check := func(field string, bad bool, format string, args ...any) {
+		path := "restart." + field
+		if bad && !v.skip(path) {
+			v.errAt(path, r.Line, r.Column, format, args...)
+		}
+	}
+	switch r.Strategy {
+	case RestartFixedDelay:
+		check("attempts", r.Attempts < 0 || r.Attempts > MaxRestartAttempts, "must be between 0 and %d, got %d", MaxRestartAttempts, r.Attempts)
+		check("delay", r.Delay < 0, "must be >= 0, got %v", r.Delay)
+	case RestartExponentialDelay:
+		check("initial_backoff", r.InitialBackoff <= 0, "must be > 0, got %v", r.InitialBackoff)
+		check("max_backoff", r.MaxBackoff < r.InitialBackoff, "must be >= initial_backoff (%v), got %v", r.InitialBackoff, r.MaxBackoff)
+		check("backoff_multiplier", !(r.Multiplier >= 1 && r.Multiplier <= 100), "must be between 1 and 100, got %g", r.Multiplier)
+		check("reset_backoff_threshold", r.ResetThreshold <= 0, "must be > 0, got %v", r.ResetThreshold)
+		check("jitter_factor", !(r.JitterFactor >= 0 && r.JitterFactor <= 1), "must be between 0 and 1, got %g", r.JitterFactor)
+		check("attempts_before_reset", r.AttemptsBeforeReset < 1 || r.AttemptsBeforeReset > MaxRestartAttempts, "must be between 1 and %d, got %d", MaxRestartAttempts, r.AttemptsBeforeReset)
+	}
+	if r.Strategy != RestartNone && v.s.Checkpointing == nil && !v.skip("restart.strategy") {
+		v.errAt("restart.strategy", r.Line, r.Column, "restarting a job without checkpointing would start it over and repeat its output: add checkpointing or use strategy: none")
+	}
 }
 
 // checkName validates a job name ([a-z0-9][a-z0-9-]*, the engine's rule)

@@ -34,7 +34,7 @@ func TestDashboardAgainstFakeAPI(t *testing.T) {
 	b := uitest.NewBrowser(t)
 	b.Do(chromedp.EmulateViewport(uitest.ViewportWidth, uitest.ViewportHeight), chromedp.Navigate(srv.URL+"/"))
 
-	wait(b, "the job rows", `document.querySelectorAll('[data-testid=job-row]').length === 2`, `document.querySelector('[data-testid=jobs]').innerText`)
+	wait(b, "the job rows", `document.querySelectorAll('[data-testid=job-row]').length === 3`, `document.querySelector('[data-testid=jobs]').innerText`)
 	// The running job is selected by default, though it is listed second.
 	wait(b, "job counts selected", `document.getElementById('job-name').textContent === 'counts'`, `document.getElementById('job-name').textContent`)
 	wait(b, "the task graph", `document.querySelectorAll('[data-testid=task-graph] [data-testid=graph-vertex]').length === 4 && document.querySelectorAll('[data-testid=task-graph] [data-testid=graph-edge]').length === 3`,
@@ -100,6 +100,10 @@ func TestDashboardAgainstFakeAPI(t *testing.T) {
 		t.Errorf("API data was parsed as HTML: %d elements or a script ran", n)
 	}
 	wait(b, "an empty chart for a job without checkpoints", `document.querySelector('[data-testid=checkpoint-chart]').textContent.includes('no completed checkpoint yet')`, jsSeriesPoints)
+	// A job with most fields missing renders without an error.
+	b.Click(`[data-testid=job-row][data-job-id=sparse] td:nth-child(2)`)
+	wait(b, "the sparse job", `document.getElementById('job-name').textContent === 'sparse' && document.querySelector('[data-testid=task-graph]').textContent.includes('no tasks') && document.querySelector('[data-testid=connection]').textContent === 'live'`,
+		`[document.getElementById('job-name').textContent, document.querySelector('[data-testid=connection]').textContent]`)
 	b.Click(`[data-testid=job-row][data-job-id=counts] a`)
 	wait(b, "job counts selected again", `document.getElementById('job-name').textContent === 'counts'`, `document.getElementById('job-name').textContent`)
 	wait(b, "the chart again", jsChartReady, jsSeriesPoints)
@@ -147,13 +151,13 @@ func TestDashboardAsksForToken(t *testing.T) {
 	wait(b, "the wrong token refused", visible+` && document.getElementById('auth-error').textContent.includes('refused')`, `document.getElementById('auth-error').textContent`)
 
 	b.Do(chromedp.SendKeys(chromedp.CSS("#token"), "s3cret"), chromedp.Click(chromedp.CSS("#auth button")))
-	wait(b, "the jobs with the token", `document.querySelectorAll('[data-testid=job-row]').length === 2 && !(`+visible+`)`, `document.body.innerText`)
+	wait(b, "the jobs with the token", `document.querySelectorAll('[data-testid=job-row]').length === 3 && !(`+visible+`)`, `document.body.innerText`)
 	if got := uitest.Run(b, chromedp.Evaluate[string](`sessionStorage.getItem('streamd.token')`)); got != "s3cret" {
 		t.Errorf("sessionStorage holds %q", got)
 	}
 	refused := fake.unauthed.Load()
 	b.Do(chromedp.Reload())
-	wait(b, "the jobs after a reload, without asking again", `document.querySelectorAll('[data-testid=job-row]').length === 2 && !(`+visible+`)`, `document.body.innerText`)
+	wait(b, "the jobs after a reload, without asking again", `document.querySelectorAll('[data-testid=job-row]').length === 3 && !(`+visible+`)`, `document.body.innerText`)
 	wait(b, "the chart after a reload", jsChartReady, jsSeriesPoints)
 	if n := fake.unauthed.Load(); n != refused {
 		t.Errorf("after the reload %d more requests were refused: the token was not kept", n-refused)

@@ -88,6 +88,7 @@ func (f *fakeAPI) jobs(w http.ResponseWriter, r *http.Request) {
 	f.mu.Unlock()
 	writeJSON(w, 200, map[string]any{"jobs": []any{
 		map[string]any{"id": "evil", "name": evilName, "status": "FAILED", "start_time": fakeStart - 3600_000, "end_time": fakeStart, "duration": 3600_000, "restarts": 3, "checkpoints_completed": 0, "last_checkpoint_id": 0},
+		map[string]any{"id": "sparse", "status": "RESTARTING"},
 		map[string]any{"id": "counts", "name": "counts", "status": "RUNNING", "start_time": fakeStart, "end_time": 0, "duration": time.Now().UnixMilli() - fakeStart, "restarts": 1, "checkpoints_completed": n - n/4, "last_checkpoint_id": n},
 	}})
 }
@@ -137,6 +138,9 @@ func (f *fakeAPI) job(w http.ResponseWriter, r *http.Request) {
 			"vertices": []any{vertex("v0", "source: sequence -> count", 1, 0, 0)},
 			"edges":    []any{},
 		})
+	case "sparse":
+		// A job the daemon knows little about yet: fields missing or null.
+		writeJSON(w, 200, map[string]any{"id": "sparse", "status": "RESTARTING", "vertices": nil, "failures": nil})
 	default:
 		writeJSON(w, 404, map[string]any{"error": "no job " + r.PathValue("id")})
 	}
@@ -155,6 +159,9 @@ func (f *fakeAPI) checkpoints(w http.ResponseWriter, r *http.Request) {
 			"history": []any{},
 			"summary": map[string]any{},
 		})
+		return
+	case "sparse":
+		writeJSON(w, 200, map[string]any{"counts": nil, "latest": map[string]any{}, "history": nil})
 		return
 	case "counts":
 	default:

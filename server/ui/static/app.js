@@ -34,12 +34,18 @@
 
   // ---- the API -------------------------------------------------------------
 
+  // HTTPError is an answer of the daemon with an error status.
   class HTTPError extends Error {
     constructor(status, message) {
       super(message);
       this.status = status;
     }
   }
+
+  // NetError is no answer at all: the daemon is down or unreachable.
+  class NetError extends Error {}
+
+  let memToken = ''; // the token when sessionStorage is unavailable
 
   function token() {
     try {
@@ -58,7 +64,6 @@
     }
     memToken = t;
   }
-  let memToken = '';
 
   async function api(path) {
     const ctl = new AbortController();
@@ -67,7 +72,12 @@
     const t = token() || memToken;
     if (t) headers.Authorization = 'Bearer ' + t;
     try {
-      const resp = await fetch(path, { headers, signal: ctl.signal, cache: 'no-store' });
+      let resp;
+      try {
+        resp = await fetch(path, { headers, signal: ctl.signal, cache: 'no-store' });
+      } catch (e) {
+        throw new NetError(e.name === 'AbortError' ? 'no answer within ' + FETCH_TIMEOUT_MS / 1000 + ' s' : e.message);
+      }
       if (!resp.ok) {
         let msg = resp.status + ' ' + resp.statusText;
         try {
@@ -78,10 +88,11 @@
         }
         throw new HTTPError(resp.status, msg);
       }
-      return await resp.json();
-    } catch (e) {
-      if (e.name === 'AbortError') throw new Error('no answer within ' + FETCH_TIMEOUT_MS / 1000 + ' s');
-      throw e;
+      try {
+        return await resp.json();
+      } catch (e) {
+        throw new NetError(e.name === 'AbortError' ? 'no answer within ' + FETCH_TIMEOUT_MS / 1000 + ' s' : 'bad answer: ' + e.message);
+      }
     } finally {
       clearTimeout(timer);
     }
@@ -110,6 +121,12 @@
       }
       setConnected(false, e);
       delay = RETRY_MS;
+      if (!(e instanceof HTTPError) && !(e instanceof NetError)) {
+        // a bug of this page: report it where developers and tests look
+        setTimeout(() => {
+          throw e;
+        }, 0);
+      }
     }
     st.inflight = false;
     if (st.again) {
@@ -127,7 +144,11 @@
       $('main').classList.remove('stale');
       $('updated').textContent = 'updated ' + fmtClock(Date.now());
     } else {
-      c.textContent = 'disconnected — retrying every ' + RETRY_MS / 1000 + ' s (' + (err && err.message ? err.message : err) + ')';
+      const msg = err && err.message ? err.message : String(err);
+      const retry = ' — retrying every ' + RETRY_MS / 1000 + ' s';
+      if (err instanceof NetError) c.textContent = 'disconnected' + retry + ' (' + msg + ')';
+      else if (err instanceof HTTPError) c.textContent = 'the daemon answered ' + err.status + ': ' + msg + retry;
+      else c.textContent = 'page error: ' + msg + retry;
       c.className = 'conn bad';
       $('main').classList.add('stale');
     }

@@ -20,8 +20,8 @@
 
   const st = {
     selected: null, // id of the job shown
-    history: new Map(), // checkpoint id -> checkpoint, of job st.historyJob
-    historyJob: null,
+    history: new Map(), // checkpoint id -> checkpoint, of the run st.historyJob
+    historyJob: null, // job id @ start time
     jobRows: new Map(), // job id -> <tr>
     graphSig: '', // structure of the graph drawn
     graphRefs: null, // elements of the drawn graph updated in place
@@ -408,7 +408,8 @@
     drawGraph(job.vertices || [], job.edges || []);
     renderVertices(job.vertices || []);
 
-    mergeHistory(job.id, (cps && cps.history) || []);
+    // A job submitted again under the same id starts its own history.
+    mergeHistory(job.id + '@' + job.start_time, (cps && cps.history) || []);
     const history = [...st.history.values()].sort((a, b) => a.id - b.id);
     drawChart(history);
     renderLatest(cps || {});
@@ -586,9 +587,9 @@
     { key: 'checkpointed_size', label: 'checkpointed size (right axis)', cls: 's-csize', axis: 'bytes' },
   ];
 
-  function mergeHistory(jobId, history) {
-    if (st.historyJob !== jobId) {
-      st.historyJob = jobId;
+  function mergeHistory(key, history) {
+    if (st.historyJob !== key) {
+      st.historyJob = key;
       st.history = new Map();
       st.chartSig = '';
     }

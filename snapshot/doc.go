@@ -22,6 +22,12 @@
 //     is corrupt it says so instead of pretending the job is new.
 //   - Retain never deletes a block that a retained checkpoint, or a
 //     checkpoint being written, references.
+//   - A held checkpoint (Hold; ExportSavepoint holds the one it copies) is
+//     kept by Retain, with its blocks, until its holds are released.
+//   - A savepoint (savepoint.go) is a directory that is a data dir of its
+//     own, holding one checkpoint copied verbatim, plus a descriptor file
+//     written last: a directory without a valid descriptor is never taken
+//     for a savepoint. OpenSavepoint reads one with Pebble read-only.
 //   - Checkpoint ids only grow: CommitCheckpoint refuses an id not above the
 //     newest completed one, and MaxCheckpointID sees the ids of incomplete
 //     checkpoints too.

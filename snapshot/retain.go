@@ -17,6 +17,10 @@ import (
 // checkpoints newer than the newest completed one (they may be in flight),
 // nor blocks an in-flight WriteKeyed may reuse.
 //
+// A held checkpoint (Hold, ExportSavepoint) is kept whatever its age, with
+// every block it references, until its holds are released; it does not
+// count towards keep.
+//
 // Checkpoints whose metadata does not decode do not count towards keep; if
 // one lies among the retained, Retain deletes no blocks at all (it cannot
 // know what that checkpoint references — it may come from a newer streamd)
@@ -68,8 +72,32 @@ func (s *Store) Retain(job string, keep int) error {
 			_ = b.Close()
 		}
 	}()
-	if cutoff > ids[0] {
-		if err := b.DeleteRange(metaKey(nil, job, 0), metaKey(nil, job, cutoff), nil); err != nil {
+	// Held checkpoints below the cutoff keep their metadata and blocks.
+	lo := uint64(0)
+	for _, h := range s.heldLocked(job) {
+		if h >= cutoff || !slices.Contains(ids, h) {
+			continue
+		}
+		m, err := s.LoadMetadata(job, h)
+		if err != nil {
+			if !IsCorruption(err) {
+				return err
+			}
+			s.opts.Logger("snapshot: WARNING: retention of job %s keeps held checkpoint %d, whose metadata does not decode, "+
+				"and deletes no blocks: %v", job, h, err)
+			undecodable = true
+		} else {
+			retained = append(retained, m)
+		}
+		if h > lo {
+			if err := b.DeleteRange(metaKey(nil, job, lo), metaKey(nil, job, h), nil); err != nil {
+				return ioErrorf(err, "cannot delete old checkpoints of job %s", job)
+			}
+		}
+		lo = h + 1
+	}
+	if cutoff > ids[0] && cutoff > lo {
+		if err := b.DeleteRange(metaKey(nil, job, lo), metaKey(nil, job, cutoff), nil); err != nil {
 			return ioErrorf(err, "cannot delete old checkpoints of job %s", job)
 		}
 	}

@@ -87,6 +87,8 @@ type Store struct {
 	ingestSeq atomic.Uint64
 	// ingestThresholdBytes is ingestThresholdBytes; tests lower it.
 	ingestThresholdBytes int
+	// savepoint is the descriptor of a Store opened by OpenSavepoint.
+	savepoint *SavepointDescriptor
 
 	writers sync.Pool // *writer
 	// record guards the record files of completed checkpoints (record.go).
@@ -104,6 +106,9 @@ type Store struct {
 		// Written by WriteKeyed; read and pruned by Retain,
 		// CommitCheckpoint and DiscardIncomplete, all under mu.
 		pins map[string]map[uint64][]*KeyedHandle
+		// holds counts, per job and completed checkpoint id, the holds
+		// (Hold, ExportSavepoint) that keep the checkpoint from retention.
+		holds map[string]map[uint64]int
 	}
 }
 
@@ -114,7 +119,12 @@ type Store struct {
 // error wrapping ErrDirInUse. The directories Open creates are made durable
 // (their parents are fsynced) before it returns: a power loss cannot take
 // the data dir away once a checkpoint has been committed into it.
-func Open(dir string, opts Options) (*Store, error) {
+func Open(dir string, opts Options) (*Store, error) { return open(dir, opts, false) }
+
+// open is Open; readOnly (OpenSavepoint) opens Pebble read-only in a data
+// dir that must exist, and neither empties its ingest dir nor checks the
+// free space.
+func open(dir string, opts Options, readOnly bool) (*Store, error) {
 	opts.EnsureDefaults()
 	if err := opts.Validate(); err != nil {
 		return nil, err
@@ -125,7 +135,11 @@ func Open(dir string, opts Options) (*Store, error) {
 		return nil, err
 	}
 	fs := opts.FS
-	if err := mkdirAllSynced(fs, dir); err != nil {
+	if readOnly {
+		if _, err := fs.Stat(dir); err != nil {
+			return nil, ioErrorf(err, "cannot open data dir %s", dir)
+		}
+	} else if err := mkdirAllSynced(fs, dir); err != nil {
 		return nil, ioErrorf(err, "cannot create data dir %s", dir)
 	}
 	lock, err := lockDir(fs, dir)
@@ -133,8 +147,11 @@ func Open(dir string, opts Options) (*Store, error) {
 		return nil, err
 	}
 	po.EnsureDefaults()
+	po.ReadOnly = readOnly
 	ingestDir := fs.PathJoin(dir, ingestDirName)
-	if err := resetIngestDir(fs, ingestDir); err != nil {
+	if readOnly {
+		// Nothing is written: the ingest dir is left as it is.
+	} else if err := resetIngestDir(fs, ingestDir); err != nil {
 		_ = lock.Close()
 		return nil, err
 	}
@@ -142,7 +159,7 @@ func Open(dir string, opts Options) (*Store, error) {
 	// cannot survive a failed WAL or MANIFEST write; on a full disk it was
 	// seen to spin in Open. So a full disk is refused here, with a message
 	// that says so, before Pebble starts.
-	if err := checkFreeSpace(fs, dir, opts.DiskHeadroomBytes, 0, "cannot open data dir "+dir); err != nil {
+	if err := checkFreeSpace(fs, dir, opts.DiskHeadroomBytes, 0, "cannot open data dir "+dir); err != nil && !readOnly {
 		_ = lock.Close()
 		return nil, err
 	}
@@ -158,6 +175,7 @@ func Open(dir string, opts Options) (*Store, error) {
 	s := &Store{dir: dir, opts: opts, pebbleOpts: po, db: db, lock: lock, health: h,
 		fs: fs, ingestDir: ingestDir, ingestThresholdBytes: ingestThresholdBytes}
 	s.mu.pins = make(map[string]map[uint64][]*KeyedHandle)
+	s.mu.holds = make(map[string]map[uint64]int)
 	return s, nil
 }
 

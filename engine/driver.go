@@ -42,15 +42,16 @@ type pendingCheckpoint struct {
 	id        uint64
 	triggered time.Time
 	final     bool
+	savepoint bool
 	tasks     map[coord.TaskID]*event
 }
 
 // drive is the driver loop: it feeds the coordinator and carries out its
 // decisions, and ends when every task has exited.
-func (rt *jobRuntime) drive(ctx context.Context) error {
+func (rt *jobRuntime) drive(ctx context.Context) (failure error) {
+	defer func() { rt.endDemands(failure) }()
 	var (
 		co        *coord.Coordinator
-		failure   error
 		running   = len(rt.tasks)
 		sources   = 0
 		ended     = 0
@@ -101,6 +102,7 @@ func (rt *jobRuntime) drive(ctx context.Context) error {
 			if p := pending[ev.id]; p != nil {
 				e := ev
 				p.tasks[ev.task] = &e
+				rt.demandAcked(ev.id)
 			}
 			if err := co.Step(time.Now(), coord.Ack{Task: ev.task, ID: ev.id}); err != nil {
 				fail(err)
@@ -127,7 +129,7 @@ func (rt *jobRuntime) drive(ctx context.Context) error {
 			ended++
 			exhausted = exhausted && ev.exhausted
 			if ended == sources && co != nil && failure == nil {
-				_ = co.Step(time.Now(), coord.TriggerFinal{})
+				_ = co.Step(time.Now(), coord.TriggerFinal{Savepoint: rt.stopSavepointDir() != ""})
 			}
 		}
 	}
@@ -152,8 +154,15 @@ func (rt *jobRuntime) drive(ctx context.Context) error {
 		case <-ctxDone:
 			ctxDone = nil
 			fail(ctx.Err())
+		case <-rt.demandNotify:
+			if co == nil {
+				rt.endDemands(nil) // without checkpointing nothing is queued
+				continue
+			}
+			rt.takeDemands(co, failure)
 		case <-stopCh:
 			stopCh = nil
+			rt.dd.stopping = true
 			for _, t := range rt.tasks {
 				// (t.source is the task goroutine's: it may still be opening.)
 				if t.v.head().kind == kindSourceNode {
@@ -178,7 +187,8 @@ func (rt *jobRuntime) drive(ctx context.Context) error {
 				after = append(after, coord.Persisted{ID: p.ID})
 			}
 			for _, tr := range rd.Trigger {
-				pending[tr.ID] = &pendingCheckpoint{id: tr.ID, triggered: tr.At, final: tr.Final, tasks: make(map[coord.TaskID]*event)}
+				pending[tr.ID] = &pendingCheckpoint{id: tr.ID, triggered: tr.At, final: tr.Final, savepoint: tr.Savepoint, tasks: make(map[coord.TaskID]*event)}
+				rt.demandTriggered(tr)
 				for _, t := range rt.tasks {
 					if t.v.head().kind == kindSourceNode {
 						rt.control(t, ctrlMsg{kind: ctrlTrigger, id: tr.ID})
@@ -196,8 +206,14 @@ func (rt *jobRuntime) drive(ctx context.Context) error {
 					}
 					rt.control(t, msg)
 				}
-				rt.record(pc, "completed", "", c.CompletedAt)
+				s := rt.record(pc, "completed", "", c.CompletedAt)
 				delete(pending, c.ID)
+				if c.Final {
+					rt.finalID = c.ID
+					rt.dd.done = true
+				}
+				// Before retention: a savepoint's checkpoint is held here.
+				rt.demandResolved(c.ID, s, nil)
 				if err := rt.store.Retain(rt.job.name, rt.opts.Checkpointing.Retained); errors.Is(err, snapshot.ErrStoreFailed) {
 					fail(fmt.Errorf("engine: job %q: retention after checkpoint %d: %w", rt.job.name, c.ID, err))
 				} else if err != nil {
@@ -212,8 +228,9 @@ func (rt *jobRuntime) drive(ctx context.Context) error {
 				if a.Err != nil {
 					reason += ": " + a.Err.Error()
 				}
-				rt.record(pending[a.ID], "failed", reason, time.Now())
+				s := rt.record(pending[a.ID], "failed", reason, time.Now())
 				delete(pending, a.ID)
+				rt.demandResolved(a.ID, s, fmt.Errorf("aborted (%s)", reason))
 			}
 			if rd.FinalComplete {
 				for _, t := range rt.tasks {
@@ -270,11 +287,12 @@ func (rt *jobRuntime) metadata(pc *pendingCheckpoint, finished bool) *snapshot.M
 	return m
 }
 
-func (rt *jobRuntime) record(pc *pendingCheckpoint, status, reason string, end time.Time) {
+func (rt *jobRuntime) record(pc *pendingCheckpoint, status, reason string, end time.Time) CheckpointStats {
 	if pc == nil {
-		return
+		return CheckpointStats{}
 	}
-	s := CheckpointStats{ID: pc.id, Status: status, Reason: reason, Final: pc.final, TriggeredAt: pc.triggered, Duration: end.Sub(pc.triggered)}
+	s := CheckpointStats{ID: pc.id, Status: status, Reason: reason, Final: pc.final, Savepoint: pc.savepoint,
+		TriggeredAt: pc.triggered, Duration: end.Sub(pc.triggered)}
 	for _, t := range rt.tasks {
 		ev := pc.tasks[t.id]
 		if ev == nil {
@@ -298,4 +316,5 @@ func (rt *jobRuntime) record(pc *pendingCheckpoint, status, reason string, end t
 	if rt.opts.OnCheckpoint != nil {
 		rt.opts.OnCheckpoint(s)
 	}
+	return s
 }

@@ -105,6 +105,9 @@ type Job struct {
 	rt    *jobRuntime // set by Run, under jobsMu
 	// stopRequested is set by Stop, under jobsMu, also before Run.
 	stopRequested bool
+	// stopSavepoint is the directory StopWithSavepoint asked for, under
+	// jobsMu (savepoint.go).
+	stopSavepoint string
 }
 
 var jobNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]*$`)

@@ -119,6 +119,12 @@ type Options struct {
 	// OnCheckpoint, if set, is called on the driver goroutine with the
 	// statistics of every checkpoint when it completes or fails.
 	OnCheckpoint func(CheckpointStats)
+	// Restore, if set, says where a checkpointed job restores from: a
+	// savepoint instead of its own newest checkpoint, and whether state of
+	// operators the job no longer has may be skipped (savepoint.go).
+	// Default nil: the newest checkpoint in Checkpointing.Store, every
+	// operator's state restored.
+	Restore *RestoreOptions
 	// cpus overrides the number of usable cores, for tests of the pinning
 	// decision.
 	cpus int
@@ -214,6 +220,12 @@ type CheckpointStats struct {
 	StoredBytes int64       `json:"state_size_stored_bytes"`
 	ReusedBytes int64       `json:"state_size_reused_bytes"`
 	Tasks       []TaskStats `json:"tasks,omitempty"`
+	// Savepoint: the checkpoint was taken as a savepoint (TriggerSavepoint,
+	// StopWithSavepoint); SavepointPath is where it was written, once the
+	// export finished (OnCheckpoint, called at completion, does not have
+	// it yet).
+	Savepoint     bool   `json:"is_savepoint"`
+	SavepointPath string `json:"external_path,omitempty"`
 }
 
 // TaskStats are one task's share of a checkpoint.

@@ -26,9 +26,15 @@ type IncompatibleError struct {
 	// Old and New are the fingerprints of the checkpoint and of the job
 	// when they differ, "" otherwise.
 	Old, New string
+	// Savepoint is the savepoint the checkpoint came from, "" for the
+	// job's own checkpoint.
+	Savepoint string
 }
 
 func (e *IncompatibleError) Error() string {
+	if e.Savepoint != "" {
+		return fmt.Sprintf("engine: savepoint %s (checkpoint %d) is incompatible with job %q: %s", e.Savepoint, e.Checkpoint, e.Job, e.Reason)
+	}
 	return fmt.Sprintf("engine: checkpoint %d of job %q is incompatible with the job: %s", e.Checkpoint, e.Job, e.Reason)
 }
 
@@ -53,7 +59,7 @@ func (rt *jobRuntime) restore() (finished bool, err error) {
 	j := rt.job
 	var incompatible error
 	var entries map[*vertex][]*keyed.Backend
-	m, err := rt.store.Recover(j.name, func(m *snapshot.Metadata) error {
+	m, err := rt.recoverFrom(j.name, func(m *snapshot.Metadata) error {
 		if err := rt.checkCompatible(m); err != nil {
 			incompatible = err
 			return err
@@ -79,7 +85,7 @@ func (rt *jobRuntime) restore() (finished bool, err error) {
 	if err != nil {
 		return false, fmt.Errorf("engine: job %q: cannot read checkpoint ids: %w", j.name, err)
 	}
-	rt.firstID = maxID + 1
+	rt.firstID = max(maxID, rt.restoredID()) + 1 // above a savepoint's id too
 	if err := rt.store.DiscardIncomplete(j.name); err != nil {
 		return false, fmt.Errorf("engine: job %q: cannot discard incomplete checkpoints: %w", j.name, err)
 	}
@@ -146,8 +152,10 @@ func (j *Job) checkCompatible(vs []*vertex, m *snapshot.Metadata) error {
 	for _, o := range m.Operators {
 		n := byUID[o.ID]
 		switch {
+		case n == nil && j.restoreSettings().AllowNonRestoredState:
+			j.opts.Logger("streamd: WARNING: job %q: checkpoint %d has %s state of operator %q, which the job no longer has; skipping it (non-restored state allowed)", j.name, m.CheckpointID, o.Kind, o.ID)
 		case n == nil:
-			reasons = append(reasons, fmt.Sprintf("it has %s state of operator %q, which the job no longer has (keep the operator, or give its replacement that uid)", o.Kind, o.ID))
+			reasons = append(reasons, fmt.Sprintf("it has %s state of operator %q, which the job no longer has (keep the operator, give its replacement that uid, or allow non-restored state to drop it)", o.Kind, o.ID))
 		case n.stateKind() != o.Kind:
 			reasons = append(reasons, fmt.Sprintf("operator %q was a %s, is now %s", o.ID, o.Kind, orNone(n.stateKind())))
 		case n.stateSig != o.Signature:
@@ -286,7 +294,7 @@ func (rt *jobRuntime) readKeyed(m *snapshot.Metadata) (map[*vertex][]*keyed.Back
 		owned := make(map[string]bool) // per state name, for the current part
 		for _, p := range tg.parts {
 			clear(owned)
-			err := rt.store.ReadKeyed(rt.job.name, p.tm.Keyed, p.start, p.end, func(kg int, state string, key, value []byte) error {
+			err := rt.readFrom.ReadKeyed(m.Job, p.tm.Keyed, p.start, p.end, func(kg int, state string, key, value []byte) error {
 				if b == nil {
 					return nil // verify only
 				}

@@ -41,9 +41,23 @@ type jobRuntime struct {
 	stopCh   chan struct{}
 	stopOnce sync.Once
 
+	// On-demand checkpoints and savepoints (savepoint.go): demandNotify
+	// wakes the driver for queued demands (capacity 1); dd is the
+	// driver's; readFrom is the store the restore phase reads blocks
+	// from (the job's, or a savepoint's); restoredSavepoint the savepoint
+	// the run restored from; finalID the final checkpoint that completed.
+	demandNotify      chan struct{}
+	dd                demandDriver
+	readFrom          *snapshot.Store
+	restoredSavepoint string
+	finalID           uint64
+
 	mu struct {
 		sync.Mutex
 		stats []CheckpointStats // guarded: read by CheckpointStats after or during Run
+		// demands: queued demands, the overview and the last savepoint
+		// (savepoint.go).
+		demands demandState
 	}
 }
 
@@ -121,14 +135,18 @@ func (j *Job) Run(ctx context.Context) (err error) {
 	if j.runtime() != nil {
 		return fmt.Errorf("engine: job %q: Run called twice", j.name)
 	}
+	if err := j.checkRestoreOptions(); err != nil {
+		return err
+	}
 	vs, err := j.buildVertices()
 	if err != nil {
 		return err
 	}
 	rt := &jobRuntime{
 		job: j, opts: j.opts, vertices: vs, inputRings: make(map[*task][]any),
-		stopCh:    make(chan struct{}),
-		alignMode: align.ExactlyOnce,
+		stopCh:       make(chan struct{}),
+		demandNotify: make(chan struct{}, 1),
+		alignMode:    align.ExactlyOnce,
 	}
 	if c := j.opts.Checkpointing; c != nil {
 		rt.checkpointing = true
@@ -151,16 +169,26 @@ func (j *Job) Run(ctx context.Context) (err error) {
 		}
 	}()
 
+	// However the run ends, TriggerCheckpoint and TriggerSavepoint
+	// callers get an answer.
+	defer rt.endDemands(nil)
 	if rt.checkpointing {
 		finished, err := rt.restore()
-		if err != nil || finished {
+		if err != nil {
 			return err
+		}
+		rt.noteRestored()
+		if finished {
+			return rt.finishStopSavepoint()
 		}
 	} else if err := rt.recoverSinks(); err != nil {
 		return err
 	}
 	rt.buildTasks()
-	return rt.execute(ctx)
+	if err := rt.execute(ctx); err != nil {
+		return err
+	}
+	return rt.finishStopSavepoint()
 }
 
 // execute starts the tasks and drives them until the job ends.

@@ -101,7 +101,7 @@ type RestoredCheckpoint struct {
 	// SavepointPath is the savepoint it came from, "" for the job's own
 	// checkpoint.
 	SavepointPath string    `json:"external_path,omitempty"`
-	RestoredAt    time.Time `json:"restore_timestamp"`
+	At            time.Time `json:"restore_timestamp"`
 }
 
 // demand is one TriggerCheckpoint or TriggerSavepoint waiting for its
@@ -403,7 +403,7 @@ func (rt *jobRuntime) noteRestored() {
 		return
 	}
 	rt.mu.Lock()
-	rt.mu.demands.overview.Restored = &RestoredCheckpoint{ID: rt.restored.CheckpointID, SavepointPath: rt.restoredSavepoint, RestoredAt: time.Now()}
+	rt.mu.demands.overview.Restored = &RestoredCheckpoint{ID: rt.restored.CheckpointID, SavepointPath: rt.restoredSavepoint, At: time.Now()}
 	rt.mu.Unlock()
 }
 

@@ -50,6 +50,9 @@ type Options struct {
 	OnCheckpoint func(engine.CheckpointStats)
 	// AllowDuplicateOutput is engine.Options.AllowDuplicateOutput.
 	AllowDuplicateOutput bool
+	// Restore is engine.Options.Restore: restore from a savepoint, and
+	// whether state of removed operators may be dropped. Default nil.
+	Restore *engine.RestoreOptions
 	// FS is the filesystem the file sink writes through (Pebble's vfs.FS).
 	// Default vfs.Default. Open the Store with the same FS
 	// (snapshot.Options.FS): tests crash both at once.
@@ -74,6 +77,7 @@ func Build(plan *job.Plan, opts Options) (*Built, error) {
 		Logger:               opts.Logger,
 		OnCheckpoint:         opts.OnCheckpoint,
 		AllowDuplicateOutput: opts.AllowDuplicateOutput,
+		Restore:              opts.Restore,
 	}
 	if c := spec.Checkpointing; c != nil {
 		mode := coord.ExactlyOnce

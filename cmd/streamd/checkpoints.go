@@ -17,13 +17,17 @@ import (
 //
 //	streamd checkpoints list --data-dir DIR [JOB]
 //	streamd checkpoints inspect --data-dir DIR JOB [ID]
+//	streamd checkpoints list|inspect --savepoint DIR [JOB [ID]]
 //
 // list prints every job's completed checkpoints with their times, sizes and
 // format, and the record of completed checkpoints beside them. inspect
 // reads and verifies every block of one checkpoint (the newest by default:
 // checksums, decompression, decoding, totals) and prints its operators and
 // tasks. Both only read; the data dir is locked while they run, so they
-// refuse a dir that a running streamd holds. Exit 0 when everything read
+// refuse a dir that a running streamd holds. With --savepoint (or a
+// --data-dir that holds a savepoint's descriptor) they read a savepoint
+// instead, read-only; inspect then defaults to its checkpoint, and a
+// directory whose export never finished (no valid descriptor) is refused. Exit 0 when everything read
 // verifies, 1 when something is corrupt or cannot be read, 2 for a bad
 // command line.
 func cmdCheckpoints(args []string, stdout, stderr io.Writer) int {
@@ -39,20 +43,41 @@ func cmdCheckpoints(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("checkpoints "+sub, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	dataDir := fs.String("data-dir", "streamd-data", "the data dir to read")
+	spDir := fs.String("savepoint", "", "read the savepoint in this directory instead of a data dir")
 	if err := fs.Parse(args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return exitOK
 		}
 		return exitUsage
 	}
-	if _, err := os.Stat(*dataDir); err != nil {
-		fmt.Fprintf(stderr, "streamd: data dir %s: %v\n", *dataDir, err)
-		return exitFailure
+	if *spDir == "" {
+		// A data dir that is a savepoint is read as one.
+		if _, err := snapshot.ReadSavepointDescriptor(nil, *dataDir); err == nil {
+			*spDir = *dataDir
+		}
 	}
-	store, err := snapshot.Open(*dataDir, snapshot.Options{Logger: func(string, ...any) {}})
-	if err != nil {
-		fmt.Fprintf(stderr, "streamd: %v\n", err)
-		return exitFailure
+	var store *snapshot.Store
+	var sp *snapshot.SavepointDescriptor
+	if *spDir != "" {
+		st, d, err := snapshot.OpenSavepoint(*spDir, snapshot.Options{Logger: func(string, ...any) {}})
+		if err != nil {
+			fmt.Fprintf(stderr, "streamd: %v\n", err)
+			return exitFailure
+		}
+		store, sp = st, &d
+		fmt.Fprintf(stdout, "savepoint %s: checkpoint %d of job %s, completed %s, %d blocks, %s stored\n",
+			d.Dir, d.CheckpointID, d.Job, d.CompletedAt.Format(time.RFC3339Nano), d.Blocks, sizeOf(d.StoredBytes))
+	} else {
+		if _, err := os.Stat(*dataDir); err != nil {
+			fmt.Fprintf(stderr, "streamd: data dir %s: %v\n", *dataDir, err)
+			return exitFailure
+		}
+		st, err := snapshot.Open(*dataDir, snapshot.Options{Logger: func(string, ...any) {}})
+		if err != nil {
+			fmt.Fprintf(stderr, "streamd: %v\n", err)
+			return exitFailure
+		}
+		store = st
 	}
 	defer store.Close()
 	switch sub {
@@ -63,6 +88,9 @@ func cmdCheckpoints(args []string, stdout, stderr io.Writer) int {
 		}
 		return listCheckpoints(store, fs.Args(), stdout, stderr)
 	default:
+		if sp != nil && fs.NArg() == 0 {
+			return inspectCheckpoint(store, sp.Job, sp.CheckpointID, stdout, stderr)
+		}
 		if fs.NArg() < 1 || fs.NArg() > 2 {
 			fmt.Fprintf(stderr, "streamd checkpoints inspect: want JOB [ID]\n%s", usage)
 			return exitUsage

@@ -1,8 +1,8 @@
 // Command streamd runs streamd jobs.
 //
-//	streamd run [--data-dir DIR] [--stats FILE] [--pin auto|on|off] [--cpuprofile FILE] [--allow-duplicate-output] [--log-level debug|info|warn|error] JOB.yaml
+//	streamd run [--data-dir DIR] [--from-savepoint DIR [--allow-non-restored-state]] [--stats FILE] [--pin auto|on|off] [--cpuprofile FILE] [--allow-duplicate-output] [--log-level debug|info|warn|error] JOB.yaml
 //	streamd validate [--data-dir DIR] JOB.yaml
-//	streamd checkpoints list|inspect [--data-dir DIR] …
+//	streamd checkpoints list|inspect [--data-dir DIR | --savepoint DIR] …
 //	streamd version
 //
 // Exit status of run: 0 when the job finished and its output is complete
@@ -49,10 +49,11 @@ import (
 var version = "dev"
 
 const usage = `usage:
-  streamd run [--data-dir DIR] [--stats FILE] [--pin auto|on|off] [--cpuprofile FILE] [--allow-duplicate-output] [--log-level debug|info|warn|error] JOB.yaml
+  streamd run [--data-dir DIR] [--from-savepoint DIR [--allow-non-restored-state]] [--stats FILE] [--pin auto|on|off] [--cpuprofile FILE] [--allow-duplicate-output] [--log-level debug|info|warn|error] JOB.yaml
   streamd validate [--data-dir DIR] JOB.yaml
-  streamd checkpoints list [--data-dir DIR] [JOB]
+  streamd checkpoints list [--data-dir DIR | --savepoint DIR] [JOB]
   streamd checkpoints inspect [--data-dir DIR] JOB [ID]
+  streamd checkpoints inspect --savepoint DIR [JOB [ID]]
   streamd version
 `
 
@@ -218,6 +219,8 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile (pprof) of the run to this file")
 	allowDup := fs.Bool("allow-duplicate-output", false, "start although the sink has committed output beyond the newest checkpoint in the data dir (that output is emitted again)")
 	logLevel := fs.String("log-level", "info", "log events at this level and above: debug, info, warn or error (Pebble's informational lines are debug)")
+	fromSavepoint := fs.String("from-savepoint", "", "start from the savepoint in this directory instead of the newest checkpoint in the data dir (new checkpoints go to the data dir)")
+	allowNonRestored := fs.Bool("allow-non-restored-state", false, "start although the savepoint or checkpoint holds state of operators the job no longer has (that state is dropped, with a warning)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			// Asked for: help goes to stdout and is not an error.
@@ -257,6 +260,19 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	slogger := slog.New(newLineHandler(stderr, level)).With("job", plan.Spec.Name)
 	logf := printfLogger(slogger)
 	opts := jobrun.Options{Pinning: pinning, Stdout: stdout, Logger: logf, AllowDuplicateOutput: *allowDup}
+	if *fromSavepoint != "" || *allowNonRestored {
+		if *fromSavepoint != "" {
+			if plan.Spec.Checkpointing == nil {
+				fmt.Fprintf(stderr, "streamd run: --from-savepoint needs checkpointing in the spec (%s has none)\n", fs.Arg(0))
+				return exitUsage
+			}
+			if _, err := snapshot.ReadSavepointDescriptor(nil, *fromSavepoint); err != nil {
+				fmt.Fprintf(stderr, "streamd run: --from-savepoint: %v\n", err)
+				return exitUsage
+			}
+		}
+		opts.Restore = &engine.RestoreOptions{Savepoint: *fromSavepoint, AllowNonRestoredState: *allowNonRestored}
+	}
 	if c := plan.Spec.Checkpointing; c != nil {
 		comp, err := snapshot.ParseCompression(c.Compression)
 		if err != nil {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/streamd/streamd/internal/atomicfile"
 	"github.com/streamd/streamd/internal/crashfs"
 )
 
@@ -326,4 +327,27 @@ func TestExportSavepointUnderFaults(t *testing.T) {
 		t.Fatal("no injected error failed an export: the sweep tested nothing")
 	}
 	t.Logf("%d injected errors failed the export; %d of %d crashes left a whole savepoint, the rest none", failed, crashedValid, total)
+}
+
+// FuzzSavepointDescriptor: the descriptor decoder never panics, and what it
+// accepts encodes to a descriptor that decodes to the same.
+func FuzzSavepointDescriptor(f *testing.F) {
+	good := SavepointDescriptor{Job: "counts", CheckpointID: 42, MetadataFormat: 2, Blocks: 7, StoredBytes: 1234}
+	f.Add(atomicfile.Encode(good.encode()))
+	f.Add([]byte("streamd-savepoint v1 job=a checkpoint=1 completed=2026-01-01T00:00:00Z metadata_format=2 blocks=0 stored_bytes=0 crc=00000000\n"))
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		d, err := decodeSavepointDescriptor("/sp", b)
+		if err != nil {
+			return
+		}
+		again, err := decodeSavepointDescriptor("/sp", atomicfile.Encode(d.encode()))
+		if err != nil || !again.CompletedAt.Equal(d.CompletedAt) {
+			t.Fatalf("decoded %+v does not decode again: %+v, %v", d, again, err)
+		}
+		again.CompletedAt = d.CompletedAt
+		if again != d {
+			t.Fatalf("decoded %+v decodes again as %+v", d, again)
+		}
+	})
 }

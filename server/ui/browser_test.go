@@ -2,6 +2,7 @@ package ui
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -75,8 +76,15 @@ func TestDashboardAgainstFakeAPI(t *testing.T) {
 		}
 	}
 	summary := uitest.Run(b, chromedp.Evaluate[string](`document.querySelector('[data-testid=checkpoints-summary]').innerText`))
-	if !strings.Contains(summary, "End-to-end\t20 ms\t35 ms\t35 ms\t45 ms\t50 ms\t50 ms") || !strings.Contains(summary, "Sync\t0.08 ms") {
+	if !strings.Contains(summary, "End-to-end\t20 ms\t35 ms\t35 ms\t45 ms\t50 ms\t50 ms") || !strings.Contains(summary, "Sync\t80 µs\t90 µs") {
 		t.Errorf("summary table:\n%s", summary)
+	}
+
+	// The history table shows the newest 20 of the API's 25; the chart all.
+	hist := uitest.Run(b, chromedp.Evaluate[string](`document.querySelectorAll('[data-testid=checkpoints-history] tbody tr').length + '|' + document.getElementById('cp-history-note').textContent + '|' + document.querySelector('[data-testid=checkpoint-chart] path[data-series=end_to_end_duration]').dataset.points`))
+	var rows, total, points int
+	if n, _ := fmt.Sscanf(hist, "%d|the newest 20 of %d (the chart shows them all)|%d", &rows, &total, &points); n != 3 || rows != 20 || total <= 20 || total > fakeHistory || points < 15 {
+		t.Errorf("history rows|note|chart points = %q", hist)
 	}
 
 	// HTML in a job's name and in a failure message is text, never markup.

@@ -2,6 +2,7 @@ package ui
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -32,11 +33,21 @@ type fakeAPI struct {
 	}
 }
 
+// The fake's bounded checkpoint history, and the checkpoints job counts
+// has when the fake starts: more than the page's history table shows.
+const (
+	fakeHistory            = 25
+	fakeInitialCheckpoints = 21
+)
+
 const evilName = `<img src=x onerror="window.__pwned=1">`
 const evilMessage = `task count (2/2) failed: <b>boom</b> & "quotes"`
 
 func newFakeAPI(t *testing.T, token string) (*fakeAPI, *httptest.Server) {
 	f := &fakeAPI{token: token}
+	for range fakeInitialCheckpoints {
+		f.addCheckpointLocked()
+	}
 	mux := http.NewServeMux()
 	mux.Handle("/", Handler())
 	mux.HandleFunc("GET /v1/jobs", f.jobs)
@@ -169,30 +180,14 @@ func (f *fakeAPI) checkpoints(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	f.mu.Lock()
-	id := len(f.mu.cps) + 1
-	trig := fakeStart + int64(id)*200
-	cp := map[string]any{
-		"id": id, "status": "COMPLETED", "is_savepoint": id%7 == 0, "trigger_timestamp": trig, "latest_ack_timestamp": trig + 30,
-		"end_to_end_duration": 20 + float64(id%5)*7.5, "state_size": 40e6 + float64(id)*1e6, "checkpointed_size": 3e6 + float64(id%3)*1e6,
-		"num_subtasks": 9, "num_acknowledged_subtasks": 9, "failure_message": "", "external_path": "",
-		"sync_duration": 0.08 + float64(id%3)*0.01, "async_duration": 12 + float64(id%4)*3, "alignment_duration": 2 + float64(id%2), "start_delay": 1.5,
-		"tasks": []any{map[string]any{"vertex": "v2", "index": 0, "sync_duration": 0.08, "async_duration": 12, "alignment_duration": 2, "start_delay": 1.5, "state_size": 40e6, "checkpointed_size": 3e6}},
-	}
-	if id%4 == 0 {
-		cp["status"] = "FAILED"
-		cp["num_acknowledged_subtasks"] = 5
-		cp["failure_message"] = "checkpoint expired before completing (timeout 10s)"
-	}
-	if id%7 == 0 {
-		cp["external_path"] = "/var/lib/streamd/savepoints/savepoint-" + string(rune('0'+id%10))
-	}
-	f.mu.cps = append(f.mu.cps, cp)
+	f.addCheckpointLocked()
+	id := len(f.mu.cps)
 	var history []any
 	var latest, failed, savepoint any
 	completed, nfailed := 0, 0
 	for i := len(f.mu.cps) - 1; i >= 0; i-- {
 		c := f.mu.cps[i]
-		if len(history) < 10 {
+		if len(history) < fakeHistory {
 			history = append(history, c)
 		}
 		if c["status"] == "FAILED" {
@@ -221,4 +216,27 @@ func (f *fakeAPI) checkpoints(w http.ResponseWriter, r *http.Request) {
 			"sync_duration": durations(0.08, 0.1), "async_duration": durations(12, 21), "alignment_duration": durations(2, 3), "start_delay": durations(1.5, 1.5),
 		},
 	})
+}
+
+// addCheckpointLocked completes the next checkpoint of job counts; every
+// fourth fails, every seventh is a savepoint. f.mu must be held.
+func (f *fakeAPI) addCheckpointLocked() {
+	id := len(f.mu.cps) + 1
+	trig := fakeStart + int64(id)*200
+	cp := map[string]any{
+		"id": id, "status": "COMPLETED", "is_savepoint": id%7 == 0, "trigger_timestamp": trig, "latest_ack_timestamp": trig + 30,
+		"end_to_end_duration": 20 + float64(id%5)*7.5, "state_size": 40e6 + float64(id)*1e6, "checkpointed_size": 3e6 + float64(id%3)*1e6,
+		"num_subtasks": 9, "num_acknowledged_subtasks": 9, "failure_message": "", "external_path": "",
+		"sync_duration": 0.08 + float64(id%3)*0.01, "async_duration": 12 + float64(id%4)*3, "alignment_duration": 2 + float64(id%2), "start_delay": 1.5,
+		"tasks": []any{map[string]any{"vertex": "v2", "index": 0, "sync_duration": 0.08, "async_duration": 12, "alignment_duration": 2, "start_delay": 1.5, "state_size": 40e6, "checkpointed_size": 3e6}},
+	}
+	if id%4 == 0 {
+		cp["status"] = "FAILED"
+		cp["num_acknowledged_subtasks"] = 5
+		cp["failure_message"] = "checkpoint expired before completing (timeout 10s)"
+	}
+	if id%7 == 0 {
+		cp["external_path"] = fmt.Sprintf("/var/lib/streamd/savepoints/savepoint-%d", id)
+	}
+	f.mu.cps = append(f.mu.cps, cp)
 }

@@ -11,6 +11,7 @@
   const FETCH_TIMEOUT_MS = 5000; // a request that takes longer has failed
   const HISTORY_KEEP = 300; // checkpoints kept for the chart, per job
   const POINTS_MAX = 80; // above this many checkpoints the chart draws no dots
+  const HISTORY_ROWS = 20; // rows of the history table, newest first
   const TOKEN_KEY = 'streamd.token';
   const SVGNS = 'http://www.w3.org/2000/svg';
 
@@ -251,7 +252,8 @@
   function fmtMs(ms) {
     ms = num(ms);
     if (ms === 0) return '0 ms';
-    if (ms < 1) return ms.toFixed(2) + ' ms';
+    if (ms < 0.01) return (ms * 1000).toFixed(1) + ' µs';
+    if (ms < 1) return (ms * 1000).toFixed(0) + ' µs';
     if (ms < 10) return ms.toFixed(1) + ' ms';
     if (ms < 1000) return ms.toFixed(0) + ' ms';
     if (ms < 60000) return (ms / 1000).toFixed(2) + ' s';
@@ -749,7 +751,9 @@
   }
 
   function renderHistory(history) {
-    const rows = history.map((c) => ({
+    const shown = history.slice(0, HISTORY_ROWS);
+    setText($('cp-history-note'), history.length > shown.length ? 'the newest ' + shown.length + ' of ' + history.length + ' (the chart shows them all)' : '');
+    const rows = shown.map((c) => ({
       cls: 'cp-' + String(c.status).toLowerCase(),
       cells: [
         '#' + c.id + (c.is_savepoint ? ' savepoint' : '') + (c.final ? ' final' : ''),

@@ -88,3 +88,10 @@ ci: lint test race invariants bench-smoke
 
 clean:
 	rm -rf bin out streamd-data
+
+# The README's screenshot of the dashboard, docs/dashboard.png: the
+# end-to-end test runs a job on a real `streamd serve`, opens the page in
+# headless Chromium (.ci/setup-chromium.sh installs it) and saves it.
+.PHONY: screenshot
+screenshot:
+	STREAMD_UPDATE_SCREENSHOT=1 $(GO) test -count=1 -v -run '^TestDashboardEndToEnd$$' ./cmd/streamd/

@@ -128,13 +128,15 @@ func Transform[T, U any](s Stream[T], name string, build func(rt *Runtime, next 
 
 // Map transforms every record.
 func Map[T, U any](s Stream[T], name string, fn func(T) U, opts ...OpOption) Stream[U] {
-	return Transform(s, name, func(_ *Runtime, next func(*U)) (func(*T), error) {
+	st := Transform(s, name, func(_ *Runtime, next func(*U)) (func(*T), error) {
 		var out U
 		return func(v *T) {
 			out = fn(*v)
 			next(&out)
 		}, nil
 	}, opts...)
+	st.n.oneToOne = true
+	return st
 }
 
 // MapInPlace modifies every record in place: the cheapest way to change
@@ -143,35 +145,45 @@ func Map[T, U any](s Stream[T], name string, fn func(T) U, opts ...OpOption) Str
 // passing a struct by value and returning it costs store-forwarding stalls
 // that MapInPlace avoids (bench suite "pipeline").
 func MapInPlace[T any](s Stream[T], name string, fn func(v *T), opts ...OpOption) Stream[T] {
-	return Transform(s, name, func(_ *Runtime, next func(*T)) (func(*T), error) {
+	st := Transform(s, name, func(_ *Runtime, next func(*T)) (func(*T), error) {
 		return func(v *T) {
 			fn(v)
 			next(v)
 		}, nil
 	}, opts...)
+	st.n.oneToOne = true
+	return st
 }
 
 // Filter keeps the records for which keep returns true.
 func Filter[T any](s Stream[T], name string, keep func(T) bool, opts ...OpOption) Stream[T] {
-	return Transform(s, name, func(_ *Runtime, next func(*T)) (func(*T), error) {
+	st := Transform(s, name, func(rt *Runtime, next func(*T)) (func(*T), error) {
+		out := rt.recordsOut
 		return func(v *T) {
 			if keep(*v) {
+				*out++
 				next(v)
 			}
 		}, nil
 	}, opts...)
+	st.n.countsOut = true
+	return st
 }
 
 // FlatMap emits zero or more records per record.
 func FlatMap[T, U any](s Stream[T], name string, fn func(v T, emit func(U)), opts ...OpOption) Stream[U] {
-	return Transform(s, name, func(_ *Runtime, next func(*U)) (func(*T), error) {
+	st := Transform(s, name, func(rt *Runtime, next func(*U)) (func(*T), error) {
 		var out U
+		count := rt.recordsOut
 		emit := func(u U) {
 			out = u
+			*count++
 			next(&out)
 		}
 		return func(v *T) { fn(*v, emit) }, nil
 	}, opts...)
+	st.n.countsOut = true
+	return st
 }
 
 // Rebalance distributes the records round robin over the next operator's
@@ -270,6 +282,7 @@ func keyedOp[T, U any](ks KeyedStream[T], name string, build func(rt *Runtime, n
 	key := ks.key
 	if ks.reinterpret {
 		n.part = partForward
+		n.countsIn = true
 	} else {
 		n.part = partKeyed
 		n.route = keyRoute(key)
@@ -301,9 +314,12 @@ func keyedOp[T, U any](ks KeyedStream[T], name string, build func(rt *Runtime, n
 		}
 		// A reinterpreted keyed stream usually follows a keyed operator in
 		// the same task, which already made this key current: compare the
-		// key bytes before hashing again.
-		appendKey, inner := key.appendKey, kf.asInner()
+		// key bytes before hashing again. It counts its input (countsIn):
+		// the operator before it is usually a keyed one, whose output
+		// nothing else counts.
+		appendKey, inner, in := key.appendKey, kf.asInner(), rt.recordsIn
 		return func(v *T) {
+			*in++
 			kb = appendKey(kb[:0], v)
 			if !b.HasCurrentKey(kb) {
 				b.SetCurrentKey(kb)
@@ -348,6 +364,10 @@ type Runtime struct {
 	batchSize      int
 	backend        *keyed.Backend
 	task           *task
+	// recordsIn and recordsOut are the task's plain counters that an
+	// operator built by the engine with countsIn or countsOut increments
+	// per record (metrics.go); never nil once the task opens it.
+	recordsIn, recordsOut *int64
 }
 
 // Backend returns the task's keyed state backend (nil for operators that

@@ -83,4 +83,8 @@ func (rt *jobRuntime) buildTasks() {
 			ut.outputs = append(ut.outputs, upTail.out.newWriter(ut, head.part, rings, rf))
 		}
 	}
+	for _, t := range rt.tasks {
+		t.initCounts()
+	}
+	rt.publishMetricsView()
 }

@@ -39,6 +39,11 @@ type outType interface {
 	newWriter(t *task, part partitioning, rings []any, route any) outWriter
 	newReader(t *task, rings []any, push any) inputReader
 	fanout(pushes []any) any
+	// countWrap returns push (a func(*T)) behind a closure that counts
+	// each record into *c (metrics.go: countWrap).
+	countWrap(push any, c *int64) any
+	// countDiscard returns a func(*T) that only counts records into *c.
+	countDiscard(c *int64) any
 }
 
 type typeOps[T any] struct{}
@@ -62,7 +67,7 @@ func (typeOps[T]) newWriter(t *task, part partitioning, rings []any, route any) 
 		w.hasRoom = func() bool { return ring.Len() < ring.Cap() || t.cancelled() || t.consumersReady() }
 		ws[i] = w
 	}
-	pw := &partWriter[T]{ws: ws}
+	pw := &partWriter[T]{ws: ws, part: part}
 	// Closures rather than method values: a method value is a wrapper
 	// around the method, one more call per record.
 	switch part {
@@ -82,7 +87,7 @@ func (typeOps[T]) newWriter(t *task, part partitioning, rings []any, route any) 
 }
 
 func (typeOps[T]) newReader(t *task, rings []any, push any) inputReader {
-	r := &ringReader[T]{t: t, push: push.(func(*T)), batch: t.job.opts.BatchSize}
+	r := &ringReader[T]{t: t, push: push.(func(*T)), batch: t.job.opts.BatchSize, in: t.counter(0)}
 	for _, x := range rings {
 		r.rings = append(r.rings, x.(*ringbuf.Ring[element[T]]))
 	}
@@ -102,6 +107,18 @@ func (typeOps[T]) fanout(pushes []any) any {
 			f(v)
 		}
 	}
+}
+
+func (typeOps[T]) countWrap(push any, c *int64) any {
+	f := push.(func(*T))
+	return func(v *T) {
+		*c++
+		f(v)
+	}
+}
+
+func (typeOps[T]) countDiscard(c *int64) any {
+	return func(*T) { *c++ }
 }
 
 // keyRoute returns the router of a keyed exchange: key, hash, key group,
@@ -157,6 +174,10 @@ type outWriter interface {
 	pushFunc() any
 	emit(kind elemKind, id uint64)
 	flush()
+	// countInto makes the writer add the records it publishes to *c,
+	// counting each record once (a broadcast writes it to every ring);
+	// what else it must count goes to *scratch.
+	countInto(c, scratch *int64)
 }
 
 // partWriter writes one task's output to the rings of a downstream vertex.
@@ -164,6 +185,16 @@ type partWriter[T any] struct {
 	ws   []*ringWriter[T]
 	push func(*T)
 	next int
+	part partitioning
+}
+
+func (p *partWriter[T]) countInto(c, scratch *int64) {
+	for i, w := range p.ws {
+		w.records = c
+		if i > 0 && p.part == partBroadcast {
+			w.records = scratch
+		}
+	}
 }
 
 func (p *partWriter[T]) pushFunc() any { return p.push }
@@ -186,6 +217,7 @@ func (p *partWriter[T]) broadcast(v *T) {
 func (p *partWriter[T]) emit(kind elemKind, id uint64) {
 	for _, w := range p.ws {
 		e := w.slot()
+		w.control++
 		e.kind = kind
 		e.id = id
 	}
@@ -207,6 +239,10 @@ type ringWriter[T any] struct {
 	// words is T's size in words when T is copied word by word (copy.go),
 	// 0 when it is copied by assignment.
 	words int
+	// records counts the records published (metrics.go); control, the
+	// slots of buf that hold control elements rather than records.
+	records *int64
+	control int
 }
 
 func (w *ringWriter[T]) push(v *T) { w.put(v, 0) }
@@ -257,16 +293,22 @@ func (w *ringWriter[T]) reserve() {
 		if w.t.w.help(w.t) {
 			continue
 		}
+		// Backpressure: the clock is read only now, when the task waits.
+		w.t.publishCounts()
+		start := w.t.backpressure.begin()
 		w.t.job.opts.Wait.Await(w.t.waiter, w.hasRoom)
+		w.t.backpressure.end(start)
 	}
 }
 
 func (w *ringWriter[T]) flush() {
 	if w.n > 0 {
 		w.ring.Publish(w.n)
+		*w.records += int64(w.n - w.control)
 	}
 	w.buf = nil
 	w.n = 0
+	w.control = 0
 }
 
 // inputReader is a task's input side: the rings from every upstream task.
@@ -284,6 +326,8 @@ type ringReader[T any] struct {
 	rings []*ringbuf.Ring[element[T]]
 	push  func(*T)
 	batch int
+	// in counts the records read (metrics.go).
+	in *int64
 }
 
 func (r *ringReader[T]) numInputs() int { return len(r.rings) }
@@ -300,7 +344,7 @@ func (r *ringReader[T]) poll() bool {
 			continue
 		}
 		progress = true
-		n := 0
+		n, control := 0, 0
 		t, push := r.t, r.push
 		for j := range els {
 			e := &els[j]
@@ -310,12 +354,14 @@ func (r *ringReader[T]) poll() bool {
 				push(&e.rec)
 				continue
 			}
+			control++
 			if t.onElement(i, e.kind, e.id) {
 				// The channel is blocked or ended: what follows in the batch
 				// is read after it is unblocked.
 				break
 			}
 		}
+		*r.in += int64(n - control)
 		ring.Release(n)
 	}
 	return progress

@@ -78,6 +78,12 @@ type node struct {
 	keyed bool
 	// noChain forces a ring between this node and its input.
 	noChain bool
+	// How the node's records are counted (metrics.go, countPlan):
+	// oneToOne, it emits exactly one record per record (Map, MapInPlace);
+	// countsIn, its push function counts what it receives into
+	// Runtime.recordsIn; countsOut, it counts what it emits into
+	// Runtime.recordsOut.
+	oneToOne, countsIn, countsOut bool
 	// out provides the rings, readers and writers for the node's output
 	// record type.
 	out outType

@@ -52,6 +52,10 @@ type jobRuntime struct {
 	restoredSavepoint string
 	finalID           uint64
 
+	// metrics is what Job.Metrics reads, set once by buildTasks
+	// (metrics.go).
+	metrics atomic.Pointer[metricsView]
+
 	mu struct {
 		sync.Mutex
 		stats []CheckpointStats // guarded: read by CheckpointStats after or during Run

@@ -120,7 +120,7 @@ func (d durableFunc) Abandon() {
 
 // ToSink adds a sink operator.
 func ToSink[T any](s Stream[T], name string, sink Sink[T], opts ...OpOption) {
-	n := &node{name: name, kind: kindSinkNode, part: s.part, sink: typedSinkRecoverer[T]{sink}}
+	n := &node{name: name, kind: kindSinkNode, part: s.part, sink: typedSinkRecoverer[T]{sink}, countsIn: true}
 	n.build = func(rt *Runtime, _ any) (any, error) {
 		w, err := sink.NewWriter(SinkContext{
 			Job: rt.Job, Operator: rt.Operator, Index: rt.TaskIndex, Parallelism: rt.Parallelism,
@@ -133,10 +133,13 @@ func ToSink[T any](s Stream[T], name string, sink Sink[T], opts ...OpOption) {
 			panic("engine: two sinks chained in one task")
 		}
 		rt.task.sink = w
+		// countsIn: a sink's records in and out are the records it wrote.
+		in := rt.recordsIn
 		return func(v *T) {
 			if err := w.Write(v); err != nil {
 				panic(taskError{err})
 			}
+			*in++
 		}, nil
 	}
 	s.j.addNode(n, s.n, opts)

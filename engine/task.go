@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"runtime"
 	"runtime/debug"
+	"sync/atomic"
 	"time"
 
 	"github.com/streamd/streamd/align"
@@ -91,6 +92,19 @@ type task struct {
 	// lane runs the task's asynchronous checkpoint work in checkpoint
 	// order (async.go); nil for a task with neither keyed state nor sink.
 	lane *lane
+
+	// Metrics (metrics.go). counts are the task's record counters, plain,
+	// written only on the task's worker; pub their copies for
+	// Job.Metrics, stored by publishCounts; plan says which boundary of
+	// the chain each counter counts. The wait times are updated once per
+	// wait: backpressure by the task, idle by its worker, which sets
+	// finished when the task exits.
+	counts       []int64
+	pub          []atomic.Int64
+	plan         countPlan
+	backpressure waitTime
+	idle         waitTime
+	finished     atomic.Bool
 
 	// checkpoint bookkeeping, task goroutine only
 	lastCompleted *snapshot.KeyedHandle
@@ -195,18 +209,20 @@ func (t *task) open() error {
 			pushes[i] = w.pushFunc()
 		}
 		// With no consumer, fanout of nothing discards the records.
-		next = tail.out.fanout(pushes)
+		next = t.countedDiscard(tail.out.fanout(pushes))
 	}
 	for i := len(t.v.nodes) - 1; i >= 0; i-- {
 		n := t.v.nodes[i]
 		if n.kind == kindSourceNode {
 			break
 		}
-		push, err := n.build(t.runtimeFor(n), next)
+		rt := t.runtimeFor(n)
+		t.runtimeCounters(rt, i)
+		push, err := n.build(rt, next)
 		if err != nil {
 			return fmt.Errorf("cannot open operator %q: %w", n.name, err)
 		}
-		next = push
+		next = t.countedPush(i, push)
 	}
 	if t.backend != nil {
 		// Restored state that no operator registered: an operator of the
@@ -280,6 +296,7 @@ func (t *task) stepSource() bool {
 		return false
 	}
 	n, eof, err := t.source.step()
+	*t.counter(0) += int64(n)
 	t.flushOutputs()
 	if err != nil {
 		panic(taskError{err})

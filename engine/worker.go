@@ -2,6 +2,7 @@ package engine
 
 import (
 	"runtime"
+	"sync/atomic"
 	"time"
 
 	"github.com/streamd/streamd/ringbuf"
@@ -39,6 +40,10 @@ type worker struct {
 	// ready reports whether some task of the worker can go on.
 	ready func() bool
 	timer *time.Timer
+	// idleSince is when the worker began waiting with nothing to do
+	// (monoNs), 0 while it runs tasks: Job.Metrics counts the wait in
+	// progress as idle time of its live tasks.
+	idleSince atomic.Int64
 }
 
 func newWorker(rt *jobRuntime, index int) *worker {
@@ -98,12 +103,29 @@ func (w *worker) run() {
 		if progress || w.live == 0 {
 			continue
 		}
+		start := monoNs()
+		w.idleSince.Store(start)
 		if d, ok := w.idleSources(); ok {
 			// A source waits after an empty read: wake up for it in time.
 			w.waiter.ParkFor(w.ready, d, w.timer)
-			continue
+		} else {
+			wait.Await(w.waiter, w.ready)
 		}
-		wait.Await(w.waiter, w.ready)
+		w.endIdle(start)
+	}
+}
+
+// endIdle adds the worker's wait with nothing to do, which began at
+// start, to the idle time of each of its tasks that has not exited
+// (metrics.go). The wait in progress is cleared first, so that a reader
+// never counts it twice (waitTime.end).
+func (w *worker) endIdle(start int64) {
+	w.idleSince.Store(0)
+	d := monoNs() - start
+	for _, t := range w.tasks {
+		if !t.exited {
+			t.idle.add(d)
+		}
 	}
 }
 
@@ -117,6 +139,9 @@ func (w *worker) step(t *task) (progress bool) {
 		w.exit(t, err)
 		return true
 	}
+	if progress {
+		t.publishCounts()
+	}
 	return progress
 }
 
@@ -126,6 +151,8 @@ func (w *worker) exit(t *task, err error) {
 	}
 	t.exited = true
 	w.live--
+	t.publishCounts() // the final values
+	t.finished.Store(true)
 	err = t.close(err)
 	w.job.send(event{kind: evTaskExit, task: t.id, err: err})
 }

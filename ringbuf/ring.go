@@ -30,7 +30,7 @@ const (
 // Exactly one goroutine (the producer) may call TryPush, Push, TryReserve,
 // Reserve, Publish and Close, and exactly one goroutine (the consumer) may
 // call TryPop, Pop, Peek, Read and Release. Cap, Len, Closed and Drained are
-// safe from either side. The Set* methods configure the ring and must be
+// safe from either side and from any other goroutine (a metrics reader). The Set* methods configure the ring and must be
 // called before it is shared.
 //
 // Items become visible to the consumer in the order they were published and
@@ -95,7 +95,10 @@ func (r *Ring[T]) Cap() int { return len(r.buf) }
 
 // Len returns the number of published, unreleased items. It is exact when
 // called by the producer or the consumer with the other side idle, and a
-// momentary approximation otherwise.
+// momentary approximation otherwise. Any goroutine may call it (two
+// atomic loads, head then tail): the result is in [0, Cap], at least what
+// the ring held at either load, and at most that plus what was published
+// in between.
 func (r *Ring[T]) Len() int {
 	h := r.head.Load() // head first: tail loaded later is >= this head
 	t := r.tail.Load()

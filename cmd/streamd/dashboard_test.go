@@ -37,10 +37,11 @@ checkpointing: {interval: 200ms, mode: exactly_once}
 
 // daemon is a `streamd serve` process started by a test.
 type daemon struct {
-	cmd  *exec.Cmd
-	addr string // host:port of its HTTP listener
-	done chan struct{}
-	mu   struct {
+	cmd   *exec.Cmd
+	addr  string // host:port of its HTTP listener
+	token string // sent by call when not empty
+	done  chan struct{}
+	mu    struct {
 		sync.Mutex
 		log bytes.Buffer // its stderr and stdout
 	}
@@ -52,13 +53,14 @@ func (d *daemon) log() string {
 	return d.mu.log.String()
 }
 
-// startDaemon starts `streamd serve` on a free loopback port (it binds
-// port 0 and logs the address it got) and waits until /healthz answers.
-// The process is killed when the test ends, if it still runs.
-func startDaemon(t *testing.T, bin, dataDir string) *daemon {
+// startDaemon starts `streamd serve` with extra arguments on a free
+// loopback port (it binds port 0 and logs the address it got) and waits
+// until /healthz answers. The process is killed when the test ends, if it
+// still runs.
+func startDaemon(t *testing.T, bin, dataDir string, args ...string) *daemon {
 	t.Helper()
 	d := &daemon{done: make(chan struct{})}
-	d.cmd = exec.Command(bin, "serve", "--data-dir", dataDir, "--http", "127.0.0.1:0")
+	d.cmd = exec.Command(bin, append([]string{"serve", "--data-dir", dataDir, "--http", "127.0.0.1:0"}, args...)...)
 	d.cmd.Dir = filepath.Dir(dataDir)
 	pr, pw := io.Pipe()
 	d.cmd.Stdout, d.cmd.Stderr = pw, pw
@@ -125,6 +127,9 @@ func (d *daemon) call(t *testing.T, method, path, body string, want int, out any
 	req, err := http.NewRequest(method, "http://"+d.addr+path, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if d.token != "" {
+		req.Header.Set("Authorization", "Bearer "+d.token)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -240,6 +245,44 @@ func TestDashboardEndToEnd(t *testing.T) {
 	}
 	b.WaitFor("the page disconnected", `document.querySelector('[data-testid=connection]').textContent.startsWith('disconnected')`,
 		`document.querySelector('[data-testid=connection]').textContent`, 10*time.Second)
+}
+
+// TestDashboardAuthToken: a daemon started with --auth-token serves the
+// page without the token (the page holds no data) but refuses its API; the
+// page asks for the token, and with it shows the job.
+func TestDashboardAuthToken(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds streamd and starts a browser")
+	}
+	b := uitest.NewBrowser(t)
+	bin := buildStreamd(t)
+	dir := t.TempDir()
+	const token = "dashboard-test-token"
+	d := startDaemon(t, bin, filepath.Join(dir, "data"), "--auth-token", token)
+	d.call(t, "GET", "/v1/jobs", "", http.StatusUnauthorized, nil)
+	d.token = token
+	var sub struct{ ID string }
+	d.call(t, "POST", "/v1/jobs", fmt.Sprintf(dashboardJob, filepath.Join(dir, "out")+"/"), http.StatusCreated, &sub)
+
+	b.Do(chromedp.Navigate("http://" + d.addr + "/"))
+	const timeout = 60 * time.Second
+	form := `!document.querySelector('[data-testid=auth-form]').hidden`
+	b.WaitFor("the page asking for the token", form, `document.querySelector('[data-testid=connection]').textContent`, timeout)
+	b.Do(chromedp.SendKeys(chromedp.CSS("#token"), token), chromedp.Click(chromedp.CSS("#auth button")))
+	row := `document.querySelector('[data-testid=job-row][data-job-id=` + jsQuote(sub.ID) + `]')`
+	b.WaitFor("the job's row with the token", row+` !== null && !(`+form+`)`, `document.body.innerText`, timeout)
+	b.WaitFor("the job's checkpoints with the token", `Number(document.querySelector('[data-testid=checkpoints-completed]').textContent) >= 1`, `document.body.innerText`, timeout)
+	if p := b.Problems(); len(p) > 0 {
+		t.Errorf("the page reported problems:\n%s", strings.Join(p, "\n"))
+	}
+	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-d.done:
+	case <-time.After(60 * time.Second):
+		t.Fatalf("streamd serve did not exit within 60 s of SIGTERM:\n%s", d.log())
+	}
 }
 
 // jsQuote returns s as a JavaScript string literal (JSON's syntax is a

@@ -67,7 +67,10 @@ func StringKey[T any](f func(v *T) string) KeySelector[T] {
 
 // Source produces the records of a source operator. Each parallel task has
 // its own Source, created by the factory given to FromSource; all methods
-// are called on the task's goroutine.
+// are called on the task's goroutine. A Source's position is one opaque
+// value per task, so a checkpoint of it restores only at the same
+// parallelism; a source whose position is a set of splits
+// (FromSplitSource, SplitReader) restores at any parallelism.
 type Source[T any] interface {
 	// Open prepares reading. state is the position this task's source
 	// recorded in the checkpoint the job restores from, nil on a fresh

@@ -50,6 +50,37 @@
 // commit. A bounded job takes a final checkpoint after its sources end, so
 // its last records are committed before Run returns.
 //
+// # Sources, splits and rescaling
+//
+// A plain source (FromSource) stores one opaque position per task, and a
+// checkpoint of it restores only at the same parallelism. A splittable
+// source (FromSplitSource, split.go) is a set of splits — ranges of a
+// sequence, files and byte offsets, later partitions — that its
+// SplitEnumerator deals out to the tasks, as Flink's split enumerator
+// does; a task's checkpointed position (snapshot.TaskMeta.Source) is the
+// list of its splits, each an ID and an opaque position, framed by the
+// engine (a magic, a version byte, then the splits: AppendSplits,
+// DecodeSplits) so that it is told apart from a plain source's position
+// and the checkpoint metadata's format does not change. On a restore at
+// the same parallelism each task gets back exactly its own splits; at
+// another, the engine gathers the splits of every old task of the operator
+// and calls the enumerator's Reassign, which may subdivide splits but must
+// keep the set of records they read. The engine checks what it can: one
+// list per task, no split ID twice (a split in two tasks would be read
+// twice), and that a reader checkpoints exactly the splits it was given.
+// Checkpoints taken when the source was still a plain one restore through
+// the enumerator's PositionConverter (the sequence and file sources have
+// one), at any parallelism. The assignment is made once per run, in the
+// restore phase, before the sinks recover.
+//
+// Keyed state rescales by key groups (readKeyed). Sinks rescale too: a
+// sink's Recover receives the pending transactions of every task of the
+// restored checkpoint, whatever the old and new parallelism, and commits
+// them all, before any writer of the new run exists; the new writers
+// start with no pending transactions. So every pre-committed transaction
+// is committed exactly once across a rescale (Recover is idempotent when
+// the restore repeats).
+//
 // # Failure
 //
 // A panic or error in any task stops the whole job; Run returns it with the
@@ -68,7 +99,8 @@
 // and their wait; restore.go: finding, checking and loading the checkpoint
 // a run starts from; driver.go: the driver loop around the coordinator;
 // async.go: the asynchronous checkpoint work, in checkpoint order per task;
-// sink.go: the two-phase-commit sink interface.
+// sink.go: the two-phase-commit sink interface; split.go: splittable
+// sources, the encoding of split lists and their assignment to tasks.
 //
 // engine imports ringbuf, align, keyed, snapshot and engine/coord, and never
 // anything under connectors, jobrun, bench or cmd.

@@ -96,6 +96,9 @@ type node struct {
 	build func(rt *Runtime, next any) (any, error)
 	// openSource returns the source runner of a source node.
 	openSource func(rt *Runtime, next any, state []byte) (sourceRunner, error)
+	// splits is the enumerator of a splittable source node (split.go),
+	// nil for every other node.
+	splits SplitEnumerator
 	// sink is the sink of a sink node.
 	sink sinkRecoverer
 }

@@ -89,6 +89,17 @@ func (rt *jobRuntime) restore() (finished bool, err error) {
 	if err := rt.store.DiscardIncomplete(j.name); err != nil {
 		return false, fmt.Errorf("engine: job %q: cannot discard incomplete checkpoints: %w", j.name, err)
 	}
+	if m == nil || !m.Finished {
+		// Deal out the sources' splits before anything is recovered: a
+		// checkpoint whose splits cannot be assigned fails the run here.
+		for _, v := range rt.vertices {
+			if v.head().splits != nil {
+				if _, err := rt.assignSplits(v); err != nil {
+					return false, err
+				}
+			}
+		}
+	}
 	if err := rt.recoverSinks(); err != nil {
 		return false, err
 	}
@@ -127,12 +138,16 @@ func (j *Job) CheckCheckpoint(store *snapshot.Store) (uint64, error) {
 // checkCompatible says whether checkpoint m can be restored into the job
 // laid out in vs. State belongs to operators, identified by their uids:
 // every stateful operator of the checkpoint must be in the job, with the
-// same kind and state signature, and a source at the same parallelism
-// (sources cannot be rescaled yet). Chaining, stateless operators and the
-// parallelism of keyed operators and sinks may change. A stateful operator
-// that is new in the job starts empty. A checkpoint of format version 1
-// recorded no operators: it restores only into the same chains, as
-// before (its fingerprint and chain names must match).
+// same kind and state signature. Chaining, stateless operators and the
+// parallelism of keyed operators, sinks and splittable sources
+// (FromSplitSource) may change; a plain source (FromSource) keeps its
+// parallelism, since its position is one opaque value per task. A
+// splittable source restores the positions of its plain predecessor only
+// through a PositionConverter, and a plain source never restores split
+// lists. A stateful operator that is new in the job starts empty. A
+// checkpoint of format version 1 recorded no operators: it restores only
+// into the same chains, as before (its fingerprint and chain names must
+// match).
 func (j *Job) checkCompatible(vs []*vertex, m *snapshot.Metadata) error {
 	bad := func(format string, args ...any) *IncompatibleError {
 		return &IncompatibleError{Job: j.name, Checkpoint: m.CheckpointID, Reason: fmt.Sprintf(format, args...)}
@@ -161,8 +176,10 @@ func (j *Job) checkCompatible(vs []*vertex, m *snapshot.Metadata) error {
 		case n.stateSig != o.Signature:
 			reasons = append(reasons, fmt.Sprintf("the state of operator %q has changed meaning (%s)", o.ID, sigChange(o.Signature, n.stateSig)))
 			old, cur = append(old, o.ID+": "+o.Signature), append(cur, o.ID+": "+n.stateSig)
-		case o.Kind == "source" && o.Parallelism != n.parallelism:
-			reasons = append(reasons, fmt.Sprintf("source %q had parallelism %d, now %d; sources cannot be rescaled yet (set its parallelism back to %d)", o.ID, o.Parallelism, n.parallelism, o.Parallelism))
+		case o.Kind == "source":
+			if r := sourceChange(n, o, m); r != "" {
+				reasons = append(reasons, r)
+			}
 		}
 	}
 	if len(reasons) == 0 {
@@ -173,6 +190,34 @@ func (j *Job) checkCompatible(vs []*vertex, m *snapshot.Metadata) error {
 		err.Old, err.New = strings.Join(old, "\n")+"\n", strings.Join(cur, "\n")+"\n"
 	}
 	return err
+}
+
+// sourceChange says why source n cannot restore the state of operator o
+// in checkpoint m, "" if it can.
+func sourceChange(n *node, o snapshot.OperatorMeta, m *snapshot.Metadata) string {
+	var splitLists, positions int
+	for i := range m.Tasks {
+		if tm := &m.Tasks[i]; len(tm.Operators) > 0 && tm.Operators[0] == o.ID {
+			if IsSplitList(tm.Source) {
+				splitLists++
+			} else {
+				positions++
+			}
+		}
+	}
+	if n.splits == nil {
+		if splitLists > 0 {
+			return fmt.Sprintf("source %q was splittable and is now a plain source, which cannot read the checkpoint's splits (build it with FromSplitSource again)", o.ID)
+		}
+		if o.Parallelism != n.parallelism {
+			return fmt.Sprintf("source %q had parallelism %d, now %d; it is not splittable, so its positions cannot be rescaled (set its parallelism back to %d, or make it a splittable source)", o.ID, o.Parallelism, n.parallelism, o.Parallelism)
+		}
+		return ""
+	}
+	if _, ok := n.splits.(PositionConverter); positions > 0 && !ok {
+		return fmt.Sprintf("source %q is now splittable, but the checkpoint holds positions of its plain predecessor, which its enumerator cannot convert into splits", o.ID)
+	}
+	return ""
 }
 
 func orNone(kind string) string {
@@ -203,7 +248,7 @@ func (j *Job) checkCompatibleV1(vs []*vertex, m *snapshot.Metadata, bad func(str
 			return bad("it was written by an older streamd (format version 1), which restores only into the same chains, and has no state for the chain [%s]; run the old chaining once to take a new checkpoint, then change it", v.name)
 		}
 		if v.head().kind == kindSourceNode && p != v.parallelism {
-			return bad("source chain [%s] had parallelism %d, now %d; sources cannot be rescaled", v.name, p, v.parallelism)
+			return bad("source chain [%s] had parallelism %d, now %d; a checkpoint of format version 1 holds sources' positions that cannot be rescaled (run once at parallelism %d to take a new checkpoint, then change it)", v.name, p, v.parallelism, p)
 		}
 	}
 	return nil

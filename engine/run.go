@@ -29,6 +29,9 @@ type jobRuntime struct {
 	// the restore phase filled from restored (restore.go); each task takes
 	// its own in open.
 	restoredKeyed map[*vertex][]*keyed.Backend
+	// splitsPerTask are the splits each task of a splittable source starts
+	// with (split.go).
+	splitsPerTask splitAssignments
 	firstID       uint64 // the first checkpoint id of this run
 	cancelFlag    atomic.Bool
 	// events carries acknowledgements, declines, source ends and task
@@ -70,19 +73,30 @@ func (j *jobRuntime) send(ev event) { j.events.put(ev) }
 // stop closes stopCh, once.
 func (j *jobRuntime) stop() { j.stopOnce.Do(func() { close(j.stopCh) }) }
 
-// restoredSource returns the restored task of the source that heads v with
-// the same index (sources keep their parallelism: checkCompatible).
-func (j *jobRuntime) restoredSource(v *vertex, index int) *snapshot.TaskMeta {
+// restoredSource returns the state that task index of v, a source
+// vertex, opens with. For a splittable source it is the task's split list
+// (restored or initial, split.go), encoded. For a plain source it is the
+// position the task with the same index recorded in the restored
+// checkpoint, nil on a fresh start (plain sources keep their parallelism:
+// checkCompatible).
+func (j *jobRuntime) restoredSource(v *vertex, index int) ([]byte, error) {
+	if v.head().splits != nil {
+		asg, err := j.assignSplits(v)
+		if err != nil {
+			return nil, err
+		}
+		return AppendSplits(nil, asg[index]), nil
+	}
 	if j.restored == nil {
-		return nil
+		return nil, nil
 	}
 	for i := range j.restored.Tasks {
 		m := &j.restored.Tasks[i]
 		if len(m.Operators) > 0 && m.Operators[0] == v.head().uid && m.Index == index {
-			return m
+			return m.Source, nil
 		}
 	}
-	return nil
+	return nil, nil
 }
 
 // Stop ends the job gracefully: sources stop reading, a final checkpoint is

@@ -234,9 +234,9 @@ func (t *task) open() error {
 	}
 	head := t.v.head()
 	if head.kind == kindSourceNode {
-		var state []byte
-		if m := j.restoredSource(t.v, t.index); m != nil {
-			state = m.Source
+		state, err := j.restoredSource(t.v, t.index)
+		if err != nil {
+			return err
 		}
 		src, err := head.openSource(t.runtimeFor(head), next, state)
 		if err != nil {

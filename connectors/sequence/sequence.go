@@ -1,8 +1,14 @@
 // Package sequence is a bounded or unbounded source of generated records:
-// record i (for i in [0, Count)) has key i % Keys and sequence number i. The
-// records are split over the source's tasks: task j of p emits the i with
-// i % p == j, in increasing order. Its checkpointed position is the next i,
-// so a restored job continues exactly where the checkpoint was taken.
+// record i (for i in [0, Count)) has key i % Keys and sequence number i,
+// and every i is emitted exactly once across the source's tasks.
+//
+// It comes in two forms. NewSplitSource is a splittable source
+// (engine.FromSplitSource): its splits are residue classes of i, which a
+// restore at another parallelism deals out again, subdividing them when
+// needed (splits.go); it restores the checkpoints of the plain form too.
+// New is the plain source (engine.FromSource): task j of p emits the i
+// with i % p == j, in increasing order, its checkpointed position is the
+// next i, and a checkpoint of it restores only at the same parallelism.
 //
 // It imports only engine.
 package sequence
@@ -72,12 +78,9 @@ func (s *source[T]) Open(ctx engine.SourceContext, state []byte) error {
 	s.stride = int64(ctx.Parallelism)
 	s.next = int64(ctx.Index)
 	if state != nil {
-		if len(state) != 8 {
-			return fmt.Errorf("sequence: restored position has %d bytes, want 8", len(state))
-		}
-		n := int64(binary.BigEndian.Uint64(state))
-		if n < 0 || n%s.stride != int64(ctx.Index) {
-			return fmt.Errorf("sequence: restored position %d does not belong to task %d of %d", n, ctx.Index, ctx.Parallelism)
+		n, err := decodePosition(state, ctx.Index, ctx.Parallelism)
+		if err != nil {
+			return err
 		}
 		s.next = n
 	}
@@ -112,6 +115,19 @@ func (s *source[T]) Read(buf []T) (int, error) {
 		return i, io.EOF
 	}
 	return i, nil
+}
+
+// decodePosition decodes the position of task index of parallelism of
+// the plain source: its next i, 8 bytes big-endian.
+func decodePosition(state []byte, index, parallelism int) (int64, error) {
+	if len(state) != 8 {
+		return 0, fmt.Errorf("sequence: restored position has %d bytes, want 8", len(state))
+	}
+	n := int64(binary.BigEndian.Uint64(state))
+	if n < 0 || parallelism < 1 || n%int64(parallelism) != int64(index) {
+		return 0, fmt.Errorf("sequence: restored position %d does not belong to task %d of %d", n, index, parallelism)
+	}
+	return n, nil
 }
 
 func (s *source[T]) Position() ([]byte, error) {

@@ -182,6 +182,9 @@ func engineProblems(j *engine.Job, noStore bool) error {
 	return errors.Join(keep...)
 }
 
+// buildSource adds the spec's source. Both sources are splittable
+// (engine.FromSplitSource), so a job restores with another parallelism;
+// they restore the checkpoints of their plain forms too.
 func buildSource(j *engine.Job, plan *job.Plan) (engine.Stream[job.Row], error) {
 	src := plan.Spec.Source
 	opt := []engine.OpOption{engine.WithStateSignature(plan.SourceSignature())}
@@ -193,19 +196,21 @@ func buildSource(j *engine.Job, plan *job.Plan) (engine.Stream[job.Row], error) 
 		ks, _ := plan.SourceSchema.Lookup("key")
 		ss, _ := plan.SourceSchema.Lookup("seq")
 		kslot, sslot := ks.Slot, ss.Slot
-		return engine.FromSource(j, job.SourceName, sequence.New(sequence.Options[job.Row]{
+		seq := sequence.NewSplitSource(sequence.Options[job.Row]{
 			Count: src.Count, Keys: src.Keys, RatePerSec: src.RatePerSec,
 			Make: func(i, key int64, r *job.Row) {
 				r.Num[kslot] = uint64(key)
 				r.Num[sslot] = uint64(i)
 			},
-		}), opt...), nil
+		})
+		return engine.FromSplitSource(j, job.SourceName, seq, seq.NewReader, opt...), nil
 	case "file":
 		schema := plan.SourceSchema
-		return engine.FromSource(j, job.SourceName, file.NewSource(file.SourceOptions[job.Row]{
+		files := file.NewSplitSource(file.SourceOptions[job.Row]{
 			Path:   src.Path,
 			Decode: func(line []byte, r *job.Row) error { return schema.DecodeJSON(line, r) },
-		}), opt...), nil
+		})
+		return engine.FromSplitSource(j, job.SourceName, files, files.NewReader, opt...), nil
 	}
 	return engine.Stream[job.Row]{}, fmt.Errorf("jobrun: unknown source type %q", src.Type)
 }

@@ -10,6 +10,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/streamd/streamd/engine"
 	"github.com/streamd/streamd/snapshot"
 )
 
@@ -23,7 +24,8 @@ import (
 // format, and the record of completed checkpoints beside them. inspect
 // reads and verifies every block of one checkpoint (the newest by default:
 // checksums, decompression, decoding, totals) and prints its operators and
-// tasks. Both only read; the data dir is locked while they run, so they
+// tasks, with each splittable source task's splits and their positions.
+// Both only read; the data dir is locked while they run, so they
 // refuse a dir that a running streamd holds. With --savepoint (or a
 // --data-dir that holds a savepoint's descriptor) they read a savepoint
 // instead, read-only; inspect then defaults to its checkpoint, and a
@@ -185,7 +187,9 @@ func inspectCheckpoint(store *snapshot.Store, job string, id uint64, stdout, std
 		}
 	}
 	fmt.Fprintln(stdout, "tasks:")
+	code := exitOK
 	for _, t := range m.Tasks {
+		var splits []engine.Split
 		var parts []string
 		if t.Keyed != nil {
 			blocks, entries := 0, int64(0)
@@ -195,7 +199,17 @@ func inspectCheckpoint(store *snapshot.Store, job string, id uint64, stdout, std
 			}
 			parts = append(parts, fmt.Sprintf("key groups [%d, %d): %d entries in %d blocks", t.KeyGroupStart, t.KeyGroupEnd, entries, blocks))
 		}
-		if t.Source != nil {
+		switch {
+		case engine.IsSplitList(t.Source):
+			var err error
+			if splits, err = engine.DecodeSplits(t.Source); err != nil {
+				fmt.Fprintf(stderr, "streamd: checkpoint %d of job %s: task %d of [%s]: %v\n", id, job, t.Index, strings.Join(t.Operators, " -> "), err)
+				code = exitFailure
+				parts = append(parts, "source splits that do not decode")
+			} else {
+				parts = append(parts, fmt.Sprintf("source splits %d", len(splits)))
+			}
+		case t.Source != nil:
 			parts = append(parts, fmt.Sprintf("source position %d bytes", len(t.Source)))
 		}
 		if t.Sink != nil {
@@ -205,6 +219,13 @@ func inspectCheckpoint(store *snapshot.Store, job string, id uint64, stdout, std
 			parts = append(parts, "no state")
 		}
 		fmt.Fprintf(stdout, "  [%s] %d/%d: %s\n", strings.Join(t.Operators, " -> "), t.Index, t.Parallelism, strings.Join(parts, "; "))
+		for i, sp := range splits {
+			if i == maxSplitsShown {
+				fmt.Fprintf(stdout, "      … and %d more splits\n", len(splits)-i)
+				break
+			}
+			fmt.Fprintf(stdout, "      split %s\n", sp)
+		}
 	}
 	before := store.BlocksRead()
 	if err := store.Verify(m); err != nil {
@@ -212,8 +233,11 @@ func inspectCheckpoint(store *snapshot.Store, job string, id uint64, stdout, std
 		return exitFailure
 	}
 	fmt.Fprintf(stdout, "verified: %d blocks read, every checksum, decompression and total matches\n", store.BlocksRead()-before)
-	return exitOK
+	return code
 }
+
+// maxSplitsShown bounds the splits inspect prints per task.
+const maxSplitsShown = 100
 
 // sizeOf formats a byte count for people.
 func sizeOf(n int64) string {

@@ -42,6 +42,12 @@ sink: {type: file, path: OUT}
 	if code != 0 || !strings.Contains(out, "stateful operators:") || !strings.Contains(out, "count-1") || !strings.Contains(out, "verified: ") {
 		t.Fatalf("inspect: exit %d\n%s%s", code, out, errOut)
 	}
+	// The sequence source's tasks list their splits with their positions.
+	for _, want := range []string{"[source] 0/2: source splits 1", "      split i%2==0 @ ", "[source] 1/2: source splits 1", "      split i%2==1 @ "} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("inspect does not show %q:\n%s", want, out)
+		}
+	}
 	newest, _ := corruptNewest(t, filepath.Join(data, "pebble"), "inspected", "block")
 	code, out, errOut = run("checkpoints", "inspect", "--data-dir", data, "inspected")
 	if code != 1 || !strings.Contains(errOut, "does not verify") || !strings.Contains(errOut, "checksum") {

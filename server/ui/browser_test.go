@@ -20,7 +20,7 @@ const (
 )
 
 func wait(b *uitest.Browser, what, cond, diag string) {
-	b.WaitFor(what, cond, diag, 20*time.Second)
+	b.WaitFor(what, cond, diag, 30*time.Second)
 }
 
 // TestDashboardAgainstFakeAPI renders the page in headless Chromium against

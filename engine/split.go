@@ -147,7 +147,18 @@ type typedSplitSource[T any] struct {
 }
 
 func (s *typedSplitSource[T]) step() (int, bool, error) {
-	return readAndPush(s.r.Read, s.buf, s.push)
+	n, err := s.r.Read(s.buf)
+	if n < 0 || n > len(s.buf) {
+		return 0, false, fmt.Errorf("SplitReader.Read returned %d records for a buffer of %d", n, len(s.buf))
+	}
+	push, buf := s.push, s.buf[:n]
+	for i := range buf {
+		push(&buf[i])
+	}
+	if errors.Is(err, io.EOF) {
+		return n, true, nil
+	}
+	return n, false, err
 }
 
 func (s *typedSplitSource[T]) position() ([]byte, error) {
@@ -170,23 +181,6 @@ func (s *typedSplitSource[T]) position() ([]byte, error) {
 }
 
 func (s *typedSplitSource[T]) close() error { return s.r.Close() }
-
-// readAndPush reads one batch into buf and pushes each record; it reports
-// io.EOF as eof (with the records read before it).
-func readAndPush[T any](read func([]T) (int, error), buf []T, push func(*T)) (int, bool, error) {
-	n, err := read(buf)
-	if n < 0 || n > len(buf) {
-		return 0, false, fmt.Errorf("the source's Read returned %d records for a buffer of %d", n, len(buf))
-	}
-	buf = buf[:n]
-	for i := range buf {
-		push(&buf[i])
-	}
-	if errors.Is(err, io.EOF) {
-		return n, true, nil
-	}
-	return n, false, err
-}
 
 // The encoding of a split list (what a splittable source task stores as
 // snapshot.TaskMeta.Source): splitMagic, a version byte, then a uvarint

@@ -128,3 +128,28 @@ func FuzzDecodeSplits(f *testing.F) {
 		}
 	})
 }
+
+// countReader emits records forever, as a split reader.
+type countReader struct{ n int64 }
+
+func (r *countReader) Read(buf []int64) (int, error) {
+	for i := range buf {
+		buf[i] = r.n
+		r.n++
+	}
+	return len(buf), nil
+}
+func (r *countReader) Splits() ([]Split, error) { return nil, nil }
+func (r *countReader) Close() error             { return nil }
+
+// A splittable source task's step costs no allocation per batch.
+func TestSplitSourceStepAllocs(t *testing.T) {
+	var sum int64
+	s := &typedSplitSource[int64]{r: &countReader{}, buf: make([]int64, 64), push: func(v *int64) { sum += *v }}
+	if a := testing.AllocsPerRun(100, func() { _, _, _ = s.step() }); a != 0 {
+		t.Fatalf("step allocates %v times per batch", a)
+	}
+	if sum == 0 {
+		t.Fatal("nothing was pushed")
+	}
+}

@@ -318,11 +318,18 @@ func (r *splitReader[T]) Read(buf []T) (int, error) {
 		}
 		s := &r.splits[cur]
 		next, stride := s.next, s.stride
-		for ; i < n && (count < 0 || next < count); i++ {
-			mk(next, next%keys, &buf[i])
+		out := buf[i:n]
+		if count >= 0 {
+			if left := (count - next + stride - 1) / stride; left < int64(len(out)) {
+				out = out[:left]
+			}
+		}
+		for j := range out {
+			mk(next, next%keys, &out[j])
 			next += stride
 		}
 		s.next = next
+		i += len(out)
 	}
 	r.emitted += float64(i)
 	if r.done() {

@@ -3,6 +3,7 @@ package sequence
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"slices"
@@ -244,4 +245,38 @@ func FuzzParseSplit(f *testing.F) {
 			t.Fatalf("accepted %+v", s)
 		}
 	})
+}
+
+// BenchmarkRead compares the plain source's Read with the split reader's
+// over one split and over four (the reader picks a split per batch).
+func BenchmarkRead(b *testing.B) {
+	opts := Options[rec]{Count: -1, Keys: 1000, Make: makeRec}
+	buf := make([]rec, 256)
+	run := func(b *testing.B, read func([]rec) (int, error)) {
+		b.ReportAllocs()
+		for b.Loop() {
+			_, _ = read(buf)
+		}
+		b.SetBytes(int64(len(buf)))
+	}
+	b.Run("plain", func(b *testing.B) {
+		src, _ := New(opts)(sctx(0, 1))
+		_ = src.Open(sctx(0, 1), nil)
+		run(b, src.Read)
+	})
+	for _, k := range []int{1, 4} {
+		b.Run(fmt.Sprintf("splits=%d", k), func(b *testing.B) {
+			s := NewSplitSource(opts)
+			asg, _ := s.Initial(k)
+			var all []engine.Split
+			for _, l := range asg {
+				all = append(all, l...)
+			}
+			r, err := s.NewReader(sctx(0, 1), all)
+			if err != nil {
+				b.Fatal(err)
+			}
+			run(b, r.Read)
+		})
+	}
 }

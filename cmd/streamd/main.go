@@ -1,5 +1,6 @@
-// Command streamd runs streamd jobs.
+// Command streamd runs streamd jobs: the daemon (serve) and one-shot runs.
 //
+//	streamd serve [--data-dir DIR] [--http 127.0.0.1:8081] [--auth-token TOKEN] [--grace 30s] …
 //	streamd run [--data-dir DIR] [--from-savepoint DIR [--allow-non-restored-state]] [--stats FILE] [--pin auto|on|off] [--cpuprofile FILE] [--allow-duplicate-output] [--log-level debug|info|warn|error] JOB.yaml
 //	streamd validate [--data-dir DIR] JOB.yaml
 //	streamd checkpoints list|inspect [--data-dir DIR | --savepoint DIR] …
@@ -29,17 +30,15 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"regexp"
 	"runtime/pprof"
 	"sort"
-	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/streamd/streamd/engine"
+	"github.com/streamd/streamd/internal/logx"
 	"github.com/streamd/streamd/job"
 	"github.com/streamd/streamd/jobrun"
 	"github.com/streamd/streamd/snapshot"
@@ -49,6 +48,7 @@ import (
 var version = "dev"
 
 const usage = `usage:
+  streamd serve [--data-dir DIR] [--http 127.0.0.1:8081] [--auth-token TOKEN] [--grace 30s] [--pin off|auto|on] [--log-level LEVEL]
   streamd run [--data-dir DIR] [--from-savepoint DIR [--allow-non-restored-state]] [--stats FILE] [--pin auto|on|off] [--cpuprofile FILE] [--allow-duplicate-output] [--log-level debug|info|warn|error] JOB.yaml
   streamd validate [--data-dir DIR] JOB.yaml
   streamd checkpoints list [--data-dir DIR | --savepoint DIR] [JOB]
@@ -77,6 +77,8 @@ func mainErr(args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "run":
 		return cmdRun(args[1:], stdout, stderr)
+	case "serve":
+		return cmdServe(args[1:], stdout, stderr)
 	case "validate":
 		return cmdValidate(args[1:], stdout, stderr)
 	case "checkpoints":
@@ -90,6 +92,23 @@ func mainErr(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stderr, "streamd: unknown command %q\n%s", args[0], usage)
 	return exitUsage
+}
+
+// parseFlags parses a command's flags. When it returns ok false the
+// command returns code: 0 after -h/--help (the usage went to stdout, as
+// asked for), exitUsage after a bad flag (the flag package told stderr).
+func parseFlags(fs *flag.FlagSet, args []string, stdout io.Writer) (code int, ok bool) {
+	err := fs.Parse(args)
+	if err == nil {
+		return 0, true
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		fs.SetOutput(stdout)
+		fmt.Fprint(stdout, usage)
+		fs.PrintDefaults()
+		return exitOK, false
+	}
+	return exitUsage, false
 }
 
 // loadPlan reads, decodes and compiles a job spec.
@@ -140,14 +159,8 @@ func cmdValidate(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("validate", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	dataDir := fs.String("data-dir", "", "also check the spec against the job's newest checkpoint in this data dir (nothing is run or written)")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fs.SetOutput(stdout)
-			fmt.Fprint(stdout, usage)
-			fs.PrintDefaults()
-			return exitOK
-		}
-		return exitUsage
+	if code, ok := parseFlags(fs, args, stdout); !ok {
+		return code
 	}
 	if fs.NArg() != 1 {
 		fmt.Fprintf(stderr, "streamd validate: want exactly one JOB.yaml, have %d arguments\n%s", fs.NArg(), usage)
@@ -221,29 +234,15 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	logLevel := fs.String("log-level", "info", "log events at this level and above: debug, info, warn or error (Pebble's informational lines are debug)")
 	fromSavepoint := fs.String("from-savepoint", "", "start from the savepoint in this directory instead of the newest checkpoint in the data dir (new checkpoints go to the data dir)")
 	allowNonRestored := fs.Bool("allow-non-restored-state", false, "start although the savepoint or checkpoint holds state of operators the job no longer has (that state is dropped, with a warning)")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			// Asked for: help goes to stdout and is not an error.
-			fs.SetOutput(stdout)
-			fmt.Fprint(stdout, usage)
-			fs.PrintDefaults()
-			return exitOK
-		}
-		return exitUsage
+	if code, ok := parseFlags(fs, args, stdout); !ok {
+		return code
 	}
 	if fs.NArg() != 1 {
 		fmt.Fprintf(stderr, "streamd run: want exactly one JOB.yaml, have %d arguments\n%s", fs.NArg(), usage)
 		return exitUsage
 	}
-	var pinning engine.PinMode
-	switch *pin {
-	case "auto":
-		pinning = engine.PinAuto
-	case "on":
-		pinning = engine.PinOn
-	case "off":
-		pinning = engine.PinOff
-	default:
+	pinning, ok := parsePin(*pin)
+	if !ok {
 		fmt.Fprintf(stderr, "streamd run: --pin must be auto, on or off, not %q\n", *pin)
 		return exitUsage
 	}
@@ -257,8 +256,8 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "streamd: %v\n", err)
 		return exitUsage
 	}
-	slogger := slog.New(newLineHandler(stderr, level)).With("job", plan.Spec.Name)
-	logf := printfLogger(slogger)
+	slogger := slog.New(logx.NewLineHandler(stderr, level)).With("job", plan.Spec.Name)
+	logf := logx.PrintfLogger(slogger)
 	opts := jobrun.Options{Pinning: pinning, Stdout: stdout, Logger: logf, AllowDuplicateOutput: *allowDup}
 	if *fromSavepoint != "" || *allowNonRestored {
 		if *fromSavepoint != "" {
@@ -372,111 +371,6 @@ func validLogLevel(s string) bool {
 		return true
 	}
 	return false
-}
-
-// checkpointRE finds the checkpoint a message is about.
-var checkpointRE = regexp.MustCompile(`checkpoint (\d+)`)
-
-// printfLogger adapts the engine's and jobrun's printf-style Logger to l:
-// one event per call, at warn when the message reports a problem (a
-// warning, a failure, something that could not be done), else info, with
-// the checkpoint it names as an attribute.
-func printfLogger(l *slog.Logger) func(format string, args ...any) {
-	return func(format string, args ...any) {
-		msg := fmt.Sprintf(format, args...)
-		level := slog.LevelInfo
-		lower := strings.ToLower(msg)
-		for _, w := range []string{"warning", "failed", "cannot", "declined", "disk is full", "error"} {
-			if strings.Contains(lower, w) {
-				level = slog.LevelWarn
-				break
-			}
-		}
-		if !l.Enabled(context.Background(), level) {
-			return
-		}
-		var attrs []slog.Attr
-		if m := checkpointRE.FindStringSubmatch(msg); m != nil {
-			if id, err := strconv.ParseUint(m[1], 10, 64); err == nil {
-				attrs = append(attrs, slog.Uint64("checkpoint", id))
-			}
-		}
-		l.LogAttrs(context.Background(), level, msg, attrs...)
-	}
-}
-
-// lineHandler is a slog.Handler that writes one line per event:
-//
-//	2026/12/07 03:37:25.123456 INFO message key=value …
-//
-// The message is written as it is (newlines escaped), so that it reads as
-// the log lines of earlier versions did; attribute values are quoted when
-// they need it.
-type lineHandler struct {
-	mu    *sync.Mutex
-	w     io.Writer
-	level slog.Leveler
-	attrs []slog.Attr
-	group string
-}
-
-func newLineHandler(w io.Writer, level slog.Leveler) *lineHandler {
-	return &lineHandler{mu: new(sync.Mutex), w: w, level: level}
-}
-
-func (h *lineHandler) Enabled(_ context.Context, l slog.Level) bool { return l >= h.level.Level() }
-
-func (h *lineHandler) Handle(_ context.Context, r slog.Record) error {
-	var b []byte
-	t := r.Time
-	if t.IsZero() {
-		t = time.Now()
-	}
-	b = t.AppendFormat(b, "2006/01/02 15:04:05.000000")
-	b = append(b, ' ')
-	b = append(b, r.Level.String()...)
-	b = append(b, ' ')
-	b = append(b, strings.ReplaceAll(r.Message, "\n", `\n`)...)
-	appendAttr := func(a slog.Attr) {
-		if a.Equal(slog.Attr{}) {
-			return
-		}
-		b = append(b, ' ')
-		if h.group != "" {
-			b = append(b, h.group+"."...)
-		}
-		b = append(b, a.Key...)
-		b = append(b, '=')
-		v := a.Value.Resolve().String()
-		if v == "" || strings.ContainsAny(v, " \t\n\"=") {
-			v = strconv.Quote(v)
-		}
-		b = append(b, v...)
-	}
-	for _, a := range h.attrs {
-		appendAttr(a)
-	}
-	r.Attrs(func(a slog.Attr) bool { appendAttr(a); return true })
-	b = append(b, '\n')
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	_, err := h.w.Write(b)
-	return err
-}
-
-func (h *lineHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
-	h2 := *h
-	h2.attrs = append(append([]slog.Attr(nil), h.attrs...), attrs...)
-	return &h2
-}
-
-func (h *lineHandler) WithGroup(name string) slog.Handler {
-	h2 := *h
-	if h2.group != "" {
-		name = h2.group + "." + name
-	}
-	h2.group = name
-	return &h2
 }
 
 // statsFile is the JSON written by --stats.

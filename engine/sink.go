@@ -246,10 +246,16 @@ type typedSource[T any] struct {
 
 func (s *typedSource[T]) step() (int, bool, error) {
 	n, err := s.src.Read(s.buf)
-	if n < 0 || n > len(s.buf) {
-		return 0, false, fmt.Errorf("Source.Read returned %d records for a buffer of %d", n, len(s.buf))
+	return pushRead(n, err, s.buf, s.push, "Source")
+}
+
+// pushRead passes on the n records a source's Read (of reader, for
+// messages) put in buf, and says whether the source ended (io.EOF).
+func pushRead[T any](n int, err error, buf []T, push func(*T), reader string) (int, bool, error) {
+	if n < 0 || n > len(buf) {
+		return 0, false, fmt.Errorf("%s.Read returned %d records for a buffer of %d", reader, n, len(buf))
 	}
-	push, buf := s.push, s.buf[:n]
+	buf = buf[:n]
 	for i := range buf {
 		push(&buf[i])
 	}

@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"slices"
 	"strconv"
 	"sync"
@@ -148,17 +147,7 @@ type typedSplitSource[T any] struct {
 
 func (s *typedSplitSource[T]) step() (int, bool, error) {
 	n, err := s.r.Read(s.buf)
-	if n < 0 || n > len(s.buf) {
-		return 0, false, fmt.Errorf("SplitReader.Read returned %d records for a buffer of %d", n, len(s.buf))
-	}
-	push, buf := s.push, s.buf[:n]
-	for i := range buf {
-		push(&buf[i])
-	}
-	if errors.Is(err, io.EOF) {
-		return n, true, nil
-	}
-	return n, false, err
+	return pushRead(n, err, s.buf, s.push, "SplitReader")
 }
 
 func (s *typedSplitSource[T]) position() ([]byte, error) {

@@ -1,18 +1,12 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -35,118 +29,6 @@ sink: {type: file, path: %s}
 checkpointing: {interval: 200ms, mode: exactly_once}
 `
 
-// daemon is a `streamd serve` process started by a test.
-type daemon struct {
-	cmd   *exec.Cmd
-	addr  string // host:port of its HTTP listener
-	token string // sent by call when not empty
-	done  chan struct{}
-	mu    struct {
-		sync.Mutex
-		log bytes.Buffer // its stderr and stdout
-	}
-}
-
-func (d *daemon) log() string {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.mu.log.String()
-}
-
-// startDaemon starts `streamd serve` with extra arguments on a free
-// loopback port (it binds port 0 and logs the address it got) and waits
-// until /healthz answers. The process is killed when the test ends, if it
-// still runs.
-func startDaemon(t *testing.T, bin, dataDir string, args ...string) *daemon {
-	t.Helper()
-	d := &daemon{done: make(chan struct{})}
-	d.cmd = exec.Command(bin, append([]string{"serve", "--data-dir", dataDir, "--http", "127.0.0.1:0"}, args...)...)
-	d.cmd.Dir = filepath.Dir(dataDir)
-	pr, pw := io.Pipe()
-	d.cmd.Stdout, d.cmd.Stderr = pw, pw
-	if err := d.cmd.Start(); err != nil {
-		t.Fatalf("cannot start streamd serve: %v", err)
-	}
-	addrc := make(chan string, 1)
-	serving := regexp.MustCompile(`streamd serving .*\bhttp=(\S+)`)
-	go func() {
-		sc := bufio.NewScanner(pr)
-		for sc.Scan() {
-			line := sc.Text()
-			d.mu.Lock()
-			d.mu.log.WriteString(line + "\n")
-			d.mu.Unlock()
-			if m := serving.FindStringSubmatch(line); m != nil {
-				select {
-				case addrc <- m[1]:
-				default:
-				}
-			}
-		}
-	}()
-	go func() {
-		d.cmd.Wait()
-		pw.Close()
-		close(d.done)
-	}()
-	t.Cleanup(func() {
-		select {
-		case <-d.done:
-		default:
-			d.cmd.Process.Kill()
-			<-d.done
-		}
-	})
-	select {
-	case d.addr = <-addrc:
-	case <-d.done:
-		t.Fatalf("streamd serve exited before serving (%v):\n%s", d.cmd.ProcessState, d.log())
-	case <-time.After(60 * time.Second):
-		t.Fatalf("streamd serve did not log its address within 60 s:\n%s", d.log())
-	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := http.Get("http://" + d.addr + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return d
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("GET /healthz on %s: %v %v\n%s", d.addr, err, resp, d.log())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-// call sends a request to the daemon's API and decodes its JSON answer
-// into out (when not nil), failing the test unless the status is want.
-func (d *daemon) call(t *testing.T, method, path, body string, want int, out any) {
-	t.Helper()
-	req, err := http.NewRequest(method, "http://"+d.addr+path, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if d.token != "" {
-		req.Header.Set("Authorization", "Bearer "+d.token)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v\n%s", method, path, err, d.log())
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != want {
-		t.Fatalf("%s %s: status %d, want %d: %s\ndaemon log:\n%s", method, path, resp.StatusCode, want, b, d.log())
-	}
-	if out != nil {
-		if err := json.Unmarshal(b, out); err != nil {
-			t.Fatalf("%s %s: cannot decode %q: %v", method, path, b, err)
-		}
-	}
-}
-
 // TestDashboardEndToEnd starts `streamd serve` as a real process, submits
 // a job over HTTP, and opens the dashboard in headless Chromium: the job's
 // row, its task graph, its completed checkpoints and the chart with every
@@ -163,11 +45,11 @@ func TestDashboardEndToEnd(t *testing.T) {
 	b := uitest.NewBrowser(t) // first: skips (or fails in CI) without Chromium
 	bin := buildStreamd(t)
 	dir := t.TempDir()
-	d := startDaemon(t, bin, filepath.Join(dir, "data"))
+	d := startServe(t, bin, dir, filepath.Join(dir, "data"))
 	out := filepath.Join(dir, "out") + "/"
 
 	var sub struct{ ID string }
-	d.call(t, "POST", "/v1/jobs", fmt.Sprintf(dashboardJob, out), http.StatusCreated, &sub)
+	d.mustJSON("POST", "/v1/jobs", fmt.Sprintf(dashboardJob, out), http.StatusCreated, &sub)
 	if sub.ID == "" {
 		t.Fatal("POST /v1/jobs answered no id")
 	}
@@ -195,7 +77,7 @@ func TestDashboardEndToEnd(t *testing.T) {
 	var cps struct {
 		Counts struct{ Completed int }
 	}
-	d.call(t, "GET", "/v1/jobs/"+id+"/checkpoints", "", http.StatusOK, &cps)
+	d.mustJSON("GET", "/v1/jobs/"+id+"/checkpoints", "", http.StatusOK, &cps)
 	shown := uitest.Run(b, chromedp.Evaluate[int](completed))
 	if shown < 2 || shown > cps.Counts.Completed {
 		t.Errorf("the page shows %d completed checkpoints, the API %d afterwards", shown, cps.Counts.Completed)
@@ -225,23 +107,15 @@ func TestDashboardEndToEnd(t *testing.T) {
 	}
 
 	// Stop the job: the page shows it stopped, with committed output.
-	d.call(t, "POST", "/v1/jobs/"+id+"/stop", "", http.StatusOK, nil)
+	d.mustJSON("POST", "/v1/jobs/"+id+"/stop", "", http.StatusOK, nil)
 	b.WaitFor("the job shown STOPPED", row+`.textContent.includes('STOPPED')`, row+`.textContent`, timeout)
 	files, _ := filepath.Glob(filepath.Join(out, "*.jsonl"))
 	if len(files) == 0 {
 		t.Errorf("the stopped job committed no output in %s", out)
 	}
 
-	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-d.done:
-	case <-time.After(60 * time.Second):
-		t.Fatalf("streamd serve did not exit within 60 s of SIGTERM:\n%s", d.log())
-	}
-	if code := d.cmd.ProcessState.ExitCode(); code != 0 {
-		t.Fatalf("streamd serve exited %d after SIGTERM:\n%s", code, d.log())
+	if code := d.stop(syscall.SIGTERM); code != 0 {
+		t.Fatalf("streamd serve exited %d after SIGTERM:\n%s", code, d.out)
 	}
 	b.WaitFor("the page disconnected", `document.querySelector('[data-testid=connection]').textContent.startsWith('disconnected')`,
 		`document.querySelector('[data-testid=connection]').textContent`, 10*time.Second)
@@ -258,11 +132,11 @@ func TestDashboardAuthToken(t *testing.T) {
 	bin := buildStreamd(t)
 	dir := t.TempDir()
 	const token = "dashboard-test-token"
-	d := startDaemon(t, bin, filepath.Join(dir, "data"), "--auth-token", token)
-	d.call(t, "GET", "/v1/jobs", "", http.StatusUnauthorized, nil)
+	d := startServe(t, bin, dir, filepath.Join(dir, "data"), "--auth-token", token)
+	d.mustJSON("GET", "/v1/jobs", "", http.StatusUnauthorized, nil)
 	d.token = token
 	var sub struct{ ID string }
-	d.call(t, "POST", "/v1/jobs", fmt.Sprintf(dashboardJob, filepath.Join(dir, "out")+"/"), http.StatusCreated, &sub)
+	d.mustJSON("POST", "/v1/jobs", fmt.Sprintf(dashboardJob, filepath.Join(dir, "out")+"/"), http.StatusCreated, &sub)
 
 	b.Do(chromedp.Navigate("http://" + d.addr + "/"))
 	const timeout = 60 * time.Second
@@ -275,13 +149,8 @@ func TestDashboardAuthToken(t *testing.T) {
 	if p := b.Problems(); len(p) > 0 {
 		t.Errorf("the page reported problems:\n%s", strings.Join(p, "\n"))
 	}
-	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-d.done:
-	case <-time.After(60 * time.Second):
-		t.Fatalf("streamd serve did not exit within 60 s of SIGTERM:\n%s", d.log())
+	if code := d.stop(syscall.SIGTERM); code != 0 {
+		t.Fatalf("streamd serve exited %d after SIGTERM:\n%s", code, d.out)
 	}
 }
 

@@ -68,7 +68,7 @@ func startServe(t *testing.T, bin, dir, dataDir string, extra ...string) *serveP
 			<-d.done
 		}
 	})
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
 		if m := servingRE.FindStringSubmatch(d.out.String()); m != nil {
 			d.addr = m[1]
@@ -80,7 +80,7 @@ func startServe(t *testing.T, bin, dir, dataDir string, extra ...string) *serveP
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
-	t.Fatalf("streamd serve did not listen within 20 s:\n%s", d.out)
+	t.Fatalf("streamd serve did not listen within 60 s:\n%s", d.out)
 	return nil
 }
 

@@ -171,9 +171,19 @@ func (m *Manager) Submit(spec []byte, so SubmitOptions) (*managedJob, error) {
 			return nil, &SpecError{fmt.Errorf("savepoint: %w", err)}
 		}
 	}
-	// The engine refuses what it cannot run: check before recording.
-	if _, err := jobrun.Build(plan, jobrun.Options{Store: m.opts.Store}); err != nil {
+	// The engine refuses what it cannot run: check before recording. A
+	// job that resumes from its name's newest checkpoint must fit it, as
+	// `streamd validate --data-dir` checks (a savepoint is checked when the
+	// job starts: the API answers before it is read).
+	b, err := jobrun.Build(plan, jobrun.Options{Store: m.opts.Store,
+		Restore: &engine.RestoreOptions{AllowNonRestoredState: so.AllowNonRestoredState}})
+	if err != nil {
 		return nil, &SpecError{err}
+	}
+	if so.Savepoint == "" && plan.Spec.Checkpointing != nil {
+		if _, err := b.Job.CheckCheckpoint(m.opts.Store); errors.Is(err, engine.ErrIncompatible) {
+			return nil, &SpecError{fmt.Errorf("%w (the data dir holds checkpoints of an earlier job named %q: give this one another name, or start it from a savepoint)", err, id)}
+		}
 	}
 	baseline, err := m.opts.Store.MaxCheckpointID(id)
 	if err != nil {

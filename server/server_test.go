@@ -205,3 +205,23 @@ func FuzzRegistryRecord(f *testing.F) {
 		}
 	})
 }
+
+// A JSON spec is accepted as YAML is; a spec that does not fit the
+// checkpoints an earlier job of that name left is a 400 naming the step.
+func TestSubmitJSONAndIncompatible(t *testing.T) {
+	d := newTestDaemon(t, t.TempDir())
+	out := filepath.Join(d.dir, "out")
+	spec := fmt.Sprintf(`{"name": "j", "parallelism": 2, "source": {"type": "sequence", "count": 20000, "keys": 10},
+		"pipeline": [{"key_by": "key"}, {"count": {}, "name": "counted"}],
+		"sink": {"type": "file", "path": %q}, "checkpointing": {"interval": "10ms"}}`, out)
+	d.do("POST", "/v1/jobs", spec, 201, nil)
+	if j := d.waitEnded("j"); j.Status != StatusFinished {
+		t.Fatalf("job: %+v", j)
+	}
+	changed := strings.Replace(spec, `{"count": {}, "name": "counted"}`, `{"sum": "seq", "name": "counted"}`, 1)
+	var e errorJSON
+	d.do("POST", "/v1/jobs", changed, 400, &e)
+	if !strings.Contains(e.Error, "counted") {
+		t.Fatalf("incompatible spec: %+v; want the step named", e)
+	}
+}

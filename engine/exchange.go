@@ -344,7 +344,7 @@ func (r *ringReader[T]) poll() bool {
 			continue
 		}
 		progress = true
-		n, control := 0, 0
+		n := 0
 		t, push := r.t, r.push
 		for j := range els {
 			e := &els[j]
@@ -354,14 +354,17 @@ func (r *ringReader[T]) poll() bool {
 				push(&e.rec)
 				continue
 			}
-			control++
 			if t.onElement(i, e.kind, e.id) {
 				// The channel is blocked or ended: what follows in the batch
 				// is read after it is unblocked.
 				break
 			}
 		}
-		*r.in += int64(n - control)
+		// Records: the elements read less the control elements, which
+		// onElement counts (a counter of this loop's own, live across
+		// push, cost ~4 instructions per record).
+		*r.in += int64(n - t.ctrlRead)
+		t.ctrlRead = 0
 		ring.Release(n)
 	}
 	return progress

@@ -112,8 +112,9 @@ func (j *Job) Metrics() Metrics {
 	if v == nil {
 		return Metrics{}
 	}
-	m := Metrics{At: time.Now(), Tasks: make([]TaskMetrics, len(v.tasks)), Edges: make([]EdgeMetrics, len(v.edges))}
+	// At and the waits in progress are read from one clock reading.
 	now := monoNs()
+	m := Metrics{At: metricsEpoch.Add(time.Duration(now)), Tasks: make([]TaskMetrics, len(v.tasks)), Edges: make([]EdgeMetrics, len(v.edges))}
 	for i, t := range v.tasks {
 		tm := TaskMetrics{
 			Vertex: t.v.name, Index: t.index, Parallelism: t.v.parallelism,

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/streamd/streamd/engine"
+	"github.com/streamd/streamd/engine/coord"
 	"github.com/streamd/streamd/keyed"
 )
 
@@ -69,8 +70,23 @@ func ownerOf(key int64, parallelism int) int {
 // process -> sink at parallelism 2 and checks every operator's records in
 // and out in every task, exactly, against the same pipeline computed here.
 func TestMetricsPerOperatorAndTask(t *testing.T) {
+	t.Run("no-checkpoints", func(t *testing.T) {
+		testMetricsPerOperatorAndTask(t, engine.Options{Parallelism: 2, RingCapacity: 64, BatchSize: 16})
+	})
+	// Barriers travel in the rings among the records: not records.
+	t.Run("checkpoints", func(t *testing.T) {
+		opts := checkpointed(openStore(t, t.TempDir()), coord.ExactlyOnce)
+		opts.Checkpointing.Interval = time.Millisecond
+		testMetricsPerOperatorAndTask(t, opts)
+	})
+}
+
+func testMetricsPerOperatorAndTask(t *testing.T, opts engine.Options) {
 	const n, keys, p = 20_000, 100, 2
-	j := engine.NewJob("metrics", engine.Options{Parallelism: p, RingCapacity: 64, BatchSize: 16})
+	if opts.Parallelism != p {
+		t.Fatalf("parallelism %d, want %d", opts.Parallelism, p)
+	}
+	j := engine.NewJob("metrics", opts)
 	if m := j.Metrics(); m.Tasks != nil || m.Edges != nil || !m.At.IsZero() {
 		t.Fatalf("Metrics before Run: %+v, want the zero value", m)
 	}
@@ -118,6 +134,9 @@ func TestMetricsPerOperatorAndTask(t *testing.T) {
 			fmt.Sprintf("process %d/%d", procIn[i], procOut[i]),
 			fmt.Sprintf("sink %d/%d", procOut[i], procOut[i]),
 		}
+	}
+	if opts.Checkpointing != nil && len(j.CheckpointStats()) == 0 {
+		t.Fatal("no checkpoint: no barrier went through the rings")
 	}
 	m := j.Metrics()
 	got := taskCounts(m)

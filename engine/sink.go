@@ -133,13 +133,15 @@ func ToSink[T any](s Stream[T], name string, sink Sink[T], opts ...OpOption) {
 			panic("engine: two sinks chained in one task")
 		}
 		rt.task.sink = w
-		// countsIn: a sink's records in and out are the records it wrote.
+		// countsIn: a sink's records in and out are the records it
+		// was given to write. Counted before Write: after the call the
+		// closure's context must be reloaded (2 more instructions).
 		in := rt.recordsIn
 		return func(v *T) {
+			*in++
 			if err := w.Write(v); err != nil {
 				panic(taskError{err})
 			}
-			*in++
 		}, nil
 	}
 	s.j.addNode(n, s.n, opts)

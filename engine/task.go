@@ -105,6 +105,9 @@ type task struct {
 	backpressure waitTime
 	idle         waitTime
 	finished     atomic.Bool
+	// ctrlRead counts the control elements of the batch the reader is
+	// reading (onElement).
+	ctrlRead int
 
 	// checkpoint bookkeeping, task goroutine only
 	lastCompleted *snapshot.KeyedHandle
@@ -428,6 +431,7 @@ func (t *task) handleControl(m ctrlMsg) {
 // onElement handles an in-band control element from input channel ch. It
 // reports whether the reader must stop reading ch for now.
 func (t *task) onElement(ch int, kind elemKind, id uint64) bool {
+	t.ctrlRead++
 	switch kind {
 	case elemBarrier:
 		if cur, ok := t.aligner.Aligning(); !ok || cur != id {

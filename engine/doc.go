@@ -100,7 +100,10 @@
 // a run starts from; driver.go: the driver loop around the coordinator;
 // async.go: the asynchronous checkpoint work, in checkpoint order per task;
 // sink.go: the two-phase-commit sink interface; split.go: splittable
-// sources, the encoding of split lists and their assignment to tasks.
+// sources, the encoding of split lists and their assignment to tasks;
+// metrics.go: Job.Metrics, records in and out per operator and task,
+// waiting times and ring occupancy, and where each count is taken so that
+// counting costs the record path no call or atomic per record.
 //
 // engine imports ringbuf, align, keyed, snapshot and engine/coord, and never
 // anything under connectors, jobrun, bench or cmd.

@@ -38,7 +38,7 @@ pipeline:
   - count: {}
 sink: {type: file, path: out/}
 `
-	for _, what := range []string{"metadata", "block"} {
+	for _, what := range []string{"metadata", "referenced-block"} {
 		dir := t.TempDir()
 		if err := os.WriteFile(filepath.Join(dir, "job.yaml"), []byte(spec), 0o644); err != nil {
 			t.Fatal(err)
@@ -76,8 +76,10 @@ sink: {type: file, path: out/}
 }
 
 // corruptNewest flips one byte of the newest completed checkpoint's
-// metadata, or of one of the blocks it wrote, and returns its id and the
-// previous completed id.
+// metadata ("metadata") or of one of the blocks it reads
+// ("referenced-block": it may have written none and reuse them all), and
+// returns its id and the newest completed id that
+// does not read the damage.
 func corruptNewest(t *testing.T, pebbleDir, job, what string) (newest, previous uint64) {
 	t.Helper()
 	db, err := pebble.Open(pebbleDir, &pebble.Options{})
@@ -100,12 +102,12 @@ func corruptNewest(t *testing.T, pebbleDir, job, what string) (newest, previous 
 	}
 	newest, previous = ids[len(ids)-1], ids[len(ids)-2]
 	key := binary.BigEndian.AppendUint64(append([]byte{}, prefix...), newest)
-	if what == "block" || what == "referenced-block" {
-		// "block": one the newest checkpoint wrote. "referenced-block": one
-		// it reads, also when it wrote none (a final checkpoint whose key
-		// groups did not change since the one before reuses every block):
-		// the blocks of the newest checkpoint that wrote any are still
-		// referenced by every later one, which changed nothing.
+	if what == "referenced-block" {
+		// A block the newest checkpoint reads, also when it wrote none (a
+		// final checkpoint whose key groups did not change since the one
+		// before reuses every block): the blocks of the newest checkpoint
+		// that wrote any are still referenced by every later one, which
+		// changed nothing.
 		found := false
 		for w := newest; w > 0 && !found; w-- {
 			bprefix := binary.BigEndian.AppendUint64(append([]byte{'b'}, append([]byte(job), 0)...), w)
@@ -118,12 +120,21 @@ func corruptNewest(t *testing.T, pebbleDir, job, what string) (newest, previous 
 				found = true
 			}
 			bit.Close()
-			if what == "block" {
-				break
-			}
 		}
 		if !found {
 			t.Fatalf("checkpoint %d wrote no blocks", newest)
+		}
+		// Every checkpoint from the writer of the damaged block on reads
+		// it: the newest usable one is older than that writer.
+		writer := binary.BigEndian.Uint64(key[len(prefix) : len(prefix)+8])
+		previous = 0
+		for _, id := range ids {
+			if id < writer {
+				previous = id
+			}
+		}
+		if previous == 0 {
+			t.Fatalf("no retained checkpoint older than %d, the writer of the damaged block: the test cannot test the fallback (ids %v)", writer, ids)
 		}
 	}
 	val, closer, err := db.Get(key)

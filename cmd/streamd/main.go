@@ -54,6 +54,7 @@ const usage = `usage:
   streamd checkpoints list [--data-dir DIR | --savepoint DIR] [JOB]
   streamd checkpoints inspect [--data-dir DIR] JOB [ID]
   streamd checkpoints inspect --savepoint DIR [JOB [ID]]
+  streamd nexmark generate --events N [--start K]
   streamd version
 `
 
@@ -83,6 +84,8 @@ func mainErr(args []string, stdout, stderr io.Writer) int {
 		return cmdValidate(args[1:], stdout, stderr)
 	case "checkpoints":
 		return cmdCheckpoints(args[1:], stdout, stderr)
+	case "nexmark":
+		return cmdNexmark(args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "streamd", version)
 		return exitOK

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 )
 
 // Beam's GeneratorConfig constants.
@@ -508,17 +509,17 @@ func appendNextString(buf []byte, r *JavaRandom, maxLength int32) []byte {
 // appendNextExactString is StringsGenerator.nextExactString: characters
 // 'a' + rnd%26 with Java's signed remainder, so 'H'..'z'.
 func appendNextExactString(buf []byte, r *JavaRandom, length int) []byte {
-	var rnd, n int32
-	for ; length > 0; length-- {
-		if n == 0 {
-			rnd = r.NextInt()
-			n = 6
+	buf = slices.Grow(buf, length)
+	out := buf[len(buf) : len(buf)+length]
+	for i := 0; i < len(out); {
+		rnd := r.NextInt()
+		for k := 0; k < 6 && i < len(out); k++ { // 6 characters per draw
+			out[i] = byte('a' + rnd%26)
+			rnd /= 26
+			i++
 		}
-		buf = append(buf, byte('a'+rnd%26))
-		rnd /= 26
-		n--
 	}
-	return buf
+	return buf[:len(buf)+length]
 }
 
 // appendNextExtra is StringsGenerator.nextExtra: padding such that

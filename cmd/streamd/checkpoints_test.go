@@ -48,7 +48,7 @@ sink: {type: file, path: OUT}
 			t.Fatalf("inspect does not show %q:\n%s", want, out)
 		}
 	}
-	newest, _ := corruptNewest(t, filepath.Join(data, "pebble"), "inspected", "referenced-block")
+	newest, _ := corruptNewest(t, filepath.Join(data, "pebble"), "inspected", "blocks", committedThrough(t, filepath.Join(dir, "out"), "inspected"))
 	code, out, errOut = run("checkpoints", "inspect", "--data-dir", data, "inspected")
 	if code != 1 || !strings.Contains(errOut, "does not verify") || !strings.Contains(errOut, "checksum") {
 		t.Fatalf("inspect of a corrupt checkpoint %d: exit %d, want 1 naming the damage\n%s%s", newest, code, out, errOut)

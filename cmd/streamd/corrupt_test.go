@@ -7,6 +7,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -14,6 +16,22 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 )
+
+// committedThrough reads the checkpoint through which the file sink in out
+// committed job's output, from its commit marker.
+func committedThrough(t *testing.T, out, job string) uint64 {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(out, ".streamd-inprogress", job+".committed"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(` through=(\d+) `).FindSubmatch(b)
+	if m == nil {
+		t.Fatalf("commit marker %q names no checkpoint", b)
+	}
+	n, _ := strconv.ParseUint(string(m[1]), 10, 64)
+	return n
+}
 
 // TestCorruptCheckpointFallsBack corrupts the newest checkpoint of a stopped
 // job on disk — one byte of its metadata, or one byte of one of its
@@ -38,7 +56,7 @@ pipeline:
   - count: {}
 sink: {type: file, path: out/}
 `
-	for _, what := range []string{"metadata", "referenced-block"} {
+	for _, what := range []string{"metadata", "blocks"} {
 		dir := t.TempDir()
 		if err := os.WriteFile(filepath.Join(dir, "job.yaml"), []byte(spec), 0o644); err != nil {
 			t.Fatal(err)
@@ -56,14 +74,23 @@ sink: {type: file, path: out/}
 			t.Fatalf("run: %v\n%s", err, out.String())
 		}
 		before := outputFiles(t, dir)
-		newest, previous := corruptNewest(t, filepath.Join(dir, "data", "pebble"), "corrupt", what)
+		// The sink committed output through `committed`: the newest
+		// checkpoint, or the one before when the stop's final checkpoint
+		// had nothing to commit (a checkpoint in flight covered the
+		// source's last records). The damage reaches that checkpoint, so
+		// falling back would emit committed output again.
+		committed := committedThrough(t, filepath.Join(dir, "out"), "corrupt")
+		newest, previous := corruptNewest(t, filepath.Join(dir, "data", "pebble"), "corrupt", what, committed)
+		if previous >= committed {
+			t.Fatalf("the damage leaves checkpoint %d usable, at or after the committed %d: the test does not test the refusal", previous, committed)
+		}
 		code, log := runStreamd(t, bin, dir, "run", "--data-dir", "data", "job.yaml")
 		if code != 1 {
 			t.Fatalf("after corrupting a %s byte of checkpoint %d: exit %d, want 1\n%s", what, newest, code, log)
 		}
 		for _, want := range []string{
 			fmt.Sprintf("skipping corrupt checkpoint %d", newest),
-			fmt.Sprintf("has committed output through checkpoint %d, but the newest usable checkpoint in the data dir is %d", newest, previous),
+			fmt.Sprintf("has committed output through checkpoint %d, but the newest usable checkpoint in the data dir is %d", committed, previous),
 		} {
 			if !strings.Contains(log, want) {
 				t.Fatalf("after corrupting a %s byte of checkpoint %d the log lacks %q:\n%s", what, newest, want, log)
@@ -75,12 +102,13 @@ sink: {type: file, path: out/}
 	}
 }
 
-// corruptNewest flips one byte of the newest completed checkpoint's
-// metadata ("metadata") or of one of the blocks it reads
-// ("referenced-block": it may have written none and reuse them all), and
-// returns its id and the newest completed id that
-// does not read the damage.
-func corruptNewest(t *testing.T, pebbleDir, job, what string) (newest, previous uint64) {
+// corruptNewest damages job's newest completed checkpoints in pebbleDir,
+// flipping one byte of each: with "metadata", of the metadata of every
+// checkpoint from `from` on (0: the newest alone); with "blocks", of every
+// block written by a checkpoint from `from` on (0: the newest; a
+// checkpoint may have written none and reuse them all). It returns the
+// newest id and the newest one the damage leaves usable.
+func corruptNewest(t *testing.T, pebbleDir, job, what string, from uint64) (newest, previous uint64) {
 	t.Helper()
 	db, err := pebble.Open(pebbleDir, &pebble.Options{})
 	if err != nil {
@@ -100,52 +128,73 @@ func corruptNewest(t *testing.T, pebbleDir, job, what string) (newest, previous 
 	if len(ids) < 2 {
 		t.Fatalf("want at least 2 completed checkpoints, have %v", ids)
 	}
-	newest, previous = ids[len(ids)-1], ids[len(ids)-2]
-	key := binary.BigEndian.AppendUint64(append([]byte{}, prefix...), newest)
-	if what == "referenced-block" {
-		// A block the newest checkpoint reads, also when it wrote none (a
-		// final checkpoint whose key groups did not change since the one
-		// before reuses every block): the blocks of the newest checkpoint
-		// that wrote any are still referenced by every later one, which
-		// changed nothing.
-		found := false
-		for w := newest; w > 0 && !found; w-- {
-			bprefix := binary.BigEndian.AppendUint64(append([]byte{'b'}, append([]byte(job), 0)...), w)
-			bit, err := db.NewIter(&pebble.IterOptions{LowerBound: bprefix, UpperBound: binary.BigEndian.AppendUint64(append([]byte{'b'}, append([]byte(job), 0)...), w+1)})
+	newest = ids[len(ids)-1]
+	flip := func(key []byte) {
+		val, closer, err := db.Get(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		bad := append([]byte{}, val...)
+		closer.Close()
+		bad[len(bad)/2] ^= 0x40
+		if err := db.Set(key, bad, pebble.Sync); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// firstBad is the oldest checkpoint the damage makes unusable.
+	firstBad := newest
+	switch what {
+	case "metadata":
+		if from != 0 {
+			firstBad = from
+		}
+		for _, id := range ids {
+			if id >= firstBad {
+				flip(binary.BigEndian.AppendUint64(append([]byte{}, prefix...), id))
+			}
+		}
+	case "blocks":
+		// Every block written by a checkpoint from `from` on. The newest
+		// checkpoint reads one of them: for each key group the block of
+		// the newest writer of that group, which is one of them whenever
+		// one of them wrote it.
+		bprefix := func(w uint64) []byte {
+			return binary.BigEndian.AppendUint64(append([]byte{'b'}, append([]byte(job), 0)...), w)
+		}
+		if from == 0 {
+			from = newest
+		}
+		firstBad = 0
+		for w := newest; w >= from; w-- {
+			bit, err := db.NewIter(&pebble.IterOptions{LowerBound: bprefix(w), UpperBound: bprefix(w + 1)})
 			if err != nil {
 				t.Fatal(err)
 			}
-			if bit.First() {
-				key = append([]byte{}, bit.Key()...)
-				found = true
+			var keys [][]byte
+			for bit.First(); bit.Valid(); bit.Next() {
+				keys = append(keys, append([]byte{}, bit.Key()...))
 			}
 			bit.Close()
-		}
-		if !found {
-			t.Fatalf("checkpoint %d wrote no blocks", newest)
-		}
-		// Every checkpoint from the writer of the damaged block on reads
-		// it: the newest usable one is older than that writer.
-		writer := binary.BigEndian.Uint64(key[len(prefix) : len(prefix)+8])
-		previous = 0
-		for _, id := range ids {
-			if id < writer {
-				previous = id
+			for _, k := range keys {
+				flip(k)
+			}
+			if len(keys) > 0 {
+				firstBad = w
 			}
 		}
-		if previous == 0 {
-			t.Fatalf("no retained checkpoint older than %d, the writer of the damaged block: the test cannot test the fallback (ids %v)", writer, ids)
+		if firstBad == 0 {
+			t.Fatalf("checkpoints %d to %d wrote no blocks", from, newest)
+		}
+	default:
+		t.Fatalf("corruptNewest: what %q", what)
+	}
+	for _, id := range ids {
+		if id < firstBad {
+			previous = id
 		}
 	}
-	val, closer, err := db.Get(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	bad := append([]byte{}, val...)
-	closer.Close()
-	bad[len(bad)/2] ^= 0x40
-	if err := db.Set(key, bad, pebble.Sync); err != nil {
-		t.Fatal(err)
+	if previous == 0 {
+		t.Fatalf("no retained checkpoint older than %d, the oldest the damage reaches: the test cannot test the fallback (ids %v)", firstBad, ids)
 	}
 	return newest, previous
 }

@@ -4,6 +4,7 @@
 //	streamd run [--data-dir DIR] [--from-savepoint DIR [--allow-non-restored-state]] [--stats FILE] [--pin auto|on|off] [--cpuprofile FILE] [--allow-duplicate-output] [--log-level debug|info|warn|error] JOB.yaml
 //	streamd validate [--data-dir DIR] JOB.yaml
 //	streamd checkpoints list|inspect [--data-dir DIR | --savepoint DIR] …
+//	streamd nexmark generate --events N [--start K]
 //	streamd version
 //
 // Exit status of run: 0 when the job finished and its output is complete

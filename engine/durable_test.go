@@ -20,10 +20,13 @@ import (
 type syncSink struct {
 	// slow returns how long the durable step of checkpoint id takes.
 	slow func(id uint64) time.Duration
-	// failStep, if > 0, makes the durable step of that checkpoint fail.
+	// failStep, if > 0, makes the first durable step of a checkpoint from
+	// that one on fail (a checkpoint whose transaction is empty has no
+	// step); failedID says which.
 	failStep uint64
-	// preErr, if > 0, makes PreCommitAsync of that checkpoint return an
-	// error together with a step (a broken sink).
+	// preErr, if > 0, makes the first PreCommitAsync with a transaction
+	// from that checkpoint on return an error together with a step (a
+	// broken sink); preErrID says which.
 	preErr uint64
 
 	mu         sync.Mutex
@@ -34,6 +37,8 @@ type syncSink struct {
 	abandoned  []uint64
 	afterFail  []uint64 // steps run after a step failed
 	failed     bool
+	failedID   uint64
+	preErrID   uint64
 	seq        int
 }
 
@@ -83,8 +88,8 @@ func (w *syncWriter) PreCommitAsync(id uint64) ([]byte, engine.DurableStep, erro
 		}
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		if id == s.failStep {
-			s.failed = true
+		if s.failStep > 0 && id >= s.failStep && !s.failed {
+			s.failed, s.failedID = true, id
 			return errors.New("fsync: input/output error")
 		}
 		s.synced[name] = true
@@ -94,7 +99,13 @@ func (w *syncWriter) PreCommitAsync(id uint64) ([]byte, engine.DurableStep, erro
 		s.abandoned = append(s.abandoned, id)
 		s.mu.Unlock()
 	})
-	if id == s.preErr {
+	s.mu.Lock()
+	broken := s.preErr > 0 && id >= s.preErr && s.preErrID == 0
+	if broken {
+		s.preErrID = id
+	}
+	s.mu.Unlock()
+	if broken {
 		return nil, step, errors.New("cannot encode state")
 	}
 	return []byte(name), step, nil
@@ -217,27 +228,30 @@ func TestDurableStepsBeforeCommit(t *testing.T) {
 // not retried, and no later step of the writer runs (they are abandoned).
 func TestFailedDurableStepStopsLane(t *testing.T) {
 	sink := newSyncSink()
+	// The first step from checkpoint 3 on fails (on a loaded machine
+	// checkpoint 3 may have an empty transaction, hence no step).
 	sink.failStep = 3
 	sink.slow = func(id uint64) time.Duration {
-		if id == 3 {
-			return 30 * time.Millisecond // later steps queue up behind it
+		if id >= 3 && id <= 6 {
+			return 30 * time.Millisecond // later steps queue up behind the failing one
 		}
 		return 0
 	}
 	src := &rateSource{seqSource: seqSource{n: -1, keys: 1}, tick: time.Millisecond}
 	j := sinkJob(t, "durable-fail", coord.Options{MaxConcurrent: 4}, src, sink)
 	err := j.Run(context.Background())
-	if err == nil || !strings.Contains(err.Error(), "cannot make the sink's transaction of checkpoint 3 durable") {
-		t.Fatalf("got %v, want the failed durable step of checkpoint 3", err)
-	}
 	sink.mu.Lock()
 	defer sink.mu.Unlock()
+	failed := sink.failedID
+	if want := fmt.Sprintf("cannot make the sink's transaction of checkpoint %d durable", failed); err == nil || failed == 0 || !strings.Contains(err.Error(), want) {
+		t.Fatalf("got %v, want the failed durable step of checkpoint %d", err, failed)
+	}
 	if len(sink.afterFail) > 0 {
-		t.Fatalf("steps of checkpoints %v ran after the step of checkpoint 3 failed", sink.afterFail)
+		t.Fatalf("steps of checkpoints %v ran after the step of checkpoint %d failed", sink.afterFail, failed)
 	}
 	n := 0
 	for _, id := range sink.ran {
-		if id == 3 {
+		if id == failed {
 			n++
 		}
 	}
@@ -267,13 +281,13 @@ func TestPreCommitErrorHandsNothingOver(t *testing.T) {
 	defer sink.mu.Unlock()
 	found := false
 	for _, id := range sink.abandoned {
-		found = found || id == 2
+		found = found || id == sink.preErrID
 	}
-	if !found {
-		t.Fatalf("the step returned with the error was not abandoned (abandoned: %v)", sink.abandoned)
+	if sink.preErrID == 0 || !found {
+		t.Fatalf("the step returned with the error (checkpoint %d) was not abandoned (abandoned: %v)", sink.preErrID, sink.abandoned)
 	}
 	for _, id := range sink.ran {
-		if id >= 2 {
+		if id >= sink.preErrID {
 			t.Fatalf("step of checkpoint %d ran", id)
 		}
 	}

@@ -1,6 +1,8 @@
 package job
 
 import (
+	"github.com/streamd/streamd/internal/jsonx"
+
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -85,7 +87,7 @@ func TestAppendJSONMatchesEncodingJSON(t *testing.T) {
 		}
 	}
 	for _, s := range edgeStrings {
-		if got, want := string(appendJSONString(nil, s)), encodingJSON(t, s); got != want {
+		if got, want := string(jsonx.AppendString(nil, s)), encodingJSON(t, s); got != want {
 			t.Fatalf("string %q: got %s, want %s", s, got, want)
 		}
 	}
@@ -97,7 +99,7 @@ func FuzzAppendJSONString(f *testing.F) {
 	}
 	f.Add("\u2028\x00\"\\</script>\xed\xa0\x80")
 	f.Fuzz(func(t *testing.T, s string) {
-		if got, want := string(appendJSONString(nil, s)), encodingJSON(t, s); got != want {
+		if got, want := string(jsonx.AppendString(nil, s)), encodingJSON(t, s); got != want {
 			t.Fatalf("string %q: got %s, want %s", s, got, want)
 		}
 	})

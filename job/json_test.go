@@ -1,8 +1,6 @@
 package job
 
 import (
-	"github.com/streamd/streamd/internal/jsonx"
-
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -12,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/streamd/streamd/internal/jsonx"
 )
 
 func jsonSchema(t testing.TB) *Schema {

@@ -704,47 +704,32 @@ func (d *decoder) restart(e entry) {
 	r := newRestart(strategy)
 	r.Line, r.Column = e.kpos.line, e.kpos.col
 	d.spec.Restart = r
+	// Where each option of any strategy goes.
+	counts := map[string]*int{"attempts": &r.Attempts, "attempts_before_reset": &r.AttemptsBeforeReset}
+	durations := map[string]*time.Duration{"delay": &r.Delay, "initial_backoff": &r.InitialBackoff,
+		"max_backoff": &r.MaxBackoff, "reset_backoff_threshold": &r.ResetThreshold}
+	floats := map[string]*float64{"backoff_multiplier": &r.Multiplier, "jitter_factor": &r.JitterFactor}
 	for _, x := range ents {
-		if !slices.Contains(allowed, x.key) {
-			if slices.Contains([]string{"attempts", "delay", "initial_backoff", "max_backoff", "backoff_multiplier", "reset_backoff_threshold", "jitter_factor", "attempts_before_reset"}, x.key) {
-				d.fail(x.kpos, x.path, "%s is not an option of the %s strategy (its options: %s)", x.key, strategy, strings.Join(allowed[1:], ", "))
-				continue
-			}
+		n, isCount := counts[x.key]
+		dur, isDur := durations[x.key]
+		f, isFloat := floats[x.key]
+		switch {
+		case x.key == "strategy":
+		case !slices.Contains(allowed, x.key) && (isCount || isDur || isFloat):
+			d.fail(x.kpos, x.path, "%s is not an option of the %s strategy (its options: %s)", x.key, strategy, strings.Join(allowed[1:], ", "))
+		case !slices.Contains(allowed, x.key):
 			d.unknown(x, allowed)
-			continue
-		}
-		switch x.key {
-		case "attempts":
+		case isCount:
 			if v, ok := d.int(x); ok {
-				r.Attempts = int(min(max(v, -1), MaxRestartAttempts+1))
+				*n = int(min(max(v, -1), MaxRestartAttempts+1)) // out of range: validate names it
 			}
-		case "attempts_before_reset":
-			if v, ok := d.int(x); ok {
-				r.AttemptsBeforeReset = int(min(max(v, -1), MaxRestartAttempts+1))
-			}
-		case "delay":
+		case isDur:
 			if v, ok := d.duration(x); ok {
-				r.Delay = v
+				*dur = v
 			}
-		case "initial_backoff":
-			if v, ok := d.duration(x); ok {
-				r.InitialBackoff = v
-			}
-		case "max_backoff":
-			if v, ok := d.duration(x); ok {
-				r.MaxBackoff = v
-			}
-		case "reset_backoff_threshold":
-			if v, ok := d.duration(x); ok {
-				r.ResetThreshold = v
-			}
-		case "backoff_multiplier":
+		case isFloat:
 			if v, ok := d.float(x); ok {
-				r.Multiplier = v
-			}
-		case "jitter_factor":
-			if v, ok := d.float(x); ok {
-				r.JitterFactor = v
+				*f = v
 			}
 		}
 	}

@@ -68,6 +68,11 @@
 //     same lock that prev's checkpoint still exists: with several
 //     checkpoints in flight, retention can neither delete blocks an
 //     unfinished checkpoint reuses nor let it reuse blocks already deleted.
+//   - Pebble runs on manifestSyncFS (markerfs.go): the directory is
+//     fsynced before each MANIFEST marker is created, so that a power loss
+//     never leaves a marker naming a lost MANIFEST (Pebble v2.1.7 made both
+//     durable with one fsync; cockroachdb/pebble#5825). Remove it once
+//     streamd runs a Pebble release with that fix.
 //   - The scope names the owner of the state independently of parallelism
 //     (the vertex name): tasks of one vertex share the scope and write
 //     disjoint key groups, and a rescaled job reads and reuses them.

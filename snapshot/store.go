@@ -148,6 +148,10 @@ func open(dir string, opts Options, readOnly bool) (*Store, error) {
 	}
 	po.EnsureDefaults()
 	po.ReadOnly = readOnly
+	// Pebble gets the FS with a directory fsync before each MANIFEST marker
+	// (markerfs.go): without it a power loss during any Open could leave
+	// a marker naming a lost MANIFEST, and Pebble refuses that store.
+	po.FS = newManifestSyncFS(fs)
 	ingestDir := fs.PathJoin(dir, ingestDirName)
 	if readOnly {
 		// Nothing is written: the ingest dir is left as it is.
@@ -163,9 +167,14 @@ func open(dir string, opts Options, readOnly bool) (*Store, error) {
 		_ = lock.Close()
 		return nil, err
 	}
-	db, err := openPebble(fs.PathJoin(dir, pebbleDirName), po)
-	if err != nil {
+	db, err, abandoned := openPebbleWatched(fs.PathJoin(dir, pebbleDirName), po, h)
+	if abandoned {
+		opts.Logger("snapshot: WARNING: data dir %s: Pebble's Open did not return within %v after it failed; "+
+			"its handle and the data dir's lock are leaked until the process exits", dir, failedCloseTimeout)
+	} else if err != nil {
 		_ = lock.Close()
+	}
+	if err != nil {
 		if IsDiskFull(err) {
 			return nil, &classError{msg: fmt.Sprintf("snapshot: cannot open Pebble in data dir %s: the disk is full (%v); free space on its filesystem and run again",
 				dir, err), class: ErrDiskFull, cause: err}
@@ -325,6 +334,45 @@ func openPebble(dir string, po *pebble.Options) (db *pebble.DB, err error) {
 		}
 	}()
 	return pebble.Open(dir, po)
+}
+
+// openPebbleWatched runs openPebble on a goroutine of its own and waits
+// for it, or for a failure that Pebble reports (Fatalf) on one of its
+// background goroutines while it opens, whichever is first. Open replays
+// the WAL into a flush, which writes a new MANIFEST on Pebble's flush
+// goroutine, and then waits for that flush: when the MANIFEST write fails
+// there, Fatalf ends the flush goroutine (pebbleLogger.Fatalf) and Open
+// would wait for ever. After a failure it waits failedCloseTimeout more for
+// Open to return its own error; if it does not, the failure is returned
+// with abandoned true, and the caller must leave the data dir locked: the
+// goroutine inside Pebble's Open is leaked with what it holds, as Close
+// does after a failure.
+func openPebbleWatched(dir string, po *pebble.Options, h *health) (db *pebble.DB, err error, abandoned bool) {
+	type result struct {
+		db  *pebble.DB
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		db, err := openPebble(dir, po)
+		done <- result{db, err}
+	}()
+	select {
+	case r := <-done:
+		return r.db, r.err, false
+	case <-h.failed:
+	}
+	select {
+	case r := <-done:
+		if r.err == nil && r.db != nil {
+			// Open returned although a background goroutine failed: the
+			// Store starts failed (Err), and Close closes Pebble.
+			return r.db, nil, false
+		}
+		return nil, r.err, false
+	case <-time.After(failedCloseTimeout):
+		return nil, h.get(), true
+	}
 }
 
 // mkdirAllSynced creates dir and its missing parents durably

@@ -110,7 +110,7 @@ func FromSource[T any](j *Job, name string, newSource func(SourceContext) (Sourc
 		if err := src.Open(sc, state); err != nil {
 			return nil, err
 		}
-		return &typedSource[T]{src: src, buf: make([]T, rt.batchSize), push: next.(func(*T))}, nil
+		return &typedSource[T]{src: src, buf: make([]T, rt.batchSize), push: next.(func(*T)), et: openEventTime[T](n, rt, 1, nil)}, nil
 	}
 	j.addNode(n, nil, opts)
 	return Stream[T]{j: j, n: n}
@@ -224,6 +224,8 @@ func AsKeyed[T any](s Stream[T], key KeySelector[T]) KeyedStream[T] {
 // KeyedContext is passed to keyed process functions.
 type KeyedContext struct {
 	rt *Runtime
+	// timers are the operator's timers (process.go), nil without OnTimer.
+	timers *keyed.Timers
 }
 
 // Key returns the current record's key bytes.
@@ -371,7 +373,33 @@ type Runtime struct {
 	// operator built by the engine with countsIn or countsOut increments
 	// per record (metrics.go); never nil once the task opens it.
 	recordsIn, recordsOut *int64
+	// wm is the operator's current watermark; onWatermark its hook
+	// (OnWatermark), called by the task when wm advances (watermark.go).
+	wm          int64
+	onWatermark func(wm int64)
 }
+
+// OnWatermark registers f, called on the task's goroutine each time the
+// operator's watermark advances, before the watermark passes on to the
+// operators after it: f may emit records (through the next function the
+// operator was built with), which those operators receive before the
+// watermark. Call it while building the operator.
+func (rt *Runtime) OnWatermark(f func(wm int64)) { rt.onWatermark = f }
+
+// CurrentWatermark returns the operator's watermark: MinWatermark before
+// the first, MaxWatermark after the end of a bounded input.
+func (rt *Runtime) CurrentWatermark() int64 { return rt.wm }
+
+// Timestamp returns the event-time timestamp of the record being
+// processed (ms since the epoch; 0 without event time), or, in an
+// OnWatermark hook or a timer, of the record last emitted.
+func (rt *Runtime) Timestamp() int64 { return rt.task.recTS }
+
+// SetTimestamp sets the timestamp of the records the operator emits from
+// now on in this call (a window's result carries its window's last
+// millisecond); records emitted while processing a record otherwise carry
+// that record's timestamp.
+func (rt *Runtime) SetTimestamp(ts int64) { rt.task.recTS = ts }
 
 // Backend returns the task's keyed state backend (nil for operators that
 // are not keyed). State names are scoped by the engine: register them with

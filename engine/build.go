@@ -2,6 +2,7 @@ package engine
 
 import (
 	"runtime"
+	"slices"
 
 	"github.com/streamd/streamd/engine/coord"
 )
@@ -18,7 +19,6 @@ const maxControlMessages = 1 << 16
 
 // buildTasks creates the workers, the tasks, their rings and writers.
 func (rt *jobRuntime) buildTasks() {
-	j := rt.job
 	nw := 0
 	for _, v := range rt.vertices {
 		nw = max(nw, v.parallelism)
@@ -48,43 +48,66 @@ func (rt *jobRuntime) buildTasks() {
 		}
 	}
 	// One ring per (upstream task, downstream task) pair; forward edges
-	// connect task i to task i only.
+	// connect task i to task i only. A two-input vertex has a second
+	// input, whose rings come after the first's (twoinput.go).
 	for _, v := range rt.vertices {
 		if v.input == nil {
 			continue
 		}
-		head, up := v.head(), v.input
-		upTail := up.tail()
-		var route func(maxPar, parallelism int) any = head.route
-		// fanout: how many rings share a producer's records (a broadcast
-		// writes every record to every ring, as a forward edge does to
-		// its one).
-		fanout := len(v.tasks)
-		if head.part == partForward || head.part == partBroadcast {
-			fanout = 1
+		head := v.head()
+		rt.connect(v, v.input, head.part, head.route, rt.inputRings)
+		if v.input2 != nil {
+			rt.connect(v, v.input2, head.part2, head.route2, rt.inputRings2)
 		}
-		for _, ut := range up.tasks {
-			var rings []any
-			for di, dt := range v.tasks {
-				if head.part == partForward && di != ut.index {
-					continue
+	}
+	// A task waiting for room runs, nested, the tasks of its worker that
+	// lie further down the graph (a higher level): its own consumers, but
+	// also the others, because another worker's task that would make room
+	// may itself wait for one of them (source 0 → join 1 on worker 1 →
+	// sink 0 on worker 0, while worker 0 waits in source 0). None of them
+	// is upstream of a task on the stack, so none waits for one.
+	for _, w := range rt.workers {
+		for _, t := range w.tasks {
+			for _, c := range w.tasks {
+				if c.v.level > t.v.level {
+					t.consumers = append(t.consumers, c)
 				}
-				r := upTail.out.newRing(rt.opts.RingCapacity, rt.opts.BatchSize, fanout, ut.waiter, dt.waiter)
-				rings = append(rings, r)
-				if dt.w == ut.w {
-					ut.consumers = append(ut.consumers, dt)
-				}
-				rt.inputRings[dt] = append(rt.inputRings[dt], r)
 			}
-			var rf any
-			if route != nil {
-				rf = route(j.opts.MaxParallelism, v.parallelism)
-			}
-			ut.outputs = append(ut.outputs, upTail.out.newWriter(ut, head.part, rings, rf))
+			slices.SortStableFunc(t.consumers, func(a, b *task) int { return a.v.level - b.v.level })
 		}
 	}
 	for _, t := range rt.tasks {
 		t.initCounts()
 	}
 	rt.publishMetricsView()
+}
+
+// connect builds the rings of the edge from vertex up into v, partitioned
+// by part (route for keyed edges), and records them as inputs of v's tasks
+// in into.
+func (rt *jobRuntime) connect(v, up *vertex, part partitioning, route func(maxPar, parallelism int) any, into map[*task][]any) {
+	upTail := up.tail()
+	// fanout: how many rings share a producer's records (a broadcast
+	// writes every record to every ring, as a forward edge does to its
+	// one).
+	fanout := len(v.tasks)
+	if part == partForward || part == partBroadcast {
+		fanout = 1
+	}
+	for _, ut := range up.tasks {
+		var rings []any
+		for di, dt := range v.tasks {
+			if part == partForward && di != ut.index {
+				continue
+			}
+			r := upTail.out.newRing(rt.opts.RingCapacity, rt.opts.BatchSize, fanout, ut.waiter, dt.waiter)
+			rings = append(rings, r)
+			into[dt] = append(into[dt], r)
+		}
+		var rf any
+		if route != nil {
+			rf = route(rt.job.opts.MaxParallelism, v.parallelism)
+		}
+		ut.outputs = append(ut.outputs, upTail.out.newWriter(ut, part, rings, rf))
+	}
 }

@@ -17,6 +17,10 @@ const (
 	elemCancel
 	elemWatermark
 	elemEnd
+	// elemIdle: the producer has no input that holds watermarks back
+	// (Flink's WatermarkStatus.IDLE); its next watermark makes it active
+	// again (watermark.go).
+	elemIdle
 )
 
 // element is one ring slot.
@@ -24,7 +28,10 @@ type element[T any] struct {
 	kind elemKind
 	// id is the checkpoint id of a barrier or cancellation marker, or the
 	// timestamp of a watermark.
-	id  uint64
+	id uint64
+	// ts is a record's event-time timestamp, ms since the epoch (the
+	// task's recTS when it was written; 0 without event time).
+	ts  int64
 	rec T
 }
 
@@ -260,6 +267,7 @@ func (w *ringWriter[T]) put(v *T, id uint64) {
 	w.n++
 	e.kind = elemRecord
 	e.id = id
+	e.ts = w.t.recTS
 	if w.words > 0 {
 		copyWords(unsafe.Pointer(&e.rec), unsafe.Pointer(v), w.words)
 		return
@@ -319,10 +327,17 @@ type inputReader interface {
 	// readable reports whether some unblocked, live ring has elements.
 	readable() bool
 	numInputs() int
+	// setBase makes the reader's first ring the aligner's channel base
+	// (the second input of a two-input task).
+	setBase(base int)
 }
 
 type ringReader[T any] struct {
-	t     *task
+	t *task
+	// base is the aligner's channel index of rings[0]: 0, or the number of
+	// channels of the first input for the second input of a two-input
+	// operator (twoinput.go).
+	base  int
 	rings []*ringbuf.Ring[element[T]]
 	push  func(*T)
 	batch int
@@ -332,10 +347,13 @@ type ringReader[T any] struct {
 
 func (r *ringReader[T]) numInputs() int { return len(r.rings) }
 
+func (r *ringReader[T]) setBase(base int) { r.base = base }
+
 func (r *ringReader[T]) poll() bool {
 	progress := false
 	al := r.t.aligner
 	for i, ring := range r.rings {
+		i += r.base
 		if al.Blocked(i) || al.Ended(i) {
 			continue
 		}
@@ -351,6 +369,7 @@ func (r *ringReader[T]) poll() bool {
 			n++
 			if e.kind == elemRecord {
 				t.recHash = e.id // the key hash, on keyed exchanges
+				t.recTS = e.ts
 				push(&e.rec)
 				continue
 			}
@@ -373,7 +392,7 @@ func (r *ringReader[T]) poll() bool {
 func (r *ringReader[T]) readable() bool {
 	al := r.t.aligner
 	for i, ring := range r.rings {
-		if !al.Blocked(i) && !al.Ended(i) && ring.Len() > 0 {
+		if i += r.base; !al.Blocked(i) && !al.Ended(i) && ring.Len() > 0 {
 			return true
 		}
 	}

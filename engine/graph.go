@@ -73,6 +73,11 @@ type node struct {
 	input       *node
 	part        partitioning
 	consumers   []*node
+	// input2, part2 and route2 are the second input of a two-input
+	// operator (twoinput.go), nil for every other node.
+	input2 *node
+	part2  partitioning
+	route2 func(maxPar, parallelism int) any
 	// keyed says the operator uses keyed state: its task owns a key-group
 	// range and a keyed.Backend.
 	keyed bool
@@ -99,6 +104,10 @@ type node struct {
 	// splits is the enumerator of a splittable source node (split.go),
 	// nil for every other node.
 	splits SplitEnumerator
+	// watermarks and timestamp (a func(*T) int64) are a source's
+	// watermark strategy (WithWatermarks), nil without event time.
+	watermarks *wmSpec
+	timestamp  any
 	// sink is the sink of a sink node.
 	sink sinkRecoverer
 }
@@ -212,7 +221,7 @@ func (j *Job) addNode(n *node, input *node, opts []OpOption) {
 // chainsWithInput reports whether n runs in the same task as its input.
 func (n *node) chainsWithInput() bool {
 	in := n.input
-	return in != nil && n.part == partForward && !n.noChain &&
+	return in != nil && n.input2 == nil && n.part == partForward && !n.noChain &&
 		n.parallelism == in.parallelism && len(in.consumers) == 1
 }
 
@@ -224,8 +233,12 @@ type vertex struct {
 	uids        []string // the uids of nodes, in order
 	parallelism int
 	keyed       bool
-	// inputs: the upstream vertex, nil for a source vertex.
-	input *vertex
+	// inputs: the upstream vertex, nil for a source vertex; input2 the
+	// second input of a two-input vertex.
+	input, input2 *vertex
+	// level is the vertex's depth in the graph: 0 for a source, else one
+	// more than its deepest input's. An upstream vertex has a lower level.
+	level int
 	// tasks are the vertex's parallel instances, set by Run.
 	tasks []*task
 }
@@ -248,6 +261,11 @@ func (j *Job) buildVertices() ([]*vertex, error) {
 		v := &vertex{id: len(vs), nodes: []*node{n}, parallelism: n.parallelism, keyed: n.keyed}
 		if n.input != nil {
 			v.input = of[n.input]
+			v.level = v.input.level + 1
+		}
+		if n.input2 != nil {
+			v.input2 = of[n.input2]
+			v.level = max(v.level, v.input2.level+1)
 		}
 		vs = append(vs, v)
 		of[n] = v

@@ -236,15 +236,23 @@ func (rt *jobRuntime) publishMetricsView() {
 		if vx.input == nil {
 			continue
 		}
-		e := edgeView{from: vx.input.name, to: vx.name, part: vx.head().part.String()}
-		for _, t := range vx.tasks {
-			for _, r := range rt.inputRings[t] {
-				e.rings = append(e.rings, r.(ringGauge))
-			}
+		v.edges = append(v.edges, rt.newEdgeView(vx, vx.input, vx.head().part, rt.inputRings))
+		if vx.input2 != nil {
+			v.edges = append(v.edges, rt.newEdgeView(vx, vx.input2, vx.head().part2, rt.inputRings2))
 		}
-		v.edges = append(v.edges, e)
 	}
 	rt.metrics.Store(v)
+}
+
+// edgeView describes the edge from up into vx, whose rings are in rings.
+func (rt *jobRuntime) newEdgeView(vx, up *vertex, part partitioning, rings map[*task][]any) edgeView {
+	e := edgeView{from: up.name, to: vx.name, part: part.String()}
+	for _, t := range vx.tasks {
+		for _, r := range rings[t] {
+			e.rings = append(e.rings, r.(ringGauge))
+		}
+	}
+	return e
 }
 
 // How a boundary between two chained operators is counted (countPlan).

@@ -119,6 +119,12 @@ type Options struct {
 	// OnCheckpoint, if set, is called on the driver goroutine with the
 	// statistics of every checkpoint when it completes or fails.
 	OnCheckpoint func(CheckpointStats)
+	// OnSourceWatermark, if set, is called on a source task's goroutine
+	// each time the task's watermark advances (periodically, and to
+	// MaxWatermark at the end of a bounded input), with the source
+	// operator's name and the task's index; it must return quickly. The
+	// benchmark harness measures output latency with it.
+	OnSourceWatermark func(source string, task int, wm int64)
 	// Restore, if set, says where a checkpointed job restores from: a
 	// savepoint instead of its own newest checkpoint, and whether state of
 	// operators the job no longer has may be skipped (savepoint.go).

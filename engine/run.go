@@ -15,12 +15,14 @@ import (
 
 // jobRuntime is a job while it runs.
 type jobRuntime struct {
-	job           *Job
-	opts          Options
-	vertices      []*vertex
-	tasks         []*task
-	workers       []*worker
-	inputRings    map[*task][]any
+	job        *Job
+	opts       Options
+	vertices   []*vertex
+	tasks      []*task
+	workers    []*worker
+	inputRings map[*task][]any
+	// inputRings2 are the rings of a two-input task's second input.
+	inputRings2   map[*task][]any
 	checkpointing bool
 	alignMode     align.Mode
 	store         *snapshot.Store
@@ -161,7 +163,7 @@ func (j *Job) Run(ctx context.Context) (err error) {
 		return err
 	}
 	rt := &jobRuntime{
-		job: j, opts: j.opts, vertices: vs, inputRings: make(map[*task][]any),
+		job: j, opts: j.opts, vertices: vs, inputRings: make(map[*task][]any), inputRings2: make(map[*task][]any),
 		stopCh:       make(chan struct{}),
 		demandNotify: make(chan struct{}, 1),
 		alignMode:    align.ExactlyOnce,

@@ -244,22 +244,59 @@ type typedSource[T any] struct {
 	src  Source[T]
 	buf  []T
 	push func(*T)
+	et   eventTime[T]
 }
 
 func (s *typedSource[T]) step() (int, bool, error) {
 	n, err := s.src.Read(s.buf)
-	return pushRead(n, err, s.buf, s.push, "Source")
+	return pushRead(n, err, s.buf, s.push, "Source", &s.et, 0)
+}
+
+// eventTime is a source task's timestamp assigner and watermark generator
+// (watermark.go); ts is nil without event time.
+type eventTime[T any] struct {
+	ts func(*T) int64
+	t  *task
+}
+
+// openEventTime sets up event time for a source task of n whose records
+// come from splits splits (sw, when not nil, says which split each Read
+// came from).
+func openEventTime[T any](n *node, rt *Runtime, splits int, sw SplitWatermarks) eventTime[T] {
+	if n.watermarks == nil {
+		return eventTime[T]{}
+	}
+	if sw == nil {
+		// The task's splits share one generator.
+		splits = 1
+	}
+	t := rt.task
+	t.wm.gen = newWMGenerator(n.watermarks, splits, sw)
+	return eventTime[T]{ts: n.timestamp.(func(*T) int64), t: t}
 }
 
 // pushRead passes on the n records a source's Read (of reader, for
-// messages) put in buf, and says whether the source ended (io.EOF).
-func pushRead[T any](n int, err error, buf []T, push func(*T), reader string) (int, bool, error) {
+// messages) put in buf, with their timestamps when the source has event
+// time (split is the split they came from), and says whether the source
+// ended (io.EOF).
+func pushRead[T any](n int, err error, buf []T, push func(*T), reader string, et *eventTime[T], split int) (int, bool, error) {
 	if n < 0 || n > len(buf) {
 		return 0, false, fmt.Errorf("%s.Read returned %d records for a buffer of %d", reader, n, len(buf))
 	}
 	buf = buf[:n]
-	for i := range buf {
-		push(&buf[i])
+	if ts := et.ts; ts != nil && n > 0 {
+		t, maxTS := et.t, MinWatermark
+		for i := range buf {
+			x := ts(&buf[i])
+			t.recTS = x
+			maxTS = max(maxTS, x)
+			push(&buf[i])
+		}
+		t.wm.gen.observe(split, maxTS)
+	} else {
+		for i := range buf {
+			push(&buf[i])
+		}
 	}
 	if errors.Is(err, io.EOF) {
 		return n, true, nil

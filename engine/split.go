@@ -127,7 +127,9 @@ func FromSplitSource[T any](j *Job, name string, enum SplitEnumerator, newReader
 			ids[i] = s.ID
 		}
 		slices.Sort(ids)
-		return &typedSplitSource[T]{r: r, ids: ids, buf: make([]T, rt.batchSize), push: next.(func(*T))}, nil
+		sw, _ := r.(SplitWatermarks)
+		return &typedSplitSource[T]{r: r, ids: ids, buf: make([]T, rt.batchSize), push: next.(func(*T)),
+			sw: sw, et: openEventTime[T](n, rt, len(splits), sw)}, nil
 	}
 	if enum == nil {
 		j.errs = append(j.errs, fmt.Errorf("engine: source %q: FromSplitSource needs a SplitEnumerator", name))
@@ -143,11 +145,18 @@ type typedSplitSource[T any] struct {
 	ids  []string
 	buf  []T
 	push func(*T)
+	// sw says which split a Read came from (nil: the reader does not).
+	sw SplitWatermarks
+	et eventTime[T]
 }
 
 func (s *typedSplitSource[T]) step() (int, bool, error) {
 	n, err := s.r.Read(s.buf)
-	return pushRead(n, err, s.buf, s.push, "SplitReader")
+	split := 0
+	if s.sw != nil && s.et.ts != nil {
+		split = s.sw.LastSplit()
+	}
+	return pushRead(n, err, s.buf, s.push, "SplitReader", &s.et, split)
 }
 
 func (s *typedSplitSource[T]) position() ([]byte, error) {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -72,6 +73,16 @@ type task struct {
 	// recHash is the key hash of the record being pushed, set by the
 	// reader from the ring slot on keyed exchanges.
 	recHash uint64
+	// recTS is the event-time timestamp of the record being pushed: set
+	// by the reader from the ring slot, by a source from its watermark
+	// strategy's Timestamp, by an operator that emits records of its own
+	// (Runtime.SetTimestamp); ring writers copy it into the slot.
+	recTS int64
+	// wm is the task's event-time bookkeeping (watermark.go).
+	wm taskWM
+	// procTimers are the processing-time timers of the chain's operators
+	// (process.go).
+	procTimers []procTimers
 
 	srcState sourceState
 	done     bool
@@ -85,8 +96,9 @@ type task struct {
 	w       *worker
 	onStack bool
 	exited  bool
-	// consumers are the tasks on the same worker that read this task's
-	// output rings: the ones that can make room when an output is full.
+	// consumers are the tasks on the same worker further down the graph
+	// (build.go), by level: the ones that can make room when an output is
+	// full, directly or by letting another worker's task go on.
 	consumers []*task
 
 	// lane runs the task's asynchronous checkpoint work in checkpoint
@@ -226,7 +238,10 @@ func (t *task) open() error {
 			return fmt.Errorf("cannot open operator %q: %w", n.name, err)
 		}
 		next = t.countedPush(i, push)
+		t.wm.rts = append(t.wm.rts, rt)
 	}
+	// Built from the tail: watermarks reach the operators from the head.
+	slices.Reverse(t.wm.rts)
 	if t.backend != nil {
 		// Restored state that no operator registered: an operator of the
 		// chain stopped registering a state it had (its entries are kept,
@@ -241,6 +256,7 @@ func (t *task) open() error {
 		if err != nil {
 			return err
 		}
+		t.initWatermarks(0)
 		src, err := head.openSource(t.runtimeFor(head), next, state)
 		if err != nil {
 			return fmt.Errorf("cannot open source %q: %w", head.name, err)
@@ -248,8 +264,9 @@ func (t *task) open() error {
 		t.source = src
 		return nil
 	}
-	t.reader = head.input.out.newReader(t, j.inputRings[t], next)
+	t.reader = t.newReader(next)
 	t.aligner = align.New(t.reader.numInputs(), j.alignMode)
+	t.initWatermarks(t.reader.numInputs())
 	return nil
 }
 
@@ -272,6 +289,7 @@ func (t *task) step() bool {
 		return true
 	}
 	t.checkCancelled()
+	t.fireProcessingTimers()
 	if t.source != nil {
 		return t.stepSource()
 	}
@@ -295,6 +313,9 @@ func (t *task) step() bool {
 }
 
 func (t *task) stepSource() bool {
+	if t.wm.gen != nil && t.srcState == sourceRunning {
+		t.sourceWatermark(monoNs())
+	}
 	if t.srcState == sourceEnded || t.sourceIdle() {
 		return false
 	}
@@ -357,6 +378,14 @@ func (t *task) canStep() bool {
 // ctrlFinish.
 func (t *task) sourceEnded(exhausted bool) error {
 	t.srcState = sourceEnded
+	if exhausted && t.wm.cur != MaxWatermark {
+		// The end of a bounded input: every window fires and its result
+		// goes out before the final checkpoint's barrier (as Flink sends
+		// MAX_WATERMARK at the end of input). A stopped source does not:
+		// its windows stay open in the savepoint.
+		t.job.observeWatermark(t, MaxWatermark)
+		t.advanceWatermark(MaxWatermark)
+	}
 	if !t.job.checkpointing {
 		return t.endOfInput()
 	}
@@ -444,8 +473,13 @@ func (t *task) onElement(ch int, kind elemKind, id uint64) bool {
 		return false
 	case elemEnd:
 		t.apply(t.aligner.EndOfInput(ch))
+		t.updateWatermark()
 		return true
 	case elemWatermark:
+		t.inputWatermark(ch, int64(id))
+		return false
+	case elemIdle:
+		t.inputIdle(ch)
 		return false
 	}
 	panic(fmt.Sprintf("engine: unknown element kind %d on channel %d", kind, ch))
@@ -475,7 +509,7 @@ func (t *task) apply(d align.Decision) {
 func (t *task) checkpoint(id uint64, firstBarrier time.Time) {
 	start := time.Now()
 	meta := snapshot.TaskMeta{Vertex: t.v.name, Operators: t.v.uids, Index: t.index, Parallelism: t.v.parallelism,
-		KeyGroupStart: t.kgRange.Start, KeyGroupEnd: t.kgRange.End}
+		KeyGroupStart: t.kgRange.Start, KeyGroupEnd: t.kgRange.End, Operator: appendTaskState(nil, t.wm.cur)}
 	var err error
 	if t.source != nil {
 		meta.Source, err = t.source.position()

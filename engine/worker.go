@@ -27,9 +27,11 @@ import (
 // them waits for (input published, output room released, a control
 // message, cancellation) wakes the worker. A worker waits only when none of
 // its tasks can go on. A task whose output ring is full first runs the
-// tasks on its worker that read that ring (help), then waits for room:
-// since the job graph has no cycles, the tasks a worker runs nested inside
-// another's wait never need that other task to go on.
+// tasks on its worker further down the graph (help: the readers of that
+// ring, and the others, which another worker's reader may be waiting for),
+// then waits for room: since the job graph has no cycles, the tasks a
+// worker runs nested inside another's wait are never upstream of it, so
+// they never need it to go on.
 type worker struct {
 	job    *jobRuntime
 	index  int
@@ -181,15 +183,29 @@ func (t *task) consumersReady() bool {
 	return false
 }
 
-// idleSources returns how long until the first source of the worker that
-// is waiting after an empty read is due, if there is one.
+// idleSources returns how long until the worker has timed work to do, if
+// it has any: a source that waits after an empty read, a source's next
+// periodic watermark, an operator's processing-time timer.
 func (w *worker) idleSources() (time.Duration, bool) {
 	var first time.Time
+	due := func(at time.Time) {
+		if first.IsZero() || at.Before(first) {
+			first = at
+		}
+	}
+	now := monoNs()
 	for _, t := range w.tasks {
-		if !t.exited && t.source != nil && t.srcState == sourceRunning && !t.idleUntil.IsZero() {
-			if first.IsZero() || t.idleUntil.Before(first) {
-				first = t.idleUntil
-			}
+		if t.exited {
+			continue
+		}
+		if t.source != nil && t.srcState == sourceRunning && !t.idleUntil.IsZero() {
+			due(t.idleUntil)
+		}
+		if at, ok := t.sourceWatermarkDue(); ok {
+			due(time.Now().Add(time.Duration(at - now)))
+		}
+		if ms, ok := t.nextProcessingTimer(); ok {
+			due(time.UnixMilli(ms))
 		}
 	}
 	if first.IsZero() {

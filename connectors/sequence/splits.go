@@ -34,7 +34,8 @@ const maxSplits = 1024
 // balance: the class i%s==r with next n becomes k classes i%(s·k)==r+m·s,
 // each starting at its first element at or after n, so nothing is emitted
 // twice or lost. Finished splits stay in the checkpoint. A reader emits
-// from the split with the smallest next, a batch at a time; its rate limit
+// from the split with the smallest next, a batch of one split per Read
+// (so that watermarks can be generated per split); its rate limit
 // is the source's RatePerSec times its unfinished splits' share of the
 // sequence (the sum of 1/stride).
 type SplitSource[T any] struct {
@@ -287,7 +288,15 @@ type splitReader[T any] struct {
 	rate    float64 // records per second for this task (0: unlimited)
 	start   time.Time
 	emitted float64 // records emitted since start (for the rate limit)
+	last    int     // the split of the last Read (LastSplit), -1 for none
 }
+
+// LastSplit implements engine.SplitWatermarks: every record of a Read
+// comes from one split, so event time can be tracked per split.
+func (r *splitReader[T]) LastSplit() int { return r.last }
+
+// SplitFinished implements engine.SplitWatermarks.
+func (r *splitReader[T]) SplitFinished(i int) bool { return r.splits[i].finished(r.opts.Count) }
 
 func (r *splitReader[T]) Read(buf []T) (int, error) {
 	n := len(buf)
@@ -304,21 +313,19 @@ func (r *splitReader[T]) Read(buf []T) (int, error) {
 		}
 	}
 	count, keys, mk := r.opts.Count, r.opts.Keys, r.opts.Make
-	i := 0
-	for i < n {
-		// The unfinished split with the smallest next.
-		cur := -1
-		for j := range r.splits {
-			if s := &r.splits[j]; !s.finished(count) && (cur < 0 || s.next < r.splits[cur].next) {
-				cur = j
-			}
+	// One split per Read (engine.SplitWatermarks): the unfinished split
+	// with the smallest next.
+	i, cur := 0, -1
+	for j := range r.splits {
+		if s := &r.splits[j]; !s.finished(count) && (cur < 0 || s.next < r.splits[cur].next) {
+			cur = j
 		}
-		if cur < 0 {
-			break
-		}
+	}
+	r.last = cur
+	if cur >= 0 {
 		s := &r.splits[cur]
 		next, stride := s.next, s.stride
-		out := buf[i:n]
+		out := buf[:n]
 		if count >= 0 {
 			if left := (count - next + stride - 1) / stride; left < int64(len(out)) {
 				out = out[:left]
@@ -329,7 +336,7 @@ func (r *splitReader[T]) Read(buf []T) (int, error) {
 			next += stride
 		}
 		s.next = next
-		i += len(out)
+		i = len(out)
 	}
 	r.emitted += float64(i)
 	if r.done() {

@@ -5,6 +5,7 @@
 //	streamd validate [--data-dir DIR] JOB.yaml
 //	streamd checkpoints list|inspect [--data-dir DIR | --savepoint DIR] …
 //	streamd nexmark generate --events N [--start K]
+//	streamd bench nexmark --query qN [--events N] [--parallelism P] [--checkpoint-interval D] [--baseline channels] [--json] | --suite [--out DIR] [--runs N] | --list
 //	streamd version
 //
 // Exit status of run: 0 when the job finished and its output is complete
@@ -56,6 +57,8 @@ const usage = `usage:
   streamd checkpoints inspect [--data-dir DIR] JOB [ID]
   streamd checkpoints inspect --savepoint DIR [JOB [ID]]
   streamd nexmark generate --events N [--start K]
+  streamd bench nexmark --query qN[,qM…|all] [--events N] [--parallelism P] [--checkpoint-interval D] [--baseline channels] [--json]
+  streamd bench nexmark --suite [--out DIR] [--runs N] [options as above] | --list
   streamd version
 `
 
@@ -87,6 +90,8 @@ func mainErr(args []string, stdout, stderr io.Writer) int {
 		return cmdCheckpoints(args[1:], stdout, stderr)
 	case "nexmark":
 		return cmdNexmark(args[1:], stdout, stderr)
+	case "bench":
+		return cmdBench(args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "streamd", version)
 		return exitOK

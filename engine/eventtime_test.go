@@ -134,6 +134,13 @@ func TestEventTimeWindowsFireOnce(t *testing.T) {
 				t.Fatal(err)
 			}
 			checkWindows(t, sink.records(), windowReference(30000, 7, 1000))
+			// The end of input brought every task to MaxWatermark, and
+			// Metrics shows it.
+			for _, tm := range j.Metrics().Tasks {
+				if tm.Watermark == nil || *tm.Watermark != engine.MaxWatermark {
+					t.Fatalf("task %s[%d]: watermark %v after the end of input, want MaxWatermark", tm.Vertex, tm.Index, tm.Watermark)
+				}
+			}
 		})
 	}
 }
@@ -374,4 +381,61 @@ func TestTwoInputOperator(t *testing.T) {
 		}
 		check(t, sink.records())
 	})
+}
+
+// TestProcessingTimeTimers: a timer registered for 30 ms from now fires
+// (once per key and timestamp) while the source has nothing to read, with
+// its timestamp as the output's; a deleted one does not fire.
+func TestProcessingTimeTimers(t *testing.T) {
+	sink := &liveSink{}
+	j := engine.NewJob("proc", engine.Options{Parallelism: 1})
+	src := engine.FromSource(j, "source", func(engine.SourceContext) (engine.Source[rec], error) {
+		return &idleSource{seqSource: seqSource{n: 20, keys: 4}}, nil
+	})
+	ks := engine.KeyBy(src, engine.Int64Key(func(r *rec) int64 { return r.Key }))
+	var registered atomic.Int64
+	fired := engine.KeyedProcess(ks, "proc", func(rt *engine.Runtime) (engine.KeyedProcessor[rec, rec], error) {
+		return engine.KeyedProcessor[rec, rec]{
+			Process: func(ctx *engine.KeyedContext, r *rec, _ func(*rec)) {
+				// Every key registers the same two timers once per record:
+				// one timer per key and timestamp.
+				at := registered.Load()
+				if at == 0 {
+					at = ctx.CurrentProcessingTime() + 30
+					registered.Store(at)
+				}
+				ctx.RegisterProcessingTimeTimer(at)
+				ctx.RegisterProcessingTimeTimer(at + 1)
+				ctx.DeleteProcessingTimeTimer(at + 1)
+			},
+			OnTimer: func(ctx *engine.KeyedContext, ts int64, domain engine.TimeDomain, emit func(*rec)) {
+				if domain != engine.ProcessingTime {
+					panic("a processing-time timer fired as " + domain.String())
+				}
+				if now := ctx.CurrentProcessingTime(); now < ts {
+					panic(fmt.Sprintf("timer %d fired at %d, early", ts, now))
+				}
+				emit(&rec{Key: int64(ctx.Key()[7]), Seq: ts, Count: ctx.Timestamp()})
+			},
+		}, nil
+	})
+	engine.ToSink(fired, "sink", sink)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- j.Run(ctx) }()
+	for deadline := time.Now().Add(time.Minute); len(sink.records()) < 4 && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond) // a second firing would show now
+	cancel()
+	<-done
+	got := sink.records()
+	if len(got) != 4 {
+		t.Fatalf("%d timers fired, want one per key (4): %v", len(got), got)
+	}
+	for _, r := range got {
+		if r.Seq != registered.Load() || r.Count != r.Seq {
+			t.Fatalf("fired %+v: want the timer at %d, with it as the timestamp", r, registered.Load())
+		}
+	}
 }

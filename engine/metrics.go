@@ -70,6 +70,10 @@ type TaskMetrics struct {
 	// do (no input, no room, no control message) while the task had not
 	// finished.
 	IdleNs int64 `json:"idle_ns"`
+	// Watermark is the task's current event-time watermark in ms since
+	// the epoch (Flink's currentInputWatermark); nil before the first one
+	// (MinWatermark).
+	Watermark *int64 `json:"watermark_ms"`
 }
 
 // OperatorMetrics is one operator's counters in one task.
@@ -128,6 +132,9 @@ func (j *Job) Metrics() Metrics {
 			since = t.w.idleSince.Load()
 		}
 		tm.IdleNs = t.idle.show(idle, since, now)
+		if wm := t.pubWM.Load(); wm != MinWatermark {
+			tm.Watermark = &wm
+		}
 		for k, n := range t.v.nodes {
 			tm.Operators[k] = OperatorMetrics{
 				Name: n.name, UID: n.uid,

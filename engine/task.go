@@ -117,6 +117,9 @@ type task struct {
 	backpressure waitTime
 	idle         waitTime
 	finished     atomic.Bool
+	// pubWM is the task's watermark for Job.Metrics, stored at each
+	// advance (watermark.go).
+	pubWM atomic.Int64
 	// ctrlRead counts the control elements of the batch the reader is
 	// reading (onElement).
 	ctrlRead int

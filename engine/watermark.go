@@ -199,6 +199,7 @@ func (t *task) initWatermarks(inputs int) {
 		t.wm.in[i] = t.wm.cur
 	}
 	t.wm.idle = make([]bool, inputs)
+	t.pubWM.Store(t.wm.cur)
 	for _, rt := range t.wm.rts {
 		rt.wm = t.wm.cur
 	}
@@ -270,6 +271,7 @@ func (t *task) updateWatermark() {
 // see wm afterwards), then passes it on downstream.
 func (t *task) advanceWatermark(wm int64) {
 	t.wm.cur = wm
+	t.pubWM.Store(wm)
 	for _, rt := range t.wm.rts {
 		rt.wm = wm
 		if f := rt.onWatermark; f != nil {

@@ -83,7 +83,7 @@ func (p *promMetrics) observeCheckpoint(job string, s engine.CheckpointStats) {
 type jobCollector struct {
 	m *Manager
 
-	recordsIn, recordsOut, blocked, idle, occupied, capacity, up *prometheus.Desc
+	recordsIn, recordsOut, blocked, idle, watermark, occupied, capacity, up *prometheus.Desc
 }
 
 func newJobCollector(m *Manager) *jobCollector {
@@ -95,6 +95,7 @@ func newJobCollector(m *Manager) *jobCollector {
 		recordsOut: d("operator_records_out_total", "Records an operator task emitted (a sink: wrote).", "job", "operator", "task"),
 		blocked:    d("task_backpressured_seconds_total", "Time a task spent blocked on a full output ring.", "job", "vertex", "task"),
 		idle:       d("task_idle_seconds_total", "Time a task spent waiting on empty inputs.", "job", "vertex", "task"),
+		watermark:  d("task_watermark_milliseconds", "A task's current event-time watermark, ms since the epoch (absent before its first watermark).", "job", "vertex", "task"),
 		occupied:   d("edge_ring_occupied_slots", "Records queued in the rings of an edge between two vertices.", "job", "from", "to"),
 		capacity:   d("edge_ring_capacity_slots", "Slots of the rings of an edge.", "job", "from", "to"),
 		up:         d("job_running", "1 while the job runs, 0 otherwise (labelled with its status).", "job", "status"),
@@ -102,7 +103,7 @@ func newJobCollector(m *Manager) *jobCollector {
 }
 
 func (c *jobCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.recordsIn, c.recordsOut, c.blocked, c.idle, c.occupied, c.capacity, c.up} {
+	for _, d := range []*prometheus.Desc{c.recordsIn, c.recordsOut, c.blocked, c.idle, c.watermark, c.occupied, c.capacity, c.up} {
 		ch <- d
 	}
 }
@@ -129,6 +130,9 @@ func (c *jobCollector) Collect(ch chan<- prometheus.Metric) {
 			}
 			ch <- prometheus.MustNewConstMetric(c.blocked, prometheus.CounterValue, float64(t.BackpressuredNs)/1e9, j.id, t.Vertex, task)
 			ch <- prometheus.MustNewConstMetric(c.idle, prometheus.CounterValue, float64(t.IdleNs)/1e9, j.id, t.Vertex, task)
+			if t.Watermark != nil {
+				ch <- prometheus.MustNewConstMetric(c.watermark, prometheus.GaugeValue, float64(*t.Watermark), j.id, t.Vertex, task)
+			}
 		}
 		for _, e := range m.Edges {
 			ch <- prometheus.MustNewConstMetric(c.occupied, prometheus.GaugeValue, float64(e.OccupiedSlots), j.id, e.From, e.To)

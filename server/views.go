@@ -53,6 +53,9 @@ type taskJSON struct {
 	// blocked on a full output ring; Idle on empty inputs.
 	Backpressure float64 `json:"backpressure"`
 	Idle         float64 `json:"idle"`
+	// WatermarkMs is the task's event-time watermark (null before its
+	// first); a vertex's is the lowest of its tasks'.
+	WatermarkMs *int64 `json:"watermark_ms"`
 }
 
 type vertexJSON struct {
@@ -61,6 +64,7 @@ type vertexJSON struct {
 	Parallelism int    `json:"parallelism"`
 	rateJSON
 	Backpressure float64        `json:"backpressure"` // the highest of its tasks
+	WatermarkMs  *int64         `json:"watermark_ms"` // the lowest of its tasks' (null: one has none yet)
 	Operators    []operatorJSON `json:"operators"`
 	Tasks        []taskJSON     `json:"tasks"`
 }
@@ -218,12 +222,25 @@ func graphJSON(prev, last *engine.Metrics) ([]vertexJSON, []edgeJSON) {
 			tj.Backpressure = share(t.BackpressuredNs, p.BackpressuredNs)
 			tj.Idle = share(t.IdleNs, p.IdleNs)
 		}
+		tj.WatermarkMs = t.Watermark
 		v.Tasks = append(v.Tasks, tj)
 		v.RecordsIn += tj.RecordsIn
 		v.RecordsOut += tj.RecordsOut
 		v.RecordsInPerSecond += tj.RecordsInPerSecond
 		v.RecordsOutPerSecond += tj.RecordsOutPerSecond
 		v.Backpressure = math.Max(v.Backpressure, tj.Backpressure)
+	}
+	for i := range vertices {
+		v := &vertices[i]
+		for k, tj := range v.Tasks {
+			if tj.WatermarkMs == nil {
+				v.WatermarkMs = nil
+				break
+			}
+			if k == 0 || *tj.WatermarkMs < *v.WatermarkMs {
+				v.WatermarkMs = tj.WatermarkMs
+			}
+		}
 	}
 	for _, e := range last.Edges {
 		fi, ok1 := ids[e.From]

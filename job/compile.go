@@ -59,6 +59,10 @@ type Stage struct {
 	// state they declare.
 	Reduce *Reducer
 	Accs   *Accumulators
+	// Window (StepWindow) is the compiled window step; jobrun runs it as
+	// window.Aggregate. Its records leave with the window's end − 1 as
+	// their timestamp.
+	Window *WindowAgg
 
 	// SlowExprs lists this stage's expressions that run on expr's VM
 	// (allocating, an order of magnitude slower) because they use something
@@ -236,13 +240,16 @@ func (c *compiler) run() {
 		if src, err = NewSchema(s.Source.Fields); err != nil {
 			return // validate reported why
 		}
+	case SourceNexmark:
+		src = NexmarkSchema()
 	default:
 		return
 	}
+	c.eventTime(src)
 	plan := &Plan{Spec: s, SourceSchema: src, Stages: make([]Stage, 0, len(s.Pipeline))}
 	checkPar := !c.broken["parallelism"] && !c.broken["max_parallelism"]
 	schema := src
-	keyed, keyName, keyStep, keyEnd := false, "", -1, -1
+	keyed, keyName, keyStep, keyEnd, keyEndWindow := false, "", -1, -1, false
 	complete := !c.broken["pipeline"]
 	for i := range s.Pipeline {
 		if !complete || c.broken[stepPath(i)] {
@@ -289,9 +296,33 @@ func (c *compiler) run() {
 			if _, ok := schema.Lookup(st.Field); !ok && !c.poisoned[st.Field] {
 				c.errAt(kpath, s.posOf(kpath, st.Line, st.Column), "unknown field %q; the records here are %s", st.Field, schema)
 			}
+		case StepWindow:
+			if !keyed {
+				c.needKey(path, stepPos, st.Kind, keyStep, keyEnd, keyName, keyEndWindow)
+			}
+			if s.Source.EventTime == nil {
+				c.errAt(path, stepPos, "a window step needs event time: add event_time: {field: ...} to the source (windows fire when the watermark passes their end)")
+			}
+			if !keyed {
+				// Without a key the output schema is unknown.
+				for _, a := range st.Accs {
+					c.poisoned[a.Field] = true
+				}
+				c.poisoned[WindowStartField], c.poisoned[WindowEndField] = true, true
+				complete = false
+				break
+			}
+			if out, w := c.windowStep(i, st, schema, stage.Key, ctx); w != nil {
+				stage.Out, stage.Window = out, w
+			} else {
+				complete = false
+			}
+			// A window step's records are new ones, one per key and
+			// window: the key_by ends there.
+			endsKey, keyEndWindow = true, true
 		case StepReduce, StepAggregate:
 			if !keyed {
-				c.needKey(path, stepPos, st.Kind, keyStep, keyEnd, keyName)
+				c.needKey(path, stepPos, st.Kind, keyStep, keyEnd, keyName, keyEndWindow)
 			}
 			if st.Kind == StepReduce {
 				if out, rd, slow := c.reduceStep(i, st, schema, ctx); rd != nil {
@@ -308,7 +339,7 @@ func (c *compiler) run() {
 			}
 		case StepCount, StepSum, StepMin, StepMax:
 			if !keyed {
-				c.needKey(path, stepPos, st.Kind, keyStep, keyEnd, keyName)
+				c.needKey(path, stepPos, st.Kind, keyStep, keyEnd, keyName, keyEndWindow)
 			}
 			agg := &Aggregate{Kind: st.Kind}
 			outType := TypeInt
@@ -356,6 +387,7 @@ func (c *compiler) run() {
 		}
 		if endsKey {
 			keyed, keyEnd = false, i
+			keyEndWindow = st.Kind == StepWindow
 		}
 		stage.Out.mustBeValid()
 		plan.Stages = append(plan.Stages, stage)
@@ -368,7 +400,15 @@ func (c *compiler) run() {
 }
 
 // needKey reports a keyed step without a key_by in effect.
-func (c *compiler) needKey(path string, pos position, kind StepKind, keyStep, keyEnd int, keyName string) {
+func (c *compiler) needKey(path string, pos position, kind StepKind, keyStep, keyEnd int, keyName string, endWindow bool) {
+	switch {
+	case kind == StepWindow && keyEnd < 0:
+		c.errAt(path, pos, "window needs a key_by before it (it aggregates each key's records per window)")
+		return
+	case endWindow:
+		c.errAt(path, pos, "%s needs a key_by in effect: the key_by of pipeline[%d] ended at the window step pipeline[%d] (a window step emits new records, one per key and window); add a key_by before this step", kind, keyStep, keyEnd)
+		return
+	}
 	if keyEnd >= 0 {
 		c.errAt(path, pos, "%s needs a key_by in effect: the key_by of pipeline[%d] ended at pipeline[%d], which writes its key field %q; add a key_by before this step", kind, keyStep, keyEnd, keyName)
 		return
@@ -577,6 +617,9 @@ func (st *Stage) StateSignature() string {
 	}
 	if r := st.Reduce; r != nil {
 		fmt.Fprintf(&b, " field=%s:%s", r.Out.Name, r.Out.Type)
+	}
+	if w := st.Window; w != nil {
+		b.WriteString(w.signature())
 	}
 	if a := st.Accs; a != nil {
 		// Names, kinds and input types decide the layout of the state.

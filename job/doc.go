@@ -106,6 +106,15 @@
 //     number, no nulls); other members are validated and ignored; a member
 //     given twice is an error. Errors wrap ErrBadRecord; the caller adds the
 //     file name and line.
+//   - The nexmark source's records are the union of the three kinds'
+//     fields (NexmarkSchema): the fields of other kinds are zero, not null
+//     (a Row has no nulls); MaxStrFields is 12 so its 11 strings fit.
+//   - event_time names an int field of the source (ms since the epoch); a
+//     window step (window.go) needs it and a key_by, emits the key,
+//     window_start, window_end and its aggregates (package window's
+//     built-ins: count, sum, min, max, avg over int or float expressions),
+//     and ends the key_by. Its state signature lists the aggregates, not
+//     the windows (package window names its state by geometry).
 //   - Fingerprint lists every step (stateless ones too) but no expressions:
 //     editing an expression keeps a checkpoint usable, changing the
 //     pipeline's shape does not.

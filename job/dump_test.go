@@ -17,6 +17,11 @@ func dumpPlan(p *Plan) string {
 		fmt.Fprintf(&b, " count=%d keys=%d rate=%v", src.Count, src.Keys, src.RatePerSec)
 	case SourceFile:
 		fmt.Fprintf(&b, " path=%q", src.Path)
+	case SourceNexmark:
+		fmt.Fprintf(&b, " events=%d rate=%v", src.Events, src.RatePerSec)
+	}
+	if et := src.EventTime; et != nil {
+		fmt.Fprintf(&b, " event_time(%s out_of_orderness=%v idleness=%v interval=%v)", et.Field, et.OutOfOrderness, et.Idleness, et.WatermarkInterval)
 	}
 	fmt.Fprintf(&b, " tasks=%d at %d:%d\n", p.SourceParallelism(), src.Line, src.Column)
 	fmt.Fprintf(&b, "  schema %s\n", p.SourceSchema.layout())
@@ -45,6 +50,9 @@ func dumpPlan(p *Plan) string {
 		if a := st.Accs; a != nil {
 			fmt.Fprintf(&b, " aggregate fixed=%dB states=%s", a.FixedBytes, dumpStates(a.States))
 		}
+		if w := st.Window; w != nil {
+			fmt.Fprintf(&b, " window %s key %s %s@%d", st.Step.Window, w.KeyOut.Name, w.KeyOut.Type, w.KeyOut.Slot)
+		}
 		if a := st.Agg; a != nil {
 			in := "-"
 			if a.Kind != StepCount {
@@ -65,6 +73,15 @@ func dumpPlan(p *Plan) string {
 					in = fmt.Sprintf("%q %s", acc.Expr, acc.In)
 				}
 				fmt.Fprintf(&b, "\n    %s(%s) -> %s %s@%d off=%d state=%d", acc.Kind, in, acc.Out.Name, acc.Out.Type, acc.Out.Slot, acc.off, acc.state)
+			}
+		}
+		if w := st.Window; w != nil {
+			for _, acc := range w.List {
+				in := "-"
+				if acc.In != 0 {
+					in = fmt.Sprintf("%q %s", acc.Expr, acc.In)
+				}
+				fmt.Fprintf(&b, "\n    %s(%s) -> %s %s@%d", acc.Kind, in, acc.Out.Name, acc.Out.Type, acc.Out.Slot)
 			}
 		}
 		fmt.Fprintf(&b, "\n  out %s\n", st.Out.layout())

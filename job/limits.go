@@ -131,11 +131,13 @@ func (c *compiler) layout(p *Plan) {
 			for _, a := range st.Step.Assign {
 				writesKey = writesKey || st.Keyed && a.Field == st.Key.Name
 			}
-		case StepCount, StepSum, StepMin, StepMax, StepReduce, StepAggregate:
+		case StepCount, StepSum, StepMin, StepMax, StepReduce, StepAggregate, StepWindow:
 			st.Shuffle = pending || partKey != st.Key.Name || partPar != st.Parallelism
 			o.keyed = true
 			partKey, partPar, pending = st.Key.Name, st.Parallelism, false
-			writesKey = st.writesAggregate(st.Key.Name)
+			// A window step's records are new ones: what follows it is
+			// not keyed (Compile ends the key_by there).
+			writesKey = st.writesAggregate(st.Key.Name) || st.Step.Kind == StepWindow
 		}
 		if st.Parallelism != prevPar || writesKey {
 			partKey = ""

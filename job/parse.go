@@ -84,6 +84,8 @@ func brokenKey(path string) string {
 		return path[:i+1]
 	case path == "source", path == "source.type", strings.HasPrefix(path, "source.fields"):
 		return "source"
+	case strings.HasPrefix(path, "source.event_time"):
+		return "source.event_time"
 	case strings.HasPrefix(path, "source."):
 		return "not-structural:" + path
 	}
@@ -243,7 +245,7 @@ func (d *decoder) source(e entry) {
 		}
 	}
 	src.Type = typ
-	allowed := []string{"type", "parallelism", "count", "keys", "rate", "path", "fields"}
+	allowed := []string{"type", "parallelism", "count", "keys", "rate", "path", "fields", "events", "event_time"}
 	notFor := func(x entry, kind, why string) bool {
 		if typ == kind {
 			d.fail(x.kpos, x.path, "not used by a %s source%s", kind, why)
@@ -257,7 +259,7 @@ func (d *decoder) source(e entry) {
 		case "parallelism":
 			src.Parallelism = d.explicitParallelism(x)
 		case "count":
-			if notFor(x, SourceFile, " (it reads its files to the end)") {
+			if notFor(x, SourceFile, " (it reads its files to the end)") || notFor(x, SourceNexmark, " (write events)") {
 				continue
 			}
 			if v, ok := d.int(x); ok {
@@ -267,8 +269,15 @@ func (d *decoder) source(e entry) {
 				}
 				src.Count = v
 			}
+		case "events":
+			if notFor(x, SourceSequence, " (write count)") || notFor(x, SourceFile, " (it reads its files to the end)") {
+				continue
+			}
+			if v, ok := d.int(x); ok {
+				src.Events = v
+			}
 		case "keys":
-			if notFor(x, SourceFile, "") {
+			if notFor(x, SourceFile, "") || notFor(x, SourceNexmark, " (its keys are the events' ids)") {
 				continue
 			}
 			src.Keys, _ = d.int(x)
@@ -278,15 +287,18 @@ func (d *decoder) source(e entry) {
 			}
 			src.RatePerSec, _ = d.float(x)
 		case "path":
-			if notFor(x, SourceSequence, "") {
+			if notFor(x, SourceSequence, "") || notFor(x, SourceNexmark, "") {
 				continue
 			}
 			src.Path, _ = d.str(x)
 		case "fields":
-			if notFor(x, SourceSequence, " (its schema is {key int, seq int})") {
+			if notFor(x, SourceSequence, " (its schema is {key int, seq int})") ||
+				notFor(x, SourceNexmark, " (its schema is the union of the person, auction and bid fields)") {
 				continue
 			}
 			d.fields(x)
+		case "event_time":
+			d.eventTime(x)
 		default:
 			d.unknown(x, allowed)
 		}
@@ -297,7 +309,39 @@ func (d *decoder) source(e entry) {
 		d.require(ents, e.kpos, e.path, "keys")
 	case SourceFile:
 		d.require(ents, e.kpos, e.path, "path", "fields")
+	case SourceNexmark:
+		d.require(ents, e.kpos, e.path, "events")
 	}
+}
+
+// eventTime decodes a source's `event_time: {field: F, out_of_orderness:
+// D, idleness: D, watermark_interval: D}`. The section exists (non-nil)
+// as soon as its key does, so that a window step does not also report
+// that event time is missing when the section has a mistake.
+func (d *decoder) eventTime(e entry) {
+	et := &EventTimeSpec{WatermarkInterval: engine.DefaultWatermarkInterval, Line: e.kpos.line, Column: e.kpos.col}
+	d.spec.Source.EventTime = et
+	ents, ok := d.entries(e.value, e.path, "a mapping with the timestamp field and watermark options, such as {field: dateTime, out_of_orderness: 2s}")
+	if !ok {
+		return
+	}
+	for _, x := range ents {
+		switch x.key {
+		case "field":
+			et.Field, _ = d.str(x)
+		case "out_of_orderness":
+			et.OutOfOrderness, _ = d.duration(x)
+		case "idleness":
+			et.Idleness, _ = d.duration(x)
+		case "watermark_interval":
+			if v, ok := d.duration(x); ok {
+				et.WatermarkInterval = v
+			}
+		default:
+			d.unknown(x, []string{"field", "out_of_orderness", "idleness", "watermark_interval"})
+		}
+	}
+	d.require(ents, e.kpos, e.path, "field")
 }
 
 // fields decodes a file source's schema: a mapping of field name to type,
@@ -325,7 +369,7 @@ func (d *decoder) fields(e entry) {
 	}
 }
 
-var operatorKeys = []string{"filter", "map", "key_by", "count", "sum", "min", "max", "reduce", "aggregate"}
+var operatorKeys = []string{"filter", "map", "key_by", "count", "sum", "min", "max", "reduce", "aggregate", "window"}
 
 func (d *decoder) pipeline(e entry) {
 	n, ok := d.plain(e.value, e.path)
@@ -367,7 +411,7 @@ func (d *decoder) step(i int, n ast.Node, st *StepSpec) (named bool) {
 	p := posOf(n)
 	st.Line, st.Column = p.line, p.col
 	d.spec.pos[path] = p
-	ents, ok := d.entries(n, path, "a mapping with one operator (filter, map, key_by, count, sum, min, max, reduce or aggregate)")
+	ents, ok := d.entries(n, path, "a mapping with one operator (filter, map, key_by, count, sum, min, max, reduce, aggregate or window)")
 	if !ok {
 		return false
 	}
@@ -396,6 +440,8 @@ func (d *decoder) step(i int, n ast.Node, st *StepSpec) (named bool) {
 				d.reduce(e, st)
 			case StepAggregate:
 				d.aggregate(e, st)
+			case StepWindow:
+				d.window(e, st)
 			}
 			continue
 		}
@@ -487,6 +533,79 @@ func (d *decoder) aggregate(e entry, st *StepSpec) {
 		}
 		st.Accs = append(st.Accs, acc)
 	}
+}
+
+// windowAccKinds are the accumulators a window step supports: the
+// built-in aggregates of package window.
+var windowAccKinds = []AccKind{AccCount, AccSum, AccMin, AccMax, AccAvg}
+
+// window decodes `window: {tumbling: D | sliding: {size: D, slide: D} |
+// session: {gap: D}, allowed_lateness: D, aggregate: {NAME: {KIND:
+// EXPR}, ...}}`.
+func (d *decoder) window(e entry, st *StepSpec) {
+	ents, ok := d.entries(e.value, e.path, "a mapping with the windows (tumbling, sliding or session) and an aggregate")
+	if !ok {
+		return
+	}
+	w := &WindowSpec{}
+	st.Window = w
+	assigners := []string{WindowTumbling, WindowSliding, WindowSession}
+	for _, x := range ents {
+		if slices.Contains(assigners, x.key) {
+			if w.Kind != "" {
+				d.fail(x.kpos, x.path, "two kinds of windows in one step (%s and %s); give each its own step", w.Kind, x.key)
+				d.bad[e.path] = true
+				continue
+			}
+			w.Kind = x.key
+		}
+		switch x.key {
+		case WindowTumbling:
+			if v, ok := d.duration(x); ok {
+				w.Size = v
+			}
+		case WindowSliding:
+			sub, ok := d.entries(x.value, x.path, "a mapping with size and slide, such as {size: 10s, slide: 2s}")
+			if !ok {
+				continue
+			}
+			for _, y := range sub {
+				switch y.key {
+				case "size":
+					w.Size, _ = d.duration(y)
+				case "slide":
+					w.Slide, _ = d.duration(y)
+				default:
+					d.unknown(y, []string{"size", "slide"})
+				}
+			}
+			d.require(sub, x.kpos, x.path, "size", "slide")
+		case WindowSession:
+			sub, ok := d.entries(x.value, x.path, "a mapping with the gap, such as {gap: 30s}")
+			if !ok {
+				continue
+			}
+			for _, y := range sub {
+				switch y.key {
+				case "gap":
+					w.Gap, _ = d.duration(y)
+				default:
+					d.unknown(y, []string{"gap"})
+				}
+			}
+			d.require(sub, x.kpos, x.path, "gap")
+		case "allowed_lateness":
+			w.AllowedLateness, _ = d.duration(x)
+		case "aggregate":
+			d.aggregate(x, st)
+		default:
+			d.unknown(x, []string{WindowTumbling, WindowSliding, WindowSession, "allowed_lateness", "aggregate"})
+		}
+	}
+	if w.Kind == "" {
+		d.fail(e.kpos, e.path, "missing windows: want one of tumbling: 10s, sliding: {size: 10s, slide: 2s} or session: {gap: 30s}")
+	}
+	d.require(ents, e.kpos, e.path, "aggregate")
 }
 
 // accumulator decodes one `{KIND: EXPR}` (count: `{count: {}}`).

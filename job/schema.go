@@ -60,9 +60,13 @@ func (t Type) isNum() bool { return t == TypeInt || t == TypeFloat || t == TypeB
 
 // Limits on records. A schema (at any step) with more fields of a kind than
 // this is a spec error naming the field that does not fit.
+//
+// MaxStrFields is 12 so that a Nexmark record (11 string fields: the union
+// of a person's, an auction's and a bid's) fits with one to spare; each
+// string slot costs 16 bytes of every Row.
 const (
 	MaxNumFields = 16 // int, float and bool fields of one record
-	MaxStrFields = 8  // string fields of one record
+	MaxStrFields = 12 // string fields of one record
 )
 
 // MaxFieldNameLen bounds field names (they are expression identifiers and
@@ -205,6 +209,50 @@ var sequenceSchema = &Schema{Fields: []Field{
 	{Name: "key", Type: TypeInt, Slot: 0},
 	{Name: "seq", Type: TypeInt, Slot: 1},
 }}
+
+// nexmarkFields is the schema of the nexmark source: "kind" ("person",
+// "auction" or "bid"), then Beam's field names of the three kinds in the
+// order of connectors/nexmark's AppendJSON, each once (id, dateTime and
+// extra are shared by kinds).
+var nexmarkFields = []FieldSpec{
+	{"kind", TypeString},
+	{"id", TypeInt}, // person, auction
+	{"name", TypeString},
+	{"emailAddress", TypeString},
+	{"creditCard", TypeString},
+	{"city", TypeString},
+	{"state", TypeString},
+	{"dateTime", TypeInt}, // every kind
+	{"extra", TypeString}, // every kind
+	{"itemName", TypeString},
+	{"description", TypeString},
+	{"initialBid", TypeInt},
+	{"reserve", TypeInt},
+	{"expires", TypeInt},
+	{"seller", TypeInt},
+	{"category", TypeInt},
+	{"auction", TypeInt},
+	{"bidder", TypeInt},
+	{"price", TypeInt},
+	{"channel", TypeString},
+	{"url", TypeString},
+}
+
+var nexmarkSchema = func() *Schema {
+	s, err := NewSchema(nexmarkFields)
+	if err != nil {
+		panic(fmt.Sprintf("job: the nexmark schema is invalid: %v", err))
+	}
+	return s
+}()
+
+// NexmarkSchema is the schema of the nexmark source: the union of the
+// fields of the three kinds of events, with "kind" first. A record has the
+// fields of its own kind; the others are zero (0 and ""), since a Row has
+// no nulls: tell kinds apart by kind, not by a field being empty. Times
+// (dateTime, expires) are ms since the epoch. The returned schema is
+// shared; do not modify it.
+func NexmarkSchema() *Schema { return nexmarkSchema }
 
 // SequenceSchema is the schema of the sequence source: {key int, seq int}.
 // The returned schema is shared; do not modify it.

@@ -62,7 +62,7 @@ func TestNewSchema(t *testing.T) {
 	}
 	for _, want := range []string{
 		`field "nxxxxxxxxxxxxxxxx": too many int, float and bool fields`,
-		`field "sxxxxxxxx": too many string fields`,
+		`field "s` + strings.Repeat("x", MaxStrFields) + `": too many string fields`,
 		`field "n": declared twice`,
 		`field "bad-name": invalid field name`,
 		`field "t": invalid type Type(0)`,

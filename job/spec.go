@@ -2,6 +2,7 @@ package job
 
 import (
 	"fmt"
+	"math"
 	"time"
 )
 
@@ -21,7 +22,14 @@ const (
 const (
 	SourceSequence = "sequence"
 	SourceFile     = "file"
+	SourceNexmark  = "nexmark"
 )
+
+// MaxNexmarkEvents is the largest `events:` of a nexmark source: the number
+// of events the generator can produce (nexmark.MaxEvents; jobrun asserts
+// at compile time that the two agree, since this package must not import
+// connectors).
+const MaxNexmarkEvents int64 = math.MaxInt64 / (50 * 500)
 
 // Sink types.
 const (
@@ -67,15 +75,38 @@ type position struct{ line, col int }
 
 // SourceSpec is the `source:` section.
 type SourceSpec struct {
-	Type        string      // SourceSequence or SourceFile
+	Type        string      // SourceSequence, SourceFile or SourceNexmark
 	Count       int64       // sequence: records to emit; -1 = unbounded
+	Events      int64       // nexmark: events to generate (0 … Events-1); -1 = unbounded
 	Keys        int64       // sequence: distinct keys, >= 1
-	RatePerSec  float64     // sequence: records per second for the whole source; 0 = unthrottled
+	RatePerSec  float64     // sequence, nexmark: records per second for the whole source; 0 = unthrottled
 	Path        string      // file: a file, a directory of *.jsonl, or a glob
 	Fields      []FieldSpec // file: the schema, in the order written
 	Parallelism int         // 0 = the job's parallelism
-	Line        int
-	Column      int
+	// EventTime, if set, gives the source's records timestamps and
+	// watermarks (engine.WithWatermarks); nil = no event time, and then no
+	// window step.
+	EventTime *EventTimeSpec
+	Line      int
+	Column    int
+}
+
+// EventTimeSpec is a source's `event_time:`: which field holds a record's
+// timestamp and how watermarks follow it (Flink's
+// WatermarkStrategy.forBoundedOutOfOrderness(…).withIdleness(…)).
+type EventTimeSpec struct {
+	// Field is an int field of the source's schema: ms since the epoch.
+	Field string
+	// OutOfOrderness is how far behind the largest timestamp seen a record
+	// may arrive without being late (engine.WatermarkStrategy). Default 0.
+	OutOfOrderness time.Duration
+	// Idleness: a split that produced nothing for this long stops holding
+	// the watermark back. 0 (the default) = never idle.
+	Idleness time.Duration
+	// WatermarkInterval is how often the source emits its watermark;
+	// default engine.DefaultWatermarkInterval.
+	WatermarkInterval time.Duration
+	Line, Column      int // of the `event_time:` key
 }
 
 // StepKind is the operator of a pipeline step.
@@ -92,6 +123,7 @@ const (
 	StepMax
 	StepReduce
 	StepAggregate
+	StepWindow
 )
 
 var stepKindNames = [...]string{
@@ -104,6 +136,7 @@ var stepKindNames = [...]string{
 	StepMax:       "max",
 	StepReduce:    "reduce",
 	StepAggregate: "aggregate",
+	StepWindow:    "window",
 }
 
 // String returns the operator key used in specs ("key_by", "count", ...).
@@ -115,8 +148,8 @@ func (k StepKind) String() string {
 }
 
 // IsAggregate reports whether k keeps per-key state and so needs a key_by
-// in effect: count, sum, min, max, reduce or aggregate.
-func (k StepKind) IsAggregate() bool { return k >= StepCount && k <= StepAggregate }
+// in effect: count, sum, min, max, reduce, aggregate or window.
+func (k StepKind) IsAggregate() bool { return k >= StepCount && k <= StepWindow }
 
 func parseStepKind(s string) (StepKind, bool) {
 	for k := StepFilter; int(k) < len(stepKindNames); k++ {
@@ -145,7 +178,8 @@ type StepSpec struct {
 	Assign      []Assignment // map: in the order written
 	Field       string       // key_by, sum, min, max: the field
 	Reduce      *ReduceSpec  // reduce
-	Accs        []AccSpec    // aggregate: the accumulators, in the order written
+	Accs        []AccSpec    // aggregate, window: the accumulators, in the order written
+	Window      *WindowSpec  // window: the windows (Accs holds the aggregates)
 	Line        int          // position of the operator key
 	Column      int
 }
@@ -163,6 +197,24 @@ type ReduceSpec struct {
 	// accumulator (Flink's ReduceFunction: the first element is the
 	// accumulator), which needs Field in the input.
 	Init string
+}
+
+// Window assigner kinds of a window step.
+const (
+	WindowTumbling = "tumbling"
+	WindowSliding  = "sliding"
+	WindowSession  = "session"
+)
+
+// WindowSpec is a `window:` step: event-time windows per key (package
+// window), with the aggregates of the step's Accs (count, sum, min, max,
+// avg). Durations are whole milliseconds.
+type WindowSpec struct {
+	Kind            string        // WindowTumbling, WindowSliding or WindowSession
+	Size            time.Duration // tumbling, sliding: the window's length
+	Slide           time.Duration // sliding: how far apart windows start
+	Gap             time.Duration // session: the inactivity that closes a session
+	AllowedLateness time.Duration // >= 0, default 0
 }
 
 // AccKind is an accumulator of an aggregate step. The zero AccKind is

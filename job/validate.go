@@ -3,11 +3,14 @@ package job
 import (
 	"fmt"
 	"math"
+	"slices"
+	"time"
 
 	"github.com/streamd/streamd/engine"
 	"github.com/streamd/streamd/engine/coord"
 	"github.com/streamd/streamd/keyed"
 	"github.com/streamd/streamd/snapshot"
+	"github.com/streamd/streamd/window"
 )
 
 // validator checks the values of a Spec (decoded, or built in code). It
@@ -79,9 +82,7 @@ func (v *validator) source() {
 		if !v.skip("source.keys") && src.Keys < 1 {
 			v.errAt("source.keys", src.Line, src.Column, "must be >= 1, got %d", src.Keys)
 		}
-		if !v.skip("source.rate") && (src.RatePerSec < 0 || math.IsNaN(src.RatePerSec) || math.IsInf(src.RatePerSec, 0)) {
-			v.errAt("source.rate", src.Line, src.Column, "must be a finite number >= 0 (0 = as fast as possible), got %v", src.RatePerSec)
-		}
+		v.rate(src)
 	case SourceFile:
 		if !v.skip("source.path") && src.Path == "" {
 			v.errAt("source.path", src.Line, src.Column, "must not be empty")
@@ -122,11 +123,44 @@ func (v *validator) source() {
 				v.errAt(path, src.Line, src.Column, "invalid type %v", f.Type)
 			}
 		}
+	case SourceNexmark:
+		if !v.skip("source.events") && (src.Events < -1 || src.Events > MaxNexmarkEvents) {
+			v.errAt("source.events", src.Line, src.Column, "must be between 0 and %d, or -1 (unbounded), got %d", MaxNexmarkEvents, src.Events)
+		}
+		v.rate(src)
 	default:
 		if !v.skip("source.type") {
-			v.errAt("source.type", src.Line, src.Column, "unknown source type %s: want sequence or file", quoteShort(src.Type))
+			v.errAt("source.type", src.Line, src.Column, "unknown source type %s: want sequence, file or nexmark", quoteShort(src.Type))
 		}
 	}
+	v.eventTime(src)
+}
+
+func (v *validator) rate(src *SourceSpec) {
+	if !v.skip("source.rate") && (src.RatePerSec < 0 || math.IsNaN(src.RatePerSec) || math.IsInf(src.RatePerSec, 0)) {
+		v.errAt("source.rate", src.Line, src.Column, "must be a finite number >= 0 (0 = as fast as possible), got %v", src.RatePerSec)
+	}
+}
+
+// eventTime checks the values of `event_time:`; Compile checks its field
+// against the source's schema.
+func (v *validator) eventTime(src *SourceSpec) {
+	et := src.EventTime
+	if et == nil || v.skip("source.event_time") {
+		return
+	}
+	check := func(field string, bad bool, format string, args ...any) {
+		path := "source.event_time." + field
+		if bad && !v.skip(path) {
+			v.errAt(path, et.Line, et.Column, format, args...)
+		}
+	}
+	check("field", et.Field == "", "missing timestamp field")
+	// Timestamps are whole milliseconds, and so is the engine's bound.
+	check("out_of_orderness", et.OutOfOrderness < 0 || et.OutOfOrderness%time.Millisecond != 0,
+		"must be a whole number of milliseconds >= 0, got %v", et.OutOfOrderness)
+	check("idleness", et.Idleness < 0, "must be >= 0 (0 = never idle), got %v", et.Idleness)
+	check("watermark_interval", et.WatermarkInterval <= 0, "must be > 0, got %v", et.WatermarkInterval)
 }
 
 func (v *validator) steps() {
@@ -206,6 +240,8 @@ func (v *validator) steps() {
 			v.reduce(opPath, st)
 		case StepAggregate:
 			v.aggregate(opPath, st)
+		case StepWindow:
+			v.window(opPath, st)
 		default:
 			v.errAt(path, st.Line, st.Column, "invalid step kind %v", st.Kind)
 		}
@@ -265,6 +301,65 @@ func (v *validator) aggregate(path string, st *StepSpec) {
 			v.errAt(apath, a.Line, a.Column, "invalid accumulator kind %v", a.Kind)
 		}
 	}
+}
+
+func (v *validator) window(path string, st *StepSpec) {
+	w := st.Window
+	if w == nil {
+		v.errAt(path, st.Line, st.Column, "a window step needs windows and an aggregate")
+		return
+	}
+	// Window bounds and timestamps are whole milliseconds (package window).
+	dur := func(field string, d time.Duration, zeroOK bool) {
+		p := path + "." + field
+		if v.skip(p) || d%time.Millisecond == 0 && (d > 0 || zeroOK && d == 0) {
+			return
+		}
+		if zeroOK {
+			v.errAt(p, st.Line, st.Column, "must be a whole number of milliseconds >= 0, got %v", d)
+		} else {
+			v.errAt(p, st.Line, st.Column, "must be a positive whole number of milliseconds, got %v", d)
+		}
+	}
+	switch w.Kind {
+	case WindowTumbling:
+		dur(WindowTumbling, w.Size, false)
+	case WindowSliding:
+		dur("sliding.size", w.Size, false)
+		dur("sliding.slide", w.Slide, false)
+		if w.Size > 0 && w.Slide > 0 && w.Size%time.Millisecond == 0 && w.Slide%time.Millisecond == 0 && !v.skip(path+".sliding") {
+			// The limits of package window: a window of at most
+			// MaxPanesPerWindow panes of gcd(size, slide).
+			size, slide := w.Size.Milliseconds(), w.Slide.Milliseconds()
+			if pane := gcdInt64(size, slide); size/pane > window.MaxPanesPerWindow {
+				v.errAt(path+".sliding", st.Line, st.Column, "a window of %v sliding by %v is %d panes of %dms, more than the limit %d: choose a slide that divides the size", w.Size, w.Slide, size/pane, pane, window.MaxPanesPerWindow)
+			}
+		}
+	case WindowSession:
+		dur("session.gap", w.Gap, false)
+	case "":
+		// Parse reported it.
+	default:
+		v.errAt(path, st.Line, st.Column, "unknown kind of windows %s: want tumbling, sliding or session", quoteShort(w.Kind))
+	}
+	dur("allowed_lateness", w.AllowedLateness, true)
+	apath := path + ".aggregate"
+	if v.skip(apath) {
+		return
+	}
+	v.aggregate(apath, st)
+	for _, a := range st.Accs {
+		if !slices.Contains(windowAccKinds, a.Kind) && a.Kind >= AccCount && int(a.Kind) < len(accKindNames) && !v.skip(apath+"."+a.Field) {
+			v.errAt(apath+"."+a.Field, a.Line, a.Column, "a window step aggregates with count, sum, min, max or avg, not %s", a.Kind)
+		}
+	}
+}
+
+func gcdInt64(a, b int64) int64 {
+	for b != 0 {
+		a, b = b, a%b
+	}
+	return a
 }
 
 func (v *validator) exprText(path, src string, line, col int) {

@@ -19,10 +19,12 @@
 package jobrun
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/streamd/streamd/connectors/console"
@@ -33,6 +35,7 @@ import (
 	"github.com/streamd/streamd/job"
 	"github.com/streamd/streamd/keyed"
 	"github.com/streamd/streamd/snapshot"
+	"github.com/streamd/streamd/window"
 )
 
 // Options configures how a plan runs.
@@ -64,6 +67,43 @@ type Built struct {
 	Job *engine.Job
 	// Blackhole counts the records of a blackhole sink (nil otherwise).
 	Blackhole *console.Blackhole[job.Row]
+
+	late   []lateCounter // one per window step, in pipeline order
+	logger func(format string, args ...any)
+}
+
+// lateCounter counts the records a window step dropped as late.
+type lateCounter struct {
+	step string
+	n    *atomic.Int64
+}
+
+// LateRecords returns, for every window step by name, the records it has
+// dropped as late so far (every window they belong to was past the
+// watermark plus the allowed lateness): Flink's numLateRecordsDropped.
+// It may be called while the job runs; nil when the job has no window step.
+func (b *Built) LateRecords() map[string]int64 {
+	if len(b.late) == 0 {
+		return nil
+	}
+	m := make(map[string]int64, len(b.late))
+	for _, l := range b.late {
+		m[l.step] = l.n.Load()
+	}
+	return m
+}
+
+// Run runs the job (Job.Run) and then logs, through Options.Logger, the
+// late records each window step dropped, so that a user sees data the
+// windows left out.
+func (b *Built) Run(ctx context.Context) error {
+	err := b.Job.Run(ctx)
+	if b.logger != nil {
+		for _, l := range b.late {
+			b.logger("streamd: window step %q dropped %d late records", l.step, l.n.Load())
+		}
+	}
+	return err
 }
 
 // Build maps plan onto an engine job.
@@ -94,7 +134,7 @@ func Build(plan *job.Plan, opts Options) (*Built, error) {
 		}
 	}
 	j := engine.NewJob(spec.Name, eo)
-	b := &Built{Job: j}
+	b := &Built{Job: j, logger: opts.Logger}
 
 	s, err := buildSource(j, plan)
 	if err != nil {
@@ -124,6 +164,24 @@ func Build(plan *job.Plan, opts Options) (*Built, error) {
 			}, par)
 		case job.StepKeyBy:
 			// An exchange, not an operator: the next aggregation shuffles.
+		case job.StepWindow:
+			key, in, w := st.Key, st.In, st.Window
+			sel := engine.BytesKey(func(dst []byte, r *job.Row) []byte { return in.AppendKey(dst, r, key) })
+			ks := engine.AsKeyed(s, sel)
+			if st.Shuffle {
+				ks = engine.KeyBy(s, sel)
+			}
+			opts := []engine.OpOption{par, engine.WithStateSignature(st.StateSignature())}
+			if st.Step.UID != "" {
+				opts = append(opts, engine.WithUID(st.Step.UID))
+			}
+			late := &atomic.Int64{}
+			b.late = append(b.late, lateCounter{step: name, n: late})
+			s = window.Aggregate(ks, name, w.Assigner, w.Function(),
+				window.Options{AllowedLateness: w.AllowedLateness, LateRecords: late},
+				func(ctx *engine.KeyedContext, win window.Window, acc job.WindowAcc, r *job.Row) {
+					w.Emit(ctx.Key(), win, &acc, r)
+				}, opts...)
 		case job.StepCount, job.StepSum, job.StepMin, job.StepMax, job.StepReduce, job.StepAggregate:
 			key := st.Key
 			in := st.In
@@ -191,7 +249,29 @@ func buildSource(j *engine.Job, plan *job.Plan) (engine.Stream[job.Row], error) 
 	if src.Parallelism > 0 {
 		opt = append(opt, engine.WithParallelism(src.Parallelism))
 	}
+	s, err := newSource(j, plan, opt)
+	if err != nil || src.EventTime == nil {
+		return s, err
+	}
+	ts, ok := plan.EventTimeField()
+	if !ok || ts.Type != job.TypeInt {
+		panic(fmt.Sprintf("jobrun: event_time field %q is not an int field of the source's schema %s, and Compile accepted it", src.EventTime.Field, plan.SourceSchema))
+	}
+	slot := ts.Slot
+	return engine.WithWatermarks(s, engine.WatermarkStrategy[job.Row]{
+		Timestamp:      func(r *job.Row) int64 { return int64(r.Num[slot]) },
+		OutOfOrderness: src.EventTime.OutOfOrderness,
+		Idleness:       src.EventTime.Idleness,
+		Interval:       src.EventTime.WatermarkInterval,
+	}), nil
+}
+
+// newSource adds the source itself, without event time.
+func newSource(j *engine.Job, plan *job.Plan, opt []engine.OpOption) (engine.Stream[job.Row], error) {
+	src := plan.Spec.Source
 	switch src.Type {
+	case job.SourceNexmark:
+		return nexmarkSource(j, plan, opt)
 	case "sequence":
 		ks, _ := plan.SourceSchema.Lookup("key")
 		ss, _ := plan.SourceSchema.Lookup("seq")

@@ -1,9 +1,14 @@
 package main
 
 import (
+	"encoding/json"
+	"math"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+
+	"github.com/streamd/streamd/connectors/nexmark"
 )
 
 // TestExamplesValidate runs `streamd validate` on every examples/*.yaml:
@@ -17,6 +22,131 @@ func TestExamplesValidate(t *testing.T) {
 	for _, f := range files {
 		code, stdout, stderr := run(t, t.TempDir(), "validate", f)
 		if code != 0 {
+			t.Errorf("streamd validate %s: exit %d\n%s%s", filepath.Base(f), code, stdout, stderr)
+		}
+	}
+}
+
+// TestExampleNexmarkWindows runs examples/nexmark/*.yaml with `streamd
+// run` and compares their output with the same windows computed in batch
+// over nexmark.EventAt: every window of every key, with the same counts and
+// aggregates (the generator's timestamps do not go back within a split, so
+// no record is late).
+func TestExampleNexmarkWindows(t *testing.T) {
+	wd, _ := os.Getwd()
+	dir := filepath.Join(wd, "..", "..", "examples", "nexmark")
+	type win struct{ key, start int64 }
+	type agg struct {
+		n, top, sum int64
+	}
+	// batch computes the windows of size/slide ms of the bids, keyed by key.
+	// the first events events of the generator (as the example says).
+	batch := func(events int64, key func(b *nexmark.Bid) int64, sizeMs, slideMs int64) map[win]*agg {
+		out := map[win]*agg{}
+		for n := int64(0); n < events; n++ {
+			e := nexmark.EventAt(nexmark.Config{}, n)
+			if e.Kind != nexmark.KindBid {
+				continue
+			}
+			ts := e.Bid.DateTime
+			last := ts - ((ts%slideMs)+slideMs)%slideMs
+			for s := last; s > ts-sizeMs; s -= slideMs {
+				w := win{key(&e.Bid), s}
+				a := out[w]
+				if a == nil {
+					a = &agg{top: e.Bid.Price}
+					out[w] = a
+				}
+				a.n++
+				a.top = max(a.top, e.Bid.Price)
+				a.sum += e.Bid.Price
+			}
+		}
+		return out
+	}
+	type row struct {
+		Auction, Bidder, WindowStart, WindowEnd, Bids, Top int64
+		AvgPrice, Dollars                                  float64
+	}
+	runExample := func(name string) []row {
+		code, stdout, stderr := run(t, t.TempDir(), "run", filepath.Join(dir, name))
+		if code != 0 {
+			t.Fatalf("streamd run %s: exit %d\n%s", name, code, stderr)
+		}
+		var rows []row
+		for _, line := range strings.Split(strings.TrimSpace(stdout), "\n") {
+			var r struct {
+				Auction     int64   `json:"auction"`
+				Bidder      int64   `json:"bidder"`
+				WindowStart int64   `json:"window_start"`
+				WindowEnd   int64   `json:"window_end"`
+				Bids        int64   `json:"bids"`
+				Top         int64   `json:"top"`
+				AvgPrice    float64 `json:"avg_price"`
+				Dollars     float64 `json:"dollars"`
+			}
+			if err := json.Unmarshal([]byte(line), &r); err != nil {
+				t.Fatalf("%s: output line %q: %v", name, line, err)
+			}
+			rows = append(rows, row{r.Auction, r.Bidder, r.WindowStart, r.WindowEnd, r.Bids, r.Top, r.AvgPrice, r.Dollars})
+		}
+		return rows
+	}
+
+	t.Run("hot-items", func(t *testing.T) {
+		want := batch(20000, func(b *nexmark.Bid) int64 { return b.Auction }, 10000, 2000)
+		rows := runExample("hot-items.yaml")
+		if len(rows) != len(want) {
+			t.Errorf("%d windows, want %d", len(rows), len(want))
+		}
+		for _, r := range rows {
+			a := want[win{r.Auction, r.WindowStart}]
+			switch {
+			case r.WindowEnd != r.WindowStart+10000:
+				t.Fatalf("window [%d, %d) is not 10 s long", r.WindowStart, r.WindowEnd)
+			case a == nil:
+				t.Fatalf("auction %d, window at %d: not in the batch result", r.Auction, r.WindowStart)
+			case r.Bids != a.n:
+				t.Fatalf("auction %d, window at %d: %d bids, want %d", r.Auction, r.WindowStart, r.Bids, a.n)
+			}
+		}
+	})
+	t.Run("bid-stats", func(t *testing.T) {
+		want := batch(200000, func(b *nexmark.Bid) int64 { return b.Bidder }, 10000, 10000)
+		rows := runExample("bid-stats.yaml")
+		starts := map[int64]bool{}
+		for w := range want {
+			starts[w.start] = true
+		}
+		if len(starts) < 2 {
+			t.Fatalf("the example's events span %d windows; the test wants several", len(starts))
+		}
+		if len(rows) != len(want) {
+			t.Errorf("%d windows, want %d", len(rows), len(want))
+		}
+		for _, r := range rows {
+			a := want[win{r.Bidder, r.WindowStart}]
+			if a == nil {
+				t.Fatalf("bidder %d, window at %d: not in the batch result", r.Bidder, r.WindowStart)
+			}
+			avg, dollars := float64(a.sum)/float64(a.n), float64(a.sum)/100
+			if r.Bids != a.n || r.Top != a.top || math.Abs(r.AvgPrice-avg) > 1e-9*avg || math.Abs(r.Dollars-dollars) > 1e-9*dollars {
+				t.Fatalf("bidder %d, window at %d: got %+v, want n=%d top=%d avg=%v dollars=%v", r.Bidder, r.WindowStart, r, a.n, a.top, avg, dollars)
+			}
+		}
+	})
+}
+
+// TestExamplesNexmarkValidate validates examples/nexmark/*.yaml as
+// TestExamplesValidate does the others.
+func TestExamplesNexmarkValidate(t *testing.T) {
+	wd, _ := os.Getwd()
+	files, _ := filepath.Glob(filepath.Join(wd, "..", "..", "examples", "nexmark", "*.yaml"))
+	if len(files) < 2 {
+		t.Fatalf("examples/nexmark has %d specs, want hot-items.yaml and bid-stats.yaml", len(files))
+	}
+	for _, f := range files {
+		if code, stdout, stderr := run(t, t.TempDir(), "validate", f); code != 0 {
 			t.Errorf("streamd validate %s: exit %d\n%s%s", filepath.Base(f), code, stdout, stderr)
 		}
 	}

@@ -337,7 +337,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	}()
 
 	start := time.Now()
-	runErr := built.Job.Run(context.Background())
+	runErr := built.Run(context.Background())
 	elapsed := time.Since(start)
 	stats := built.Job.CheckpointStats()
 	if *statsPath != "" {

@@ -20,6 +20,11 @@ type Sink struct {
 	// query's result type T, called with every result: it lets a test
 	// compare the whole output with a batch computation.
 	observe any
+	// txn, when set (by this package's crash tests), is an engine.Sink[T]
+	// for the query's result type T that Emit ends the query in instead
+	// of the blackhole: a two-phase-commit sink whose committed output a
+	// test compares with a batch computation across a crash.
+	txn any
 }
 
 // NewSink returns a blackhole for one run. latency receives the window
@@ -62,6 +67,10 @@ func EmitWindowed[T any](s engine.Stream[T], sink *Sink, read, windowEnd func(*T
 func emit[T any](s engine.Stream[T], sink *Sink, read, windowEnd func(*T) int64, opts []engine.OpOption) {
 	if read == nil {
 		panic("nexmark: Emit needs a read function: the sink must read a field of every result")
+	}
+	if txn, ok := sink.txn.(engine.Sink[T]); ok {
+		engine.ToSink(s, "sink", txn, opts...)
+		return
 	}
 	b := &blackhole[T]{s: sink, read: read}
 	// after is one function, nil in the common case, so Write costs one

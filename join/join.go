@@ -68,6 +68,15 @@ type side[T any] struct {
 	st    *keyed.MapState[[]byte, int64]
 	codec keyed.Codec[T]
 	enc   []byte
+	// found and keys are each's and removeWindow's scratch, reused.
+	found []entry[T]
+	keys  [][]byte
+}
+
+// entry is a stored record decoded, with its number of copies.
+type entry[T any] struct {
+	v T
+	n int64
 }
 
 func newSide[T any](rt *engine.Runtime, name string, c keyed.Codec[T], ttl time.Duration) (side[T], error) {
@@ -85,11 +94,7 @@ func (s *side[T]) add(prefix []byte, v *T) {
 // each calls f with every stored record whose entry starts with prefix,
 // once per copy. The entries are decoded first: f may write state.
 func (s *side[T]) each(prefix []byte, f func(v *T)) {
-	type entry struct {
-		v T
-		n int64
-	}
-	var found []entry
+	found := s.found[:0]
 	for k, n := range s.st.All() {
 		if len(k) < len(prefix) || string(k[:len(prefix)]) != string(prefix) {
 			continue
@@ -98,13 +103,17 @@ func (s *side[T]) each(prefix []byte, f func(v *T)) {
 		if err != nil {
 			panic(fmt.Errorf("join: a stored record does not decode: %w", err))
 		}
-		found = append(found, entry{v, n})
+		found = append(found, entry[T]{v, n})
 	}
+	// f may call each again (on the other side: its own scratch) but not
+	// on this one, so the scratch is free again after the loop.
 	for i := range found {
 		for range found[i].n {
 			f(&found[i].v)
 		}
 	}
+	clear(found) // drop references to decoded strings
+	s.found = found[:0]
 }
 
 // Inner adds a regular inner join of left and right, keyed by the same
@@ -215,15 +224,22 @@ func Tumbling[L, R, O any](left engine.KeyedStream[L], right engine.KeyedStream[
 
 // removeWindow removes the entries that start with prefix.
 func (s *side[T]) removeWindow(prefix []byte) {
-	var keys [][]byte
+	keys := s.keys[:0]
 	for k := range s.st.All() {
 		if len(k) >= len(prefix) && string(k[:len(prefix)]) == string(prefix) {
-			keys = append(keys, append([]byte(nil), k...))
+			i := len(keys)
+			if i < cap(keys) {
+				keys = keys[:i+1]
+				keys[i] = append(keys[i][:0], k...)
+			} else {
+				keys = append(keys, append([]byte(nil), k...))
+			}
 		}
 	}
 	for _, k := range keys {
 		s.st.Remove(k)
 	}
+	s.keys = keys[:0]
 }
 
 // mod is the floor modulo (the remainder has the sign of m).

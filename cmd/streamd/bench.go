@@ -7,7 +7,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -64,6 +66,7 @@ func cmdBenchNexmark(args []string, stdout, stderr io.Writer) int {
 	out := fs.String("out", "bench/results", "with --suite: the directory of the result files")
 	runs := fs.Int("runs", 3, "with --suite: runs of each query; the report shows medians and min–max")
 	list := fs.Bool("list", false, "list the queries, and exit")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the runs (baselines included) to this file")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fs.SetOutput(stdout)
@@ -136,6 +139,19 @@ func cmdBenchNexmark(args []string, stdout, stderr io.Writer) int {
 	}
 	cfg.Logger = func(format string, args ...any) {
 		fmt.Fprintf(stderr, "streamd bench: "+strings.TrimSuffix(format, "\n")+"\n", args...)
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			fmt.Fprintf(stderr, "streamd bench nexmark: cannot create the CPU profile: %v\n", err)
+			return exitFailure
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintf(stderr, "streamd bench nexmark: cannot start the CPU profile: %v\n", err)
+			return exitFailure
+		}
+		defer pprof.StopCPUProfile()
 	}
 	withBaseline := *baseline != ""
 	env := nexmarkbench.CurrentEnv(append([]string{"streamd", "bench", "nexmark"}, args...))

@@ -25,6 +25,9 @@ type Sink struct {
 	// of the blackhole: a two-phase-commit sink whose committed output a
 	// test compares with a batch computation across a crash.
 	txn any
+	// files, when set (RunToFiles), makes Emit end the query in the
+	// exactly-once file sink instead of the blackhole.
+	files *fileTarget
 }
 
 // NewSink returns a blackhole for one run. latency receives the window
@@ -70,6 +73,10 @@ func emit[T any](s engine.Stream[T], sink *Sink, read, windowEnd func(*T) int64,
 	}
 	if txn, ok := sink.txn.(engine.Sink[T]); ok {
 		engine.ToSink(s, "sink", txn, opts...)
+		return
+	}
+	if sink.files != nil {
+		toFiles(s, sink.files, opts)
 		return
 	}
 	b := &blackhole[T]{s: sink, read: read}

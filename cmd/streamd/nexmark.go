@@ -14,6 +14,13 @@ const nexmarkUsage = `usage:
   streamd nexmark generate --events N [--start K]
       prints events K … K+N−1 of the default Nexmark generator (Apache
       Beam's, NexmarkConfiguration.DEFAULT) as JSON lines
+  streamd nexmark run --query QUERY --events N --out DIR [--data-dir DIR]
+      [--rate R] [--parallelism P] [--checkpoint-interval D]
+      runs one of the benchmark's queries over events 0 … N−1 with its
+      results written exactly once to JSON lines files in --out,
+      checkpointed into --data-dir (default streamd-data): a run that is
+      killed resumes from its newest checkpoint when started again; exit 0
+      once the input is exhausted and every result is committed
 `
 
 // cmdNexmark runs `streamd nexmark SUBCOMMAND`.
@@ -25,6 +32,8 @@ func cmdNexmark(args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "generate":
 		return cmdNexmarkGenerate(args[1:], stdout, stderr)
+	case "run":
+		return cmdNexmarkRun(args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, nexmarkUsage)
 		return exitOK

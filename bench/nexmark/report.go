@@ -105,8 +105,8 @@ func Table(results []SuiteResult) string {
 		"%s %s/%s, GOMAXPROCS %d, %d CPUs, commit %s.\n\n",
 		dateOnly(first.Date), first.Parallelism, ckpt, first.Runs,
 		first.GoVersion, first.GOOS, first.GOARCH, first.GOMAXPROCS, first.NumCPU, commit)
-	b.WriteString("| query | events | events/s | events/CPU-s | Flink events/s per core | streamd per CPU-s ÷ Flink per core | streamd ÷ channels (events/CPU-s) | checkpoint e2e p99 | output latency p99 | peak RSS |\n")
-	b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	b.WriteString("| query | events | events/s | events/CPU-s | Flink events/s per core | streamd per CPU-s ÷ Flink per core | streamd ÷ channels (events/CPU-s) | checkpoint cost | checkpoint e2e p99 | output latency p99 | peak RSS |\n")
+	b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, r := range results {
 		s := r.Streamd
 		flink, vsFlink := "—", "—"
@@ -119,13 +119,18 @@ func Table(results []SuiteResult) string {
 			v := r.StreamdVsBaseline
 			vsBase = fmt.Sprintf("%.2f× (%.2f–%.2f)", v.Median, v.Min, v.Max)
 		}
-		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
+		cost := "—"
+		if c := r.CheckpointCost; c != nil {
+			cost = fmt.Sprintf("%.1f %% (%.1f–%.1f)", 100*c.Median, 100*c.Min, 100*c.Max)
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
 			r.Query, human(float64(r.Events)), spreadHuman(s.EventsPerSecond), spreadHuman(s.EventsPerCPUSecond), flink, vsFlink, vsBase,
-			spreadMs(s.CheckpointE2EP99Ms), spreadMs(s.OutputLatencyP99Ms), mib(s.PeakRSSBytes.Median))
+			cost, spreadMs(s.CheckpointE2EP99Ms), spreadMs(s.OutputLatencyP99Ms), mib(s.PeakRSSBytes.Median))
 	}
 	b.WriteString("\nevents: generated events (persons, auctions, bids), the generator running inside the job as nexmark-flink's datagen does. " +
 		"events/CPU-s: events ÷ the process's user+system CPU time (getrusage), comparable with Flink's throughput per core, which nexmark measures as events ÷ (cores used × time). " +
 		"channels: the same query as plain Go (goroutines, channels of 256-event batches), same generator and blackhole. " +
+		"checkpoint cost: 1 − events/CPU-s with checkpoints ÷ without, the run without right after the run with (negative: noise). " +
 		"checkpoint e2e p99: trigger to completion. output latency p99: window end passing the source watermark → result at the sink (windowed queries only). " +
 		"peak RSS: " + first.PeakRSSMethod + ", per run.\n")
 	return b.String()

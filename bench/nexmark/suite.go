@@ -84,6 +84,10 @@ type SuiteConfig struct {
 	// Baseline runs each query's baseline too (queries without one run
 	// alone).
 	Baseline bool
+	// CheckpointCost runs each query a second time without checkpoints,
+	// right after the run with them, and reports what checkpointing cost
+	// (SuiteResult.CheckpointCost). Needs a checkpoint interval.
+	CheckpointCost bool
 	// Queries are the queries to run. Default: every registered one.
 	Queries []Query
 	// Env describes the run.
@@ -167,6 +171,12 @@ type SuiteResult struct {
 	// ran right after it).
 	Baseline          *Figures `json:"baseline"`
 	StreamdVsBaseline *Spread  `json:"streamd_vs_baseline_events_per_cpu_second"`
+	// NoCheckpoints is streamd's figures without checkpoints (null unless
+	// SuiteConfig.CheckpointCost), and CheckpointCost what checkpointing
+	// cost: 1 − events per CPU-second with them ÷ without, paired run by
+	// run (the run without followed the run with).
+	NoCheckpoints  *Figures `json:"no_checkpoints"`
+	CheckpointCost *Spread  `json:"checkpoint_cost"`
 	// FlinkPerCoreEventsPerSecond is FlinkPerCore's figure (null when
 	// Flink published none); StreamdVsFlinkPerCore is streamd's median
 	// events per CPU-second over it.
@@ -193,7 +203,11 @@ func RunSuite(ctx context.Context, cfg SuiteConfig) ([]SuiteResult, error) {
 	if err := run.Validate(); err != nil {
 		return nil, err
 	}
+	if cfg.CheckpointCost && run.CheckpointInterval <= 0 {
+		return nil, fmt.Errorf("%w: the checkpoint cost needs a checkpoint interval", ErrInvalidConfig)
+	}
 	streamd := make([][]Result, len(cfg.Queries))
+	unchecked := make([][]Result, len(cfg.Queries))
 	base := make([][]Result, len(cfg.Queries))
 	for round := range cfg.Runs {
 		for i, q := range cfg.Queries {
@@ -204,6 +218,19 @@ func RunSuite(ctx context.Context, cfg SuiteConfig) ([]SuiteResult, error) {
 				return nil, err
 			}
 			streamd[i] = append(streamd[i], r)
+			if cfg.CheckpointCost {
+				nc := rc
+				nc.CheckpointInterval = 0
+				nc.Label = fmt.Sprintf("run %d/%d %s %s without checkpoints", round+1, cfg.Runs, q.Name, SystemStreamd)
+				u, err := Run(ctx, q, nc)
+				if err != nil {
+					return nil, err
+				}
+				if err := sameResults(r, u); err != nil {
+					return nil, err
+				}
+				unchecked[i] = append(unchecked[i], u)
+			}
 			if !cfg.Baseline || q.Baseline == nil {
 				continue
 			}
@@ -235,6 +262,16 @@ func RunSuite(ctx context.Context, cfg SuiteConfig) ([]SuiteResult, error) {
 			}
 			s := SpreadOf(ratios)
 			sr.StreamdVsBaseline = &s
+		}
+		if len(unchecked[i]) > 0 {
+			u := figuresOf(unchecked[i])
+			sr.NoCheckpoints = &u
+			costs := make([]float64, len(unchecked[i]))
+			for k := range costs {
+				costs[k] = 1 - streamd[i][k].EventsPerCPUSecond/unchecked[i][k].EventsPerCPUSecond
+			}
+			c := SpreadOf(costs)
+			sr.CheckpointCost = &c
 		}
 		if f, ok := FlinkPerCore[q.Name]; ok {
 			v := sr.Streamd.EventsPerCPUSecond.Median / f

@@ -22,11 +22,12 @@ func TestSuite(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "results")
 	env := CurrentEnv([]string{"streamd", "bench", "nexmark", "--suite"})
 	results, err := RunSuite(context.Background(), SuiteConfig{
-		Run:      RunConfig{Events: 30_000, Parallelism: 2, CheckpointInterval: 2 * time.Millisecond, CheckpointParent: t.TempDir()},
-		Runs:     2,
-		Baseline: true,
-		Queries:  []Query{q0, q2},
-		Env:      env,
+		Run:            RunConfig{Events: 30_000, Parallelism: 2, CheckpointInterval: 2 * time.Millisecond, CheckpointParent: t.TempDir()},
+		Runs:           2,
+		Baseline:       true,
+		CheckpointCost: true,
+		Queries:        []Query{q0, q2},
+		Env:            env,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -37,6 +38,14 @@ func TestSuite(t *testing.T) {
 	for _, r := range results {
 		if len(r.Streamd.Runs) != 2 || r.Baseline == nil || len(r.Baseline.Runs) != 2 || r.StreamdVsBaseline == nil {
 			t.Fatalf("%s: %d streamd runs, baseline %v", r.Query, len(r.Streamd.Runs), r.Baseline != nil)
+		}
+		if r.NoCheckpoints == nil || len(r.NoCheckpoints.Runs) != 2 || r.NoCheckpoints.CheckpointE2EP99Ms != nil || r.CheckpointCost == nil {
+			t.Fatalf("%s: no runs without checkpoints, or they checkpointed, or no checkpoint cost", r.Query)
+		}
+		c0 := 1 - r.Streamd.Runs[0].EventsPerCPUSecond/r.NoCheckpoints.Runs[0].EventsPerCPUSecond
+		c1 := 1 - r.Streamd.Runs[1].EventsPerCPUSecond/r.NoCheckpoints.Runs[1].EventsPerCPUSecond
+		if c := r.CheckpointCost; c.Min != min(c0, c1) || c.Max != max(c0, c1) {
+			t.Errorf("%s: checkpoint cost %+v is not paired run by run (%v, %v)", r.Query, c, c0, c1)
 		}
 		s := r.Streamd.EventsPerCPUSecond
 		if !(s.Min <= s.Median && s.Median <= s.Max && s.Min > 0) {

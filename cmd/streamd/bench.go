@@ -67,6 +67,7 @@ func cmdBenchNexmark(args []string, stdout, stderr io.Writer) int {
 	runs := fs.Int("runs", 3, "with --suite: runs of each query; the report shows medians and min–max")
 	list := fs.Bool("list", false, "list the queries, and exit")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the runs (baselines included) to this file")
+	ckptCost := fs.Bool("checkpoint-cost", false, "with --suite: also run each query without checkpoints, right after, and report what checkpointing cost")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fs.SetOutput(stdout)
@@ -103,7 +104,7 @@ func cmdBenchNexmark(args []string, stdout, stderr io.Writer) int {
 		problems = append(problems, fmt.Sprintf("--baseline must be %q, not %q", nexmarkbench.SystemChannels, *baseline))
 	}
 	if !*suite {
-		for _, name := range []string{"out", "runs"} {
+		for _, name := range []string{"out", "runs", "checkpoint-cost"} {
 			if set[name] {
 				problems = append(problems, fmt.Sprintf("--%s needs --suite", name))
 			}
@@ -165,7 +166,7 @@ func cmdBenchNexmark(args []string, stdout, stderr io.Writer) int {
 		if len(queries) == 0 {
 			queries = nexmarkbench.Queries()
 		}
-		results, err := nexmarkbench.RunSuite(ctx, nexmarkbench.SuiteConfig{Run: cfg, Runs: *runs, Baseline: withBaseline, Queries: queries, Env: env})
+		results, err := nexmarkbench.RunSuite(ctx, nexmarkbench.SuiteConfig{Run: cfg, Runs: *runs, Baseline: withBaseline, CheckpointCost: *ckptCost, Queries: queries, Env: env})
 		if err != nil {
 			fmt.Fprintf(stderr, "streamd bench nexmark: %v\n", err)
 			return exitFailure

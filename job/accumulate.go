@@ -414,7 +414,7 @@ func foldNum(k AccKind, t Type, prev, x uint64) uint64 {
 func (c *compiler) reduceStep(i int, st *StepSpec, in *Schema, ctx evalCtx) (*Schema, *Reducer, []string) {
 	s := c.s
 	r := st.Reduce
-	path := stepPath(i) + ".reduce"
+	path := c.stepPath(i) + ".reduce"
 	fpath, vpath, ipath := path+".field", path+".value", path+".init"
 	at := func(p string) position { return s.posOf(p, st.Line, st.Column) }
 	fail := func() (*Schema, *Reducer, []string) {
@@ -546,7 +546,7 @@ func accOutType(k AccKind, t Type) Type {
 // take slots as a map's assignments do (see mapStep).
 func (c *compiler) aggregateStep(i int, st *StepSpec, in *Schema, ctx evalCtx) (*Schema, *Accumulators, []string) {
 	s := c.s
-	path := stepPath(i) + ".aggregate"
+	path := c.stepPath(i) + ".aggregate"
 	n := len(st.Accs)
 	fail := func() (*Schema, *Accumulators, []string) {
 		for _, a := range st.Accs {

@@ -15,6 +15,10 @@ type Plan struct {
 	SourceSchema *Schema
 	Stages       []Stage // one per pipeline step, in order
 	SinkSchema   *Schema
+	// Inputs are the sources of a spec with `sources:` and their
+	// pipelines, in the order written (join.go); nil for a spec with
+	// `source:`, and then SourceSchema is the source's schema (nil here).
+	Inputs []Input
 	// Vertices are the chains of operators the engine runs the plan as,
 	// in order, from the source's to the sink's (see Vertex).
 	Vertices []Vertex
@@ -63,6 +67,11 @@ type Stage struct {
 	// window.Aggregate. Its records leave with the window's end − 1 as
 	// their timestamp.
 	Window *WindowAgg
+	// Join (StepJoin, the first stage of a spec with sources:) is the
+	// compiled join; jobrun runs it as join.Inner or join.Tumbling. It is
+	// Keyed by its left key (In is the left side's records) and always
+	// shuffles both sides.
+	Join *Join
 
 	// SlowExprs lists this stage's expressions that run on expr's VM
 	// (allocating, an order of magnitude slower) because they use something
@@ -205,11 +214,17 @@ type compiler struct {
 	// dropped, since they would only repeat the first.
 	poisoned map[string]bool
 	plan     *Plan
+	// prefix is the path of the pipeline being compiled: "pipeline" or
+	// "sources[i].pipeline".
+	prefix string
 }
 
 func newCompiler(s *Spec, broken map[string]bool) *compiler {
-	return &compiler{s: s, broken: broken, poisoned: make(map[string]bool)}
+	return &compiler{s: s, broken: broken, poisoned: make(map[string]bool), prefix: "pipeline"}
 }
+
+// stepPath is the path of step i of the pipeline being compiled.
+func (c *compiler) stepPath(i int) string { return fmt.Sprintf("%s[%d]", c.prefix, i) }
 
 func (c *compiler) errAt(path string, p position, format string, args ...any) {
 	c.errs = append(c.errs, &Error{File: c.s.File, Line: p.line, Column: p.col, Path: path, Msg: fmt.Sprintf(format, args...)})
@@ -228,36 +243,80 @@ func (c *compiler) exprErr(path string, p position, xe *exprError) {
 // is broken, and the steps before the first broken one.
 func (c *compiler) run() {
 	s := c.s
+	if len(s.Sources) > 0 {
+		c.runSources()
+		return
+	}
 	if c.broken[""] || c.broken["source"] {
 		return
 	}
-	var src *Schema
-	switch s.Source.Type {
-	case SourceSequence:
-		src = SequenceSchema()
-	case SourceFile:
-		var err error
-		if src, err = NewSchema(s.Source.Fields); err != nil {
-			return // validate reported why
-		}
-	case SourceNexmark:
-		src = NexmarkSchema()
-	default:
+	src := c.sourceSchema(&s.Source)
+	if src == nil {
 		return
 	}
-	c.eventTime(src)
-	plan := &Plan{Spec: s, SourceSchema: src, Stages: make([]Stage, 0, len(s.Pipeline))}
+	c.eventTime("source", &s.Source, src)
+	plan := &Plan{Spec: s, SourceSchema: src}
+	stages, out, complete := c.steps("pipeline", s.Pipeline, 0, src, make([]Stage, 0, len(s.Pipeline)))
+	plan.Stages, plan.SinkSchema = stages, out
+	if complete {
+		c.plan = plan
+	}
+}
+
+// sourceSchema returns the schema of src's records, nil when src is
+// broken (validate reported why).
+func (c *compiler) sourceSchema(src *SourceSpec) *Schema {
+	switch src.Type {
+	case SourceSequence:
+		return SequenceSchema()
+	case SourceFile:
+		s, err := NewSchema(src.Fields)
+		if err != nil {
+			return nil
+		}
+		return s
+	case SourceNexmark:
+		return NexmarkSchema()
+	}
+	return nil
+}
+
+// eventTimeMissing returns why a step that needs event time cannot have
+// it, "" when every source has it.
+func (c *compiler) eventTimeMissing() string {
+	s := c.s
+	if len(s.Sources) == 0 {
+		if s.Source.EventTime == nil {
+			return "add event_time: {field: ...} to the source"
+		}
+		return ""
+	}
+	for i := range s.Sources {
+		if s.Sources[i].EventTime == nil {
+			return fmt.Sprintf("add event_time: {field: ...} to source %q (and to every source)", s.Sources[i].Name)
+		}
+	}
+	return ""
+}
+
+// steps compiles steps[start:] of the pipeline at prefix over records of
+// schema in, appending to stages. It returns the stages, the schema after
+// the last one, and whether every step compiled (the steps after the
+// first broken one are not compiled).
+func (c *compiler) steps(prefix string, steps []StepSpec, start int, in *Schema, stages []Stage) ([]Stage, *Schema, bool) {
+	s := c.s
+	c.prefix = prefix
 	checkPar := !c.broken["parallelism"] && !c.broken["max_parallelism"]
-	schema := src
+	schema := in
 	keyed, keyName, keyStep, keyEnd, keyEndWindow := false, "", -1, -1, false
-	complete := !c.broken["pipeline"]
-	for i := range s.Pipeline {
-		if !complete || c.broken[stepPath(i)] {
+	complete := !c.broken[prefix]
+	for i := start; i < len(steps); i++ {
+		if !complete || c.broken[c.stepPath(i)] {
 			complete = false
 			break
 		}
-		st := &s.Pipeline[i]
-		path := stepPath(i)
+		st := &steps[i]
+		path := c.stepPath(i)
 		stepPos := s.posOf(path, st.Line, st.Column)
 		ctx := evalCtx{step: st.Name, line: st.Line}
 		stage := Stage{Step: st, In: schema, Out: schema, Parallelism: cmpOr(st.Parallelism, s.Parallelism)}
@@ -300,8 +359,8 @@ func (c *compiler) run() {
 			if !keyed {
 				c.needKey(path, stepPos, st.Kind, keyStep, keyEnd, keyName, keyEndWindow)
 			}
-			if s.Source.EventTime == nil {
-				c.errAt(path, stepPos, "a window step needs event time: add event_time: {field: ...} to the source (windows fire when the watermark passes their end)")
+			if why := c.eventTimeMissing(); why != "" {
+				c.errAt(path, stepPos, "a window step needs event time: %s (windows fire when the watermark passes their end)", why)
 			}
 			if !keyed {
 				// Without a key the output schema is unknown.
@@ -375,7 +434,7 @@ func (c *compiler) run() {
 			stage.Out, stage.Agg = out, agg
 			endsKey = keyed && outName == keyName
 		default:
-			return // validate reported it
+			return stages, schema, false // validate reported it
 		}
 		if checkPar && stage.Keyed && stage.Parallelism > s.MaxParallelism {
 			if st.Parallelism != 0 {
@@ -390,13 +449,10 @@ func (c *compiler) run() {
 			keyEndWindow = st.Kind == StepWindow
 		}
 		stage.Out.mustBeValid()
-		plan.Stages = append(plan.Stages, stage)
+		stages = append(stages, stage)
 		schema = stage.Out
 	}
-	plan.SinkSchema = schema
-	if complete {
-		c.plan = plan
-	}
+	return stages, schema, complete
 }
 
 // needKey reports a keyed step without a key_by in effect.
@@ -484,7 +540,7 @@ func slotMask(fields []Field) (num, str uint32) {
 // mapStep compiles a map step: its output schema and its in-place Map.
 func (c *compiler) mapStep(i int, st *StepSpec, in *Schema, ctx evalCtx) (*Schema, func(*Row), []string) {
 	s := c.s
-	path := stepPath(i) + ".map"
+	path := c.stepPath(i) + ".map"
 	n := len(st.Assign)
 	ces := make([]*compiled, n)
 	for j, a := range st.Assign {
@@ -593,7 +649,20 @@ const fingerprintHeader = "streamd job fingerprint v1"
 func (p *Plan) Fingerprint() string {
 	var b strings.Builder
 	b.WriteString(fingerprintHeader)
-	fmt.Fprintf(&b, "\nmax_parallelism %d\nsource %s\n", p.Spec.MaxParallelism, p.Spec.Source.Type)
+	if len(p.Inputs) == 0 {
+		fmt.Fprintf(&b, "\nmax_parallelism %d\nsource %s\n", p.Spec.MaxParallelism, p.Spec.Source.Type)
+	} else {
+		// With sources: each source by name, with the steps of its
+		// pipeline.
+		fmt.Fprintf(&b, "\nmax_parallelism %d\n", p.Spec.MaxParallelism)
+		for _, in := range p.Inputs {
+			fmt.Fprintf(&b, "source %s %s\n", in.Source.Name, in.Source.Type)
+			for i := range in.Stages {
+				st := &in.Stages[i]
+				fmt.Fprintf(&b, "step %s %d %s %s\n", in.Source.Name, i, st.Step.Name, st.StateSignature())
+			}
+		}
+	}
 	for i := range p.Stages {
 		st := &p.Stages[i]
 		fmt.Fprintf(&b, "step %d %s %s\n", i, st.Step.Name, st.StateSignature())
@@ -620,6 +689,9 @@ func (st *Stage) StateSignature() string {
 	}
 	if w := st.Window; w != nil {
 		b.WriteString(w.signature())
+	}
+	if j := st.Join; j != nil {
+		b.WriteString(j.signature())
 	}
 	if a := st.Accs; a != nil {
 		// Names, kinds and input types decide the layout of the state.

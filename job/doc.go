@@ -115,6 +115,9 @@
 //     built-ins: count, sum, min, max, avg over int or float expressions),
 //     and ends the key_by. Its state signature lists the aggregates, not
 //     the windows (package window names its state by geometry).
+//   - `sources:` (two named sources, each with filter and map steps) and a
+//     first `join:` step over them (join.Inner with an optional ttl, or
+//     join.Tumbling): decisions in join.go.
 //   - Fingerprint lists every step (stateless ones too) but no expressions:
 //     editing an expression keeps a checkpoint usable, changing the
 //     pipeline's shape does not.

@@ -2,6 +2,7 @@ package job
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/streamd/streamd/engine"
@@ -101,57 +102,88 @@ func (c *compiler) layout(p *Plan) {
 		}
 		return "parallelism"
 	}
-	ops := []op{{
-		opAt:    opAt{SourceName, "source", s.posOf("source", s.Source.Line, s.Source.Column)},
-		par:     p.SourceParallelism(),
-		parPath: parPath("source.parallelism", s.Source.Parallelism != 0),
-	}}
-	// The stream's partitioning by key: set after an aggregation, ended by
-	// anything that reshuffles or writes the key (jobrun's AsKeyed).
-	partKey, partPar, pending := "", 0, false
-	for i := range p.Stages {
-		st := &p.Stages[i]
-		path := stepPath(i)
-		prevPar := ops[len(ops)-1].par
-		o := op{
-			opAt:    opAt{st.Step.Name, path, s.posOf(path, st.Step.Line, st.Step.Column)},
-			par:     st.Parallelism,
-			parPath: parPath(path+".parallelism", st.Step.Parallelism != 0),
-		}
-		if _, named := s.pos[path+".name"]; named {
-			o.path = path + ".name"
-			o.pos = s.posOf(o.path, st.Step.Line, st.Step.Column)
-		}
-		writesKey := false
-		switch st.Step.Kind {
-		case StepKeyBy:
-			pending, partKey = true, ""
-			continue
-		case StepMap:
-			for _, a := range st.Step.Assign {
-				writesKey = writesKey || st.Keyed && a.Field == st.Key.Name
+	// Each source's chain, then the job's pipeline (from the join, with
+	// sources:) to the sink. Each list starts a new vertex.
+	var lists [][]op
+	var ops []op
+	// addStages appends the operators of stages (of the pipeline at
+	// prefix) to ops.
+	addStages := func(prefix string, stages []Stage) {
+		// The stream's partitioning by key: set after an aggregation, ended by
+		// anything that reshuffles or writes the key (jobrun's AsKeyed).
+		partKey, partPar, pending := "", 0, false
+		for i := range stages {
+			st := &stages[i]
+			path := fmt.Sprintf("%s[%d]", prefix, i)
+			prevPar := 0
+			if len(ops) > 0 {
+				prevPar = ops[len(ops)-1].par
 			}
-		case StepCount, StepSum, StepMin, StepMax, StepReduce, StepAggregate, StepWindow:
-			st.Shuffle = pending || partKey != st.Key.Name || partPar != st.Parallelism
-			o.keyed = true
-			partKey, partPar, pending = st.Key.Name, st.Parallelism, false
-			// A window step's records are new ones: what follows it is
-			// not keyed (Compile ends the key_by there).
-			writesKey = st.writesAggregate(st.Key.Name) || st.Step.Kind == StepWindow
+			o := op{
+				opAt:    opAt{st.Step.Name, path, s.posOf(path, st.Step.Line, st.Step.Column)},
+				par:     st.Parallelism,
+				parPath: parPath(path+".parallelism", st.Step.Parallelism != 0),
+			}
+			if _, named := s.pos[path+".name"]; named {
+				o.path = path + ".name"
+				o.pos = s.posOf(o.path, st.Step.Line, st.Step.Column)
+			}
+			writesKey := false
+			switch st.Step.Kind {
+			case StepKeyBy:
+				pending, partKey = true, ""
+				continue
+			case StepMap:
+				for _, a := range st.Step.Assign {
+					writesKey = writesKey || st.Keyed && a.Field == st.Key.Name
+				}
+			case StepJoin:
+				// A two-input operator heads its own vertex, both inputs
+				// shuffled by key; its records are new ones, not keyed.
+				o.keyed, o.exchange = true, "keyed"
+				ops = append(ops, o)
+				continue
+			case StepCount, StepSum, StepMin, StepMax, StepReduce, StepAggregate, StepWindow:
+				st.Shuffle = pending || partKey != st.Key.Name || partPar != st.Parallelism
+				o.keyed = true
+				partKey, partPar, pending = st.Key.Name, st.Parallelism, false
+				// A window step's records are new ones: what follows it is
+				// not keyed (Compile ends the key_by there).
+				writesKey = st.writesAggregate(st.Key.Name) || st.Step.Kind == StepWindow
+			}
+			if st.Parallelism != prevPar || writesKey {
+				partKey = ""
+			}
+			switch {
+			case st.Shuffle:
+				o.exchange = "keyed"
+			case o.par == prevPar:
+				o.exchange = "forward"
+			default:
+				o.exchange = "rebalance"
+			}
+			ops = append(ops, o)
 		}
-		if st.Parallelism != prevPar || writesKey {
-			partKey = ""
-		}
-		switch {
-		case st.Shuffle:
-			o.exchange = "keyed"
-		case o.par == prevPar:
-			o.exchange = "forward"
-		default:
-			o.exchange = "rebalance"
-		}
-		ops = append(ops, o)
 	}
+	if len(p.Inputs) == 0 {
+		ops = []op{{
+			opAt:    opAt{SourceName, "source", s.posOf("source", s.Source.Line, s.Source.Column)},
+			par:     p.SourceParallelism(),
+			parPath: parPath("source.parallelism", s.Source.Parallelism != 0),
+		}}
+	}
+	for i := range p.Inputs {
+		in := &p.Inputs[i]
+		ops = []op{{
+			opAt:    opAt{in.Source.Name, in.path + ".name", s.posOf(in.path+".name", in.Source.Line, in.Source.Column)},
+			par:     in.Parallelism(p),
+			parPath: parPath(in.path+".parallelism", in.Source.Parallelism != 0),
+		}}
+		addStages(in.path+".pipeline", in.Stages)
+		lists = append(lists, ops)
+		ops = nil
+	}
+	addStages("pipeline", p.Stages)
 	sk := op{
 		opAt:    opAt{SinkName, "sink", s.posOf("sink", s.Sink.Line, s.Sink.Column)},
 		par:     p.SinkParallelism(),
@@ -162,12 +194,13 @@ func (c *compiler) layout(p *Plan) {
 		sk.exchange = "forward"
 	}
 	ops = append(ops, sk)
+	lists = append(lists, ops)
 
 	// Chain as the engine does: an operator joins its input's vertex when
 	// its records come forward (each operator here has one consumer).
 	var heads []op
 	tasks := 0
-	for _, o := range ops {
+	for _, o := range slices.Concat(lists...) {
 		if o.exchange != "forward" {
 			p.Vertices = append(p.Vertices, Vertex{Name: o.name, Parallelism: o.par, Keyed: o.keyed, Exchange: o.exchange})
 			heads = append(heads, o)

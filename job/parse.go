@@ -76,6 +76,8 @@ func parse(filename string, data []byte) (*Spec, *decoder) {
 // map to keys the compiler does not look at.
 func brokenKey(path string) string {
 	switch {
+	case strings.HasPrefix(path, "sources["):
+		return brokenSourceKey(path)
 	case strings.HasPrefix(path, "pipeline["):
 		i := strings.IndexByte(path, ']')
 		if rest := path[i+1:]; rest == ".name" || rest == ".parallelism" {
@@ -104,6 +106,8 @@ type decoder struct {
 	bad map[string]bool
 	// broken holds brokenKey of every error; Load's compile phase uses it.
 	broken map[string]bool
+	// unnamed lists the steps that do not name themselves (nameSteps).
+	unnamed []stepRef
 }
 
 func (d *decoder) fail(p position, path, format string, args ...any) {
@@ -198,7 +202,8 @@ func (d *decoder) top(body ast.Node) {
 		d.bad[""] = true
 		return
 	}
-	allowed := []string{"name", "parallelism", "max_parallelism", "source", "pipeline", "sink", "checkpointing", "restart"}
+	allowed := []string{"name", "parallelism", "max_parallelism", "source", "sources", "pipeline", "sink", "checkpointing", "restart"}
+	var sourceAt, sourcesAt position // of the keys, when present
 	for _, e := range ents {
 		switch e.key {
 		case "name":
@@ -212,9 +217,21 @@ func (d *decoder) top(body ast.Node) {
 				s.MaxParallelism = int(v)
 			}
 		case "source":
-			d.source(e)
+			sourceAt = e.kpos
+			if sourcesAt.line > 0 {
+				d.fail(e.kpos, e.path, "a job has source: (one source) or sources: (named sources to join), not both; sources: is at line %d", sourcesAt.line)
+				continue
+			}
+			d.source(e, &s.Source, "")
+		case "sources":
+			sourcesAt = e.kpos
+			if sourceAt.line > 0 {
+				d.fail(e.kpos, e.path, "a job has source: (one source) or sources: (named sources to join), not both; source: is at line %d", sourceAt.line)
+				continue
+			}
+			d.sources(e)
 		case "pipeline":
-			d.pipeline(e)
+			s.Pipeline = d.pipeline(e, "pipeline")
 		case "sink":
 			d.sink(e)
 		case "checkpointing":
@@ -225,14 +242,20 @@ func (d *decoder) top(body ast.Node) {
 			d.unknown(e, allowed)
 		}
 	}
-	d.require(ents, posOf(body), "", "name", "source", "sink")
+	if sourcesAt.line > 0 {
+		d.require(ents, posOf(body), "", "name", "sink")
+	} else {
+		d.require(ents, posOf(body), "", "name", "source", "sink")
+	}
+	d.nameSteps()
 	if s.Restart == nil {
 		s.Restart = defaultRestart(s.Checkpointing != nil)
 	}
 }
 
-func (d *decoder) source(e entry) {
-	src := &d.spec.Source
+// source decodes `source:`, or one source of `sources:` when item is its
+// path ("sources[1]"): then it has a name and a pipeline too.
+func (d *decoder) source(e entry, src *SourceSpec, item string) {
 	src.Line, src.Column = e.kpos.line, e.kpos.col
 	ents, ok := d.entries(e.value, e.path, "a mapping with the source's type and options")
 	if !ok {
@@ -246,6 +269,9 @@ func (d *decoder) source(e entry) {
 	}
 	src.Type = typ
 	allowed := []string{"type", "parallelism", "count", "keys", "rate", "path", "fields", "events", "event_time"}
+	if item != "" {
+		allowed = append([]string{"name"}, append(allowed, "pipeline")...)
+	}
 	notFor := func(x entry, kind, why string) bool {
 		if typ == kind {
 			d.fail(x.kpos, x.path, "not used by a %s source%s", kind, why)
@@ -296,12 +322,25 @@ func (d *decoder) source(e entry) {
 				notFor(x, SourceNexmark, " (its schema is the union of the person, auction and bid fields)") {
 				continue
 			}
-			d.fields(x)
+			d.fields(x, src)
 		case "event_time":
-			d.eventTime(x)
+			d.eventTime(x, src)
+		case "name", "pipeline":
+			if item == "" {
+				d.fail(x.kpos, x.path, "unknown field: only a source of sources: has a %s (the steps of source: are the job's pipeline)", x.key)
+				continue
+			}
+			if x.key == "name" {
+				src.Name, _ = d.str(x)
+			} else {
+				src.Pipeline = d.pipeline(x, x.path)
+			}
 		default:
 			d.unknown(x, allowed)
 		}
+	}
+	if item != "" {
+		d.require(ents, e.kpos, e.path, "name")
 	}
 	d.require(ents, e.kpos, e.path, "type")
 	switch typ {
@@ -318,9 +357,9 @@ func (d *decoder) source(e entry) {
 // D, idleness: D, watermark_interval: D}`. The section exists (non-nil)
 // as soon as its key does, so that a window step does not also report
 // that event time is missing when the section has a mistake.
-func (d *decoder) eventTime(e entry) {
+func (d *decoder) eventTime(e entry, src *SourceSpec) {
 	et := &EventTimeSpec{WatermarkInterval: engine.DefaultWatermarkInterval, Line: e.kpos.line, Column: e.kpos.col}
-	d.spec.Source.EventTime = et
+	src.EventTime = et
 	ents, ok := d.entries(e.value, e.path, "a mapping with the timestamp field and watermark options, such as {field: dateTime, out_of_orderness: 2s}")
 	if !ok {
 		return
@@ -346,7 +385,7 @@ func (d *decoder) eventTime(e entry) {
 
 // fields decodes a file source's schema: a mapping of field name to type,
 // in the order written.
-func (d *decoder) fields(e entry) {
+func (d *decoder) fields(e entry, src *SourceSpec) {
 	ents, ok := d.entries(e.value, e.path, "a mapping of field names to types (int, float, string or bool)")
 	if !ok {
 		return
@@ -362,56 +401,81 @@ func (d *decoder) fields(e entry) {
 			d.fail(x.vpos, x.path, "unknown type %q: want int, float, string or bool", s)
 			continue
 		}
-		d.spec.Source.Fields = append(d.spec.Source.Fields, FieldSpec{Name: x.key, Type: t})
+		src.Fields = append(src.Fields, FieldSpec{Name: x.key, Type: t})
 	}
 	if len(ents) == 0 {
 		d.fail(e.vpos, e.path, "a file source needs at least one field")
 	}
 }
 
-var operatorKeys = []string{"filter", "map", "key_by", "count", "sum", "min", "max", "reduce", "aggregate", "window"}
+var operatorKeys = []string{"filter", "map", "key_by", "count", "sum", "min", "max", "reduce", "aggregate", "window", "join"}
 
-func (d *decoder) pipeline(e entry) {
+// pipeline decodes a sequence of steps at path ("pipeline", or
+// "sources[i].pipeline"). Steps get their default names later
+// (nameSteps), numbered across the whole job.
+func (d *decoder) pipeline(e entry, path string) []StepSpec {
 	n, ok := d.plain(e.value, e.path)
 	if !ok {
-		return
+		return nil
 	}
 	seq, ok := n.(*ast.SequenceNode)
 	if !ok {
 		d.fail(e.vpos, e.path, "want a sequence of steps, got %s", describe(n))
-		return
+		return nil
 	}
 	if len(seq.Values) > MaxSteps {
 		d.fail(e.vpos, e.path, "%d steps; the limit is %d", len(seq.Values), MaxSteps)
-		return
+		return nil
 	}
 	steps := make([]StepSpec, len(seq.Values))
-	explicitName := make([]bool, len(seq.Values))
 	for i, item := range seq.Values {
-		explicitName[i] = d.step(i, item, &steps[i])
-	}
-	// Default names: "<kind>-<n>", the n-th step of that kind.
-	var perKind [len(stepKindNames)]int
-	for i := range steps {
-		k := steps[i].Kind
-		if int(k) >= len(perKind) {
-			continue
-		}
-		perKind[k]++
-		if !explicitName[i] && k != 0 {
-			steps[i].Name = fmt.Sprintf("%s-%d", k, perKind[k])
+		if !d.step(fmt.Sprintf("%s[%d]", path, i), item, &steps[i]) {
+			d.unnamed = append(d.unnamed, stepRef{path, i})
 		}
 	}
-	d.spec.Pipeline = steps
+	return steps
 }
 
-// step decodes pipeline[i]; it reports whether the step names itself.
-func (d *decoder) step(i int, n ast.Node, st *StepSpec) (named bool) {
-	path := stepPath(i)
+// stepRef is a step of a pipeline by the pipeline's path and its index.
+type stepRef struct {
+	path string
+	i    int
+}
+
+// nameSteps gives the steps that do not name themselves their default
+// names: "<kind>-<n>", the n-th step of that kind in the job, counting the
+// pipelines of sources: first, in the order written, then the job's.
+func (d *decoder) nameSteps() {
+	s := d.spec
+	unnamed := make(map[stepRef]bool, len(d.unnamed))
+	for _, r := range d.unnamed {
+		unnamed[r] = true
+	}
+	var perKind [len(stepKindNames)]int
+	name := func(path string, steps []StepSpec) {
+		for i := range steps {
+			k := steps[i].Kind
+			if k == 0 || int(k) >= len(perKind) {
+				continue
+			}
+			perKind[k]++
+			if unnamed[stepRef{path, i}] {
+				steps[i].Name = fmt.Sprintf("%s-%d", k, perKind[k])
+			}
+		}
+	}
+	for i := range s.Sources {
+		name(sourcePath(i)+".pipeline", s.Sources[i].Pipeline)
+	}
+	name("pipeline", s.Pipeline)
+}
+
+// step decodes the step at path; it reports whether the step names itself.
+func (d *decoder) step(path string, n ast.Node, st *StepSpec) (named bool) {
 	p := posOf(n)
 	st.Line, st.Column = p.line, p.col
 	d.spec.pos[path] = p
-	ents, ok := d.entries(n, path, "a mapping with one operator (filter, map, key_by, count, sum, min, max, reduce, aggregate or window)")
+	ents, ok := d.entries(n, path, "a mapping with one operator (filter, map, key_by, count, sum, min, max, reduce, aggregate, window or join)")
 	if !ok {
 		return false
 	}
@@ -442,6 +506,8 @@ func (d *decoder) step(i int, n ast.Node, st *StepSpec) (named bool) {
 				d.aggregate(e, st)
 			case StepWindow:
 				d.window(e, st)
+			case StepJoin:
+				d.join(e, st)
 			}
 			continue
 		}

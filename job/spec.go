@@ -57,10 +57,17 @@ type Spec struct {
 	Name           string
 	Parallelism    int // default parallelism of every task, 1..engine.MaxParallelism
 	MaxParallelism int // number of key groups, 1..keyed.MaxMaxParallelism
-	Source         SourceSpec
-	Pipeline       []StepSpec
-	Sink           SinkSpec
-	Checkpointing  *CheckpointSpec // nil = no checkpoints
+	// Source is the job's one source (`source:`); unused (zero) when the
+	// spec has Sources.
+	Source SourceSpec
+	// Sources are the named sources of `sources:` (join.go), in the order
+	// written; nil when the spec has `source:`. Each has a Name and its
+	// own Pipeline of filter and map steps; the job's Pipeline starts with
+	// the join of two of them.
+	Sources       []SourceSpec
+	Pipeline      []StepSpec
+	Sink          SinkSpec
+	Checkpointing *CheckpointSpec // nil = no checkpoints
 	// Restart is what `streamd serve` does when the job fails; never nil
 	// after Parse (the defaults below when the spec has no `restart:`).
 	// `streamd run` does not restart: it exits 1.
@@ -75,6 +82,11 @@ type position struct{ line, col int }
 
 // SourceSpec is the `source:` section.
 type SourceSpec struct {
+	// Name and Pipeline belong to a source of `sources:`: its operator
+	// name (unique among step names and uids) and the filter and map
+	// steps its records go through before the join. Empty for `source:`.
+	Name        string
+	Pipeline    []StepSpec
 	Type        string      // SourceSequence, SourceFile or SourceNexmark
 	Count       int64       // sequence: records to emit; -1 = unbounded
 	Events      int64       // nexmark: events to generate (0 … Events-1); -1 = unbounded
@@ -124,6 +136,7 @@ const (
 	StepReduce
 	StepAggregate
 	StepWindow
+	StepJoin
 )
 
 var stepKindNames = [...]string{
@@ -137,6 +150,7 @@ var stepKindNames = [...]string{
 	StepReduce:    "reduce",
 	StepAggregate: "aggregate",
 	StepWindow:    "window",
+	StepJoin:      "join",
 }
 
 // String returns the operator key used in specs ("key_by", "count", ...).
@@ -180,6 +194,7 @@ type StepSpec struct {
 	Reduce      *ReduceSpec  // reduce
 	Accs        []AccSpec    // aggregate, window: the accumulators, in the order written
 	Window      *WindowSpec  // window: the windows (Accs holds the aggregates)
+	Join        *JoinSpec    // join
 	Line        int          // position of the operator key
 	Column      int
 }

@@ -50,8 +50,15 @@ func (s *Spec) validate(skip func(path string) bool) []*Error {
 	if !skip("max_parallelism") && (s.MaxParallelism < 1 || s.MaxParallelism > keyed.MaxMaxParallelism) {
 		v.errAt("max_parallelism", 0, 0, "must be between 1 and %d, got %d", keyed.MaxMaxParallelism, s.MaxParallelism)
 	}
-	v.source()
-	v.steps()
+	// Step names, uids and source names share one namespace (the
+	// engine's operator names and ids): each maps to where it is taken.
+	names := make(map[string]string)
+	if len(s.Sources) > 0 {
+		v.sources(names)
+	} else {
+		v.source("source", &s.Source)
+	}
+	v.steps("pipeline", s.Pipeline, names)
 	v.sink()
 	v.checkpointing()
 	v.restart()
@@ -68,35 +75,35 @@ func (v *validator) parallelism(path string, p int, inherit bool, line, col int)
 	}
 }
 
-func (v *validator) source() {
-	src := &v.s.Source
-	if v.skip("source") {
+// source checks the source at path: "source", or "sources[i]".
+func (v *validator) source(path string, src *SourceSpec) {
+	if v.skip(path) {
 		return
 	}
-	v.parallelism("source.parallelism", src.Parallelism, true, src.Line, src.Column)
+	v.parallelism(path+".parallelism", src.Parallelism, true, src.Line, src.Column)
 	switch src.Type {
 	case SourceSequence:
-		if !v.skip("source.count") && src.Count < -1 {
-			v.errAt("source.count", src.Line, src.Column, "must be >= 0 or -1 (unbounded), got %d", src.Count)
+		if !v.skip(path+".count") && src.Count < -1 {
+			v.errAt(path+".count", src.Line, src.Column, "must be >= 0 or -1 (unbounded), got %d", src.Count)
 		}
-		if !v.skip("source.keys") && src.Keys < 1 {
-			v.errAt("source.keys", src.Line, src.Column, "must be >= 1, got %d", src.Keys)
+		if !v.skip(path+".keys") && src.Keys < 1 {
+			v.errAt(path+".keys", src.Line, src.Column, "must be >= 1, got %d", src.Keys)
 		}
-		v.rate(src)
+		v.rate(path, src)
 	case SourceFile:
-		if !v.skip("source.path") && src.Path == "" {
-			v.errAt("source.path", src.Line, src.Column, "must not be empty")
+		if !v.skip(path+".path") && src.Path == "" {
+			v.errAt(path+".path", src.Line, src.Column, "must not be empty")
 		}
-		if v.skip("source.fields") {
+		if v.skip(path + ".fields") {
 			return
 		}
 		if len(src.Fields) == 0 {
-			v.errAt("source.fields", src.Line, src.Column, "a file source needs at least one field")
+			v.errAt(path+".fields", src.Line, src.Column, "a file source needs at least one field")
 		}
 		var nNum, nStr int
 		seen := make(map[string]bool, len(src.Fields))
 		for _, f := range src.Fields {
-			path := "source.fields." + f.Name
+			path := path + ".fields." + f.Name
 			if v.skip(path) {
 				continue
 			}
@@ -124,35 +131,35 @@ func (v *validator) source() {
 			}
 		}
 	case SourceNexmark:
-		if !v.skip("source.events") && (src.Events < -1 || src.Events > MaxNexmarkEvents) {
-			v.errAt("source.events", src.Line, src.Column, "must be between 0 and %d, or -1 (unbounded), got %d", MaxNexmarkEvents, src.Events)
+		if !v.skip(path+".events") && (src.Events < -1 || src.Events > MaxNexmarkEvents) {
+			v.errAt(path+".events", src.Line, src.Column, "must be between 0 and %d, or -1 (unbounded), got %d", MaxNexmarkEvents, src.Events)
 		}
-		v.rate(src)
+		v.rate(path, src)
 	default:
-		if !v.skip("source.type") {
-			v.errAt("source.type", src.Line, src.Column, "unknown source type %s: want sequence, file or nexmark", quoteShort(src.Type))
+		if !v.skip(path + ".type") {
+			v.errAt(path+".type", src.Line, src.Column, "unknown source type %s: want sequence, file or nexmark", quoteShort(src.Type))
 		}
 	}
-	v.eventTime(src)
+	v.eventTime(path, src)
 }
 
-func (v *validator) rate(src *SourceSpec) {
-	if !v.skip("source.rate") && (src.RatePerSec < 0 || math.IsNaN(src.RatePerSec) || math.IsInf(src.RatePerSec, 0)) {
-		v.errAt("source.rate", src.Line, src.Column, "must be a finite number >= 0 (0 = as fast as possible), got %v", src.RatePerSec)
+func (v *validator) rate(path string, src *SourceSpec) {
+	if !v.skip(path+".rate") && (src.RatePerSec < 0 || math.IsNaN(src.RatePerSec) || math.IsInf(src.RatePerSec, 0)) {
+		v.errAt(path+".rate", src.Line, src.Column, "must be a finite number >= 0 (0 = as fast as possible), got %v", src.RatePerSec)
 	}
 }
 
 // eventTime checks the values of `event_time:`; Compile checks its field
 // against the source's schema.
-func (v *validator) eventTime(src *SourceSpec) {
+func (v *validator) eventTime(path string, src *SourceSpec) {
 	et := src.EventTime
-	if et == nil || v.skip("source.event_time") {
+	if et == nil || v.skip(path+".event_time") {
 		return
 	}
 	check := func(field string, bad bool, format string, args ...any) {
-		path := "source.event_time." + field
-		if bad && !v.skip(path) {
-			v.errAt(path, et.Line, et.Column, format, args...)
+		fpath := path + ".event_time." + field
+		if bad && !v.skip(fpath) {
+			v.errAt(fpath, et.Line, et.Column, format, args...)
 		}
 	}
 	check("field", et.Field == "", "missing timestamp field")
@@ -163,19 +170,20 @@ func (v *validator) eventTime(src *SourceSpec) {
 	check("watermark_interval", et.WatermarkInterval <= 0, "must be > 0, got %v", et.WatermarkInterval)
 }
 
-func (v *validator) steps() {
+// steps checks the steps of the pipeline at prefix ("pipeline" or
+// "sources[i].pipeline"); names holds the names and uids taken so far.
+func (v *validator) steps(prefix string, steps []StepSpec, names map[string]string) {
 	s := v.s
-	if v.skip("pipeline") {
+	if v.skip(prefix) {
 		return
 	}
-	if len(s.Pipeline) > MaxSteps {
-		v.errAt("pipeline", 0, 0, "%d steps; the limit is %d", len(s.Pipeline), MaxSteps)
+	if len(steps) > MaxSteps {
+		v.errAt(prefix, 0, 0, "%d steps; the limit is %d", len(steps), MaxSteps)
 		return
 	}
-	names := make(map[string]int, len(s.Pipeline))
-	for i := range s.Pipeline {
-		st := &s.Pipeline[i]
-		path := stepPath(i)
+	for i := range steps {
+		st := &steps[i]
+		path := fmt.Sprintf("%s[%d]", prefix, i)
 		if v.skip(path) && st.Kind == 0 {
 			continue
 		}
@@ -185,9 +193,9 @@ func (v *validator) steps() {
 			} else if st.Name == SourceName || st.Name == SinkName {
 				v.errAt(path+".name", st.Line, st.Column, "step name %q is taken by the job's %s; choose another", st.Name, st.Name)
 			} else if j, dup := names[st.Name]; dup {
-				v.errAt(path+".name", st.Line, st.Column, "duplicate step name %q (also the name of pipeline[%d]); step names must be unique", st.Name, j)
+				v.errAt(path+".name", st.Line, st.Column, "duplicate step name %q (also the name of %s); step names must be unique", st.Name, j)
 			} else {
-				names[st.Name] = i
+				names[st.Name] = path
 			}
 		}
 		if st.UID != "" && !v.skip(path+".uid") {
@@ -197,13 +205,14 @@ func (v *validator) steps() {
 				v.errAt(path+".uid", st.Line, st.Column, "%s", msg)
 			} else if st.UID == SourceName || st.UID == SinkName {
 				v.errAt(path+".uid", st.Line, st.Column, "uid %q is taken by the job's %s; choose another", st.UID, st.UID)
-			} else if j, dup := names[st.UID]; dup && j != i {
-				v.errAt(path+".uid", st.Line, st.Column, "uid %q is the name or uid of pipeline[%d]; ids must be unique", st.UID, j)
+			} else if j, dup := names[st.UID]; dup && j != path {
+				v.errAt(path+".uid", st.Line, st.Column, "uid %q is the name or uid of %s; ids must be unique", st.UID, j)
 			} else {
-				names[st.UID] = i
+				names[st.UID] = path
 			}
 		}
 		v.parallelism(path+".parallelism", st.Parallelism, true, st.Line, st.Column)
+		v.joinPlacement(prefix, i, st)
 		opPath := path + "." + st.Kind.String()
 		if v.skip(opPath) {
 			continue
@@ -242,6 +251,8 @@ func (v *validator) steps() {
 			v.aggregate(opPath, st)
 		case StepWindow:
 			v.window(opPath, st)
+		case StepJoin:
+			v.join(opPath, st)
 		default:
 			v.errAt(path, st.Line, st.Column, "invalid step kind %v", st.Kind)
 		}
@@ -455,11 +466,11 @@ func checkName(name, what string) string {
 	}
 	for i := 0; i < len(name); i++ {
 		c := name[i]
-		if 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || what == "step" && c == '_' {
+		if 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || what != "job" && c == '_' {
 			continue
 		}
-		if what == "step" {
-			return fmt.Sprintf("invalid step name %s: use lower-case letters, digits, '-' and '_'", quoteShort(name))
+		if what != "job" {
+			return fmt.Sprintf("invalid %s name %s: use lower-case letters, digits, '-' and '_'", what, quoteShort(name))
 		}
 		return fmt.Sprintf("invalid job name %s: use lower-case letters, digits and '-'", quoteShort(name))
 	}

@@ -225,7 +225,7 @@ func (w *WindowSpec) String() string {
 // errors (reported).
 func (c *compiler) windowStep(i int, st *StepSpec, in *Schema, key Field, ctx evalCtx) (*Schema, *WindowAgg) {
 	s := c.s
-	path := stepPath(i) + ".window.aggregate"
+	path := c.stepPath(i) + ".window.aggregate"
 	fail := func() (*Schema, *WindowAgg) {
 		for _, a := range st.Accs {
 			c.poisoned[a.Field] = true
@@ -337,14 +337,14 @@ func (w *WindowAgg) signature() string {
 	return b.String()
 }
 
-// eventTime checks the source's event_time field against its schema: an
-// int field (ms since the epoch).
-func (c *compiler) eventTime(src *Schema) {
-	et := c.s.Source.EventTime
-	if et == nil || c.broken["source.event_time"] {
+// eventTime checks the event_time field of the source at path at against
+// its schema: an int field (ms since the epoch).
+func (c *compiler) eventTime(at string, spec *SourceSpec, src *Schema) {
+	et := spec.EventTime
+	if et == nil || c.broken[at+".event_time"] {
 		return
 	}
-	path := "source.event_time.field"
+	path := at + ".event_time.field"
 	p := c.s.posOf(path, et.Line, et.Column)
 	f, ok := src.Lookup(et.Field)
 	switch {

@@ -33,6 +33,7 @@ import (
 	"github.com/streamd/streamd/engine"
 	"github.com/streamd/streamd/engine/coord"
 	"github.com/streamd/streamd/job"
+	"github.com/streamd/streamd/join"
 	"github.com/streamd/streamd/keyed"
 	"github.com/streamd/streamd/snapshot"
 	"github.com/streamd/streamd/window"
@@ -68,14 +69,15 @@ type Built struct {
 	// Blackhole counts the records of a blackhole sink (nil otherwise).
 	Blackhole *console.Blackhole[job.Row]
 
-	late   []lateCounter // one per window step, in pipeline order
+	late   []lateCounter // one per window step and window join, in pipeline order
 	logger func(format string, args ...any)
 }
 
-// lateCounter counts the records a window step dropped as late.
+// lateCounter counts the records a window step or a window join dropped
+// as late.
 type lateCounter struct {
-	step string
-	n    *atomic.Int64
+	step, kind string // kind: "window step" or "join"
+	n          *atomic.Int64
 }
 
 // LateRecords returns, for every window step by name, the records it has
@@ -100,7 +102,7 @@ func (b *Built) Run(ctx context.Context) error {
 	err := b.Job.Run(ctx)
 	if b.logger != nil {
 		for _, l := range b.late {
-			b.logger("streamd: window step %q dropped %d late records", l.step, l.n.Load())
+			b.logger("streamd: %s %q dropped %d late records", l.kind, l.step, l.n.Load())
 		}
 	}
 	return err
@@ -136,12 +138,42 @@ func Build(plan *job.Plan, opts Options) (*Built, error) {
 	j := engine.NewJob(spec.Name, eo)
 	b := &Built{Job: j, logger: opts.Logger}
 
-	s, err := buildSource(j, plan)
+	var s engine.Stream[job.Row]
+	if len(plan.Inputs) == 0 {
+		src := &plan.Spec.Source
+		s, err := buildSource(j, job.SourceName, src, plan.SourceSchema, plan.SourceSignature())
+		if err != nil {
+			return nil, err
+		}
+		if s, err = b.stages(s, plan.Stages); err != nil {
+			return nil, err
+		}
+		return b.finish(j, s, plan, opts)
+	}
+	// sources: each source and its pipeline, then the join.
+	sides := make([]engine.Stream[job.Row], len(plan.Inputs))
+	for i := range plan.Inputs {
+		in := &plan.Inputs[i]
+		s, err := buildSource(j, in.Source.Name, in.Source, in.Schema, in.SourceSignature())
+		if err != nil {
+			return nil, err
+		}
+		if sides[i], err = b.stages(s, in.Stages); err != nil {
+			return nil, err
+		}
+	}
+	s = b.join(plan, sides)
+	s, err := b.stages(s, plan.Stages[1:])
 	if err != nil {
 		return nil, err
 	}
-	for i := range plan.Stages {
-		st := &plan.Stages[i]
+	return b.finish(j, s, plan, opts)
+}
+
+// stages adds the operators of stages after s.
+func (b *Built) stages(s engine.Stream[job.Row], stages []job.Stage) (engine.Stream[job.Row], error) {
+	for i := range stages {
+		st := &stages[i]
 		name := st.Step.Name
 		par := engine.WithParallelism(st.Parallelism)
 		switch st.Step.Kind {
@@ -176,7 +208,7 @@ func Build(plan *job.Plan, opts Options) (*Built, error) {
 				opts = append(opts, engine.WithUID(st.Step.UID))
 			}
 			late := &atomic.Int64{}
-			b.late = append(b.late, lateCounter{step: name, n: late})
+			b.late = append(b.late, lateCounter{step: name, kind: "window step", n: late})
 			s = window.Aggregate(ks, name, w.Assigner, w.Function(),
 				window.Options{AllowedLateness: w.AllowedLateness, LateRecords: late},
 				func(ctx *engine.KeyedContext, win window.Window, acc job.WindowAcc, r *job.Row) {
@@ -205,9 +237,15 @@ func Build(plan *job.Plan, opts Options) (*Built, error) {
 				s = engine.ProcessRaw(ks, name, aggregate(st.Agg), opts...)
 			}
 		default:
-			return nil, fmt.Errorf("jobrun: step %q: unknown kind %v", name, st.Step.Kind)
+			return s, fmt.Errorf("jobrun: step %q: unknown kind %v", name, st.Step.Kind)
 		}
 	}
+	return s, nil
+}
+
+// finish adds the sink and checks the job as the engine will.
+func (b *Built) finish(j *engine.Job, s engine.Stream[job.Row], plan *job.Plan, opts Options) (*Built, error) {
+	spec := plan.Spec
 	if err := buildSink(j, s, plan, opts, b); err != nil {
 		return nil, err
 	}
@@ -240,22 +278,22 @@ func engineProblems(j *engine.Job, noStore bool) error {
 	return errors.Join(keep...)
 }
 
-// buildSource adds the spec's source. Both sources are splittable
-// (engine.FromSplitSource), so a job restores with another parallelism;
-// they restore the checkpoints of their plain forms too.
-func buildSource(j *engine.Job, plan *job.Plan) (engine.Stream[job.Row], error) {
-	src := plan.Spec.Source
-	opt := []engine.OpOption{engine.WithStateSignature(plan.SourceSignature())}
+// buildSource adds a source of the spec, as operator name, with records
+// of schema. Every source is splittable (engine.FromSplitSource), so a job
+// restores with another parallelism; they restore the checkpoints of
+// their plain forms too.
+func buildSource(j *engine.Job, name string, src *job.SourceSpec, schema *job.Schema, sig string) (engine.Stream[job.Row], error) {
+	opt := []engine.OpOption{engine.WithStateSignature(sig)}
 	if src.Parallelism > 0 {
 		opt = append(opt, engine.WithParallelism(src.Parallelism))
 	}
-	s, err := newSource(j, plan, opt)
+	s, err := newSource(j, name, src, schema, opt)
 	if err != nil || src.EventTime == nil {
 		return s, err
 	}
-	ts, ok := plan.EventTimeField()
+	ts, ok := schema.Lookup(src.EventTime.Field)
 	if !ok || ts.Type != job.TypeInt {
-		panic(fmt.Sprintf("jobrun: event_time field %q is not an int field of the source's schema %s, and Compile accepted it", src.EventTime.Field, plan.SourceSchema))
+		panic(fmt.Sprintf("jobrun: event_time field %q is not an int field of the source's schema %s, and Compile accepted it", src.EventTime.Field, schema))
 	}
 	slot := ts.Slot
 	return engine.WithWatermarks(s, engine.WatermarkStrategy[job.Row]{
@@ -267,14 +305,13 @@ func buildSource(j *engine.Job, plan *job.Plan) (engine.Stream[job.Row], error) 
 }
 
 // newSource adds the source itself, without event time.
-func newSource(j *engine.Job, plan *job.Plan, opt []engine.OpOption) (engine.Stream[job.Row], error) {
-	src := plan.Spec.Source
+func newSource(j *engine.Job, name string, src *job.SourceSpec, schema *job.Schema, opt []engine.OpOption) (engine.Stream[job.Row], error) {
 	switch src.Type {
 	case job.SourceNexmark:
-		return nexmarkSource(j, plan, opt)
+		return nexmarkSource(j, name, src, schema, opt)
 	case "sequence":
-		ks, _ := plan.SourceSchema.Lookup("key")
-		ss, _ := plan.SourceSchema.Lookup("seq")
+		ks, _ := schema.Lookup("key")
+		ss, _ := schema.Lookup("seq")
 		kslot, sslot := ks.Slot, ss.Slot
 		seq := sequence.NewSplitSource(sequence.Options[job.Row]{
 			Count: src.Count, Keys: src.Keys, RatePerSec: src.RatePerSec,
@@ -283,14 +320,13 @@ func newSource(j *engine.Job, plan *job.Plan, opt []engine.OpOption) (engine.Str
 				r.Num[sslot] = uint64(i)
 			},
 		})
-		return engine.FromSplitSource(j, job.SourceName, seq, seq.NewReader, opt...), nil
+		return engine.FromSplitSource(j, name, seq, seq.NewReader, opt...), nil
 	case "file":
-		schema := plan.SourceSchema
 		files := file.NewSplitSource(file.SourceOptions[job.Row]{
 			Path:   src.Path,
 			Decode: func(line []byte, r *job.Row) error { return schema.DecodeJSON(line, r) },
 		})
-		return engine.FromSplitSource(j, job.SourceName, files, files.NewReader, opt...), nil
+		return engine.FromSplitSource(j, name, files, files.NewReader, opt...), nil
 	}
 	return engine.Stream[job.Row]{}, fmt.Errorf("jobrun: unknown source type %q", src.Type)
 }
@@ -394,4 +430,33 @@ func (s *stateStore) AddMember(i int, member []byte) bool {
 	}
 	s.b.PutUser(s.ids[i], member, nil)
 	return true
+}
+
+// join adds the join of plan's first stage over the streams of its inputs:
+// join.Tumbling for a window join, join.Inner otherwise, each side keyed
+// by its key field's bytes (equal values of one type, equal bytes).
+func (b *Built) join(plan *job.Plan, sides []engine.Stream[job.Row]) engine.Stream[job.Row] {
+	st := &plan.Stages[0]
+	jn := st.Join
+	if jn == nil {
+		panic(fmt.Sprintf("jobrun: the first stage of a plan with sources is %v, not a join", st.Step.Kind))
+	}
+	keyOf := func(in *job.Input, f job.Field) engine.KeySelector[job.Row] {
+		schema := in.Out
+		return engine.BytesKey(func(dst []byte, r *job.Row) []byte { return schema.AppendKey(dst, r, f) })
+	}
+	left := engine.KeyBy(sides[jn.Left], keyOf(&plan.Inputs[jn.Left], jn.LeftKey))
+	right := engine.KeyBy(sides[jn.Right], keyOf(&plan.Inputs[jn.Right], jn.RightKey))
+	opts := []engine.OpOption{engine.WithParallelism(st.Parallelism), engine.WithStateSignature(st.StateSignature())}
+	if st.Step.UID != "" {
+		opts = append(opts, engine.WithUID(st.Step.UID))
+	}
+	o := join.Options[job.Row, job.Row]{LeftCodec: jn.LeftCodec, RightCodec: jn.RightCodec, TTL: jn.TTL}
+	name := st.Step.Name
+	if jn.Window > 0 {
+		o.Late = &atomic.Int64{}
+		b.late = append(b.late, lateCounter{step: name, kind: "join", n: o.Late})
+		return join.Tumbling(left, right, name, jn.Window, 0, o, func(_ join.Window, l, r, out *job.Row) { jn.Emit(l, r, out) }, opts...)
+	}
+	return join.Inner(left, right, name, o, jn.Emit, opts...)
 }

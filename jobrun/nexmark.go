@@ -23,8 +23,7 @@ const (
 // records are rows rather than events: event n becomes a row directly,
 // with no operator in between, and the event's fields of the other kinds
 // are zero.
-func nexmarkSource(j *engine.Job, plan *job.Plan, opt []engine.OpOption) (engine.Stream[job.Row], error) {
-	src := plan.Spec.Source
+func nexmarkSource(j *engine.Job, name string, src *job.SourceSpec, schema *job.Schema, opt []engine.OpOption) (engine.Stream[job.Row], error) {
 	cfg := nexmark.DefaultConfig()
 	cfg.EnsureDefaults()
 	if err := cfg.Validate(); err != nil {
@@ -34,7 +33,7 @@ func nexmarkSource(j *engine.Job, plan *job.Plan, opt []engine.OpOption) (engine
 	if count == -1 {
 		count = nexmark.MaxEvents
 	}
-	fill := NexmarkRow(plan.SourceSchema)
+	fill := NexmarkRow(schema)
 	seq := sequence.NewSplitSource(sequence.Options[job.Row]{
 		Count:      count,
 		Keys:       math.MaxInt64,
@@ -48,7 +47,7 @@ func nexmarkSource(j *engine.Job, plan *job.Plan, opt []engine.OpOption) (engine
 			fill(&e, r)
 		},
 	})
-	return engine.FromSplitSource(j, job.SourceName, seq, seq.NewReader, opt...), nil
+	return engine.FromSplitSource(j, name, seq, seq.NewReader, opt...), nil
 }
 
 // NexmarkRow returns a function that writes an event into a row of

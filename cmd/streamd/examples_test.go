@@ -207,3 +207,61 @@ func TestExamplesNexmarkValidate(t *testing.T) {
 		}
 	}
 }
+
+// TestExampleNexmarkSelections runs the q1 and q2 examples and compares
+// their output with the bids of the same events.
+func TestExampleNexmarkSelections(t *testing.T) {
+	wd, _ := os.Getwd()
+	dir := filepath.Join(wd, "..", "..", "examples", "nexmark")
+	type out struct {
+		Kind    string   `json:"kind"`
+		Auction int64    `json:"auction"`
+		Bidder  int64    `json:"bidder"`
+		Price   int64    `json:"price"`
+		Euros   *float64 `json:"euros"`
+	}
+	for _, c := range []struct {
+		file   string
+		events int64
+		keep   func(b *nexmark.Bid) bool
+	}{
+		{"q1.yaml", 20_000, func(*nexmark.Bid) bool { return true }},
+		{"q2.yaml", 200_000, func(b *nexmark.Bid) bool { return b.Auction%123 == 0 }},
+	} {
+		t.Run(c.file, func(t *testing.T) {
+			want := map[[3]int64]int{}
+			for n := range c.events {
+				e := nexmark.EventAt(nexmark.Config{}, n)
+				if e.Kind == nexmark.KindBid && c.keep(&e.Bid) {
+					want[[3]int64{e.Bid.Auction, e.Bid.Bidder, e.Bid.Price}]++
+				}
+			}
+			code, stdout, stderr := run(t, t.TempDir(), "run", filepath.Join(dir, c.file))
+			if code != 0 {
+				t.Fatalf("streamd run %s: exit %d\n%s", c.file, code, stderr)
+			}
+			got := map[[3]int64]int{}
+			for _, line := range strings.Split(strings.TrimSpace(stdout), "\n") {
+				var r out
+				if err := json.Unmarshal([]byte(line), &r); err != nil {
+					t.Fatalf("output line %q: %v", line, err)
+				}
+				if r.Kind != "bid" {
+					t.Fatalf("a %s passed the filter: %s", r.Kind, line)
+				}
+				if c.file == "q1.yaml" && (r.Euros == nil || *r.Euros != float64(r.Price)*0.908) {
+					t.Fatalf("euros of %s: want price × 0.908", line)
+				}
+				got[[3]int64{r.Auction, r.Bidder, r.Price}]++
+			}
+			if len(got) != len(want) || len(want) == 0 {
+				t.Fatalf("%d distinct bids, want %d", len(got), len(want))
+			}
+			for k, n := range want {
+				if got[k] != n {
+					t.Fatalf("bid %v: %d times, want %d", k, got[k], n)
+				}
+			}
+		})
+	}
+}

@@ -103,7 +103,12 @@
 // sources, the encoding of split lists and their assignment to tasks;
 // metrics.go: Job.Metrics, records in and out per operator and task,
 // waiting times and ring occupancy, and where each count is taken so that
-// counting costs the record path no call or atomic per record.
+// counting costs the record path no call or atomic per record;
+// watermark.go: event time — timestamps, per-split watermark generation,
+// in-band watermarks and idle status, their minimum over input channels,
+// the watermark a task checkpoints; process.go: KeyedProcess and timers
+// (kept in keyed state, keyed.Timers); twoinput.go: two-input keyed
+// operators (CoProcess), whose inputs share one aligner.
 //
 // engine imports ringbuf, align, keyed, snapshot and engine/coord, and never
 // anything under connectors, jobrun, bench or cmd.

@@ -163,6 +163,16 @@ type timerQueue struct {
 	late      []timerEntry
 	advancing bool
 	limit     int64
+	// lateIDs counts the entries of late by timestamp, key group and key
+	// hash. A heap entry popped with the timestamp of late's top has an
+	// equal late entry only if its id is counted: the search of lateHas,
+	// which visits every late entry of that timestamp, is made only then
+	// (a deleted timer registered again by a fire callback, or two keys
+	// whose hashes collide). Without it, a group of n timers registered by
+	// fire callbacks at one timestamp cost O(n²). Cleared, not freed, at
+	// the end of each Advance call, so in steady state it allocates
+	// nothing.
+	lateIDs map[lateID]int32
 
 	// arena holds the encoded keys of the entries, appended; spare is the
 	// buffer the next arena compaction copies into.
@@ -173,9 +183,20 @@ type timerQueue struct {
 	live int // timers of this kind in the state
 	dead int // entries whose timer is not in the state, or is another entry's
 
-	// Counters for tests.
+	// Counters for tests: lateSearches counts the calls of lateHas from
+	// advance, lateTwins those that found the heap entry's timer in late.
 	compactions, arenaCompactions int
+	lateSearches, lateTwins       int
 }
+
+// lateID is what lateIDs counts a late entry by.
+type lateID struct {
+	ts   int64
+	hash uint64
+	kg   uint16
+}
+
+func idOf(e *timerEntry) lateID { return lateID{ts: e.ts, hash: e.hash, kg: e.kg} }
 
 // NewTimers registers the timers of one operator under name (the engine
 // passes rt.StateName("timers")) in b, and restores them if b was restored
@@ -276,7 +297,7 @@ func (t *Timers) register(q *timerQueue, ts int64) {
 	q.live++
 	e := q.newEntry(ts, b.cur.hash, b.cur.idx+b.opts.Range.Start, b.cur.enc)
 	if q.advancing && ts <= q.limit {
-		q.late = q.push(q.late, e)
+		q.pushLate(e)
 	} else {
 		q.heap = q.push(q.heap, e)
 	}
@@ -327,14 +348,18 @@ func (t *Timers) advance(q *timerQueue, limit int64, fire func(ts int64)) int {
 			break
 		}
 		fromHeap := h == &q.heap
-		e := q.pop(h)
+		e := q.popEntry(h)
 		q.arenaLive -= int(e.n)
 		t.setKey(q, &e)
-		if fromHeap && len(q.late) > 0 && q.late[0].ts == e.ts && q.lateHas(&e, 0) {
-			// The timer was deleted and registered again by a fire
-			// callback: its late entry is the live one.
-			q.dead--
-			continue
+		if fromHeap && len(q.late) > 0 && q.late[0].ts == e.ts && q.lateIDs[idOf(&e)] > 0 {
+			q.lateSearches++
+			if q.lateHas(&e, 0) {
+				// The timer was deleted and registered again by a fire
+				// callback: its late entry is the live one.
+				q.lateTwins++
+				q.dead--
+				continue
+			}
 		}
 		putTimerUserKey(&t.uk, q.kind, e.ts)
 		if !t.b.removeMapEntry(t.id, &t.k, t.uk[:]) {
@@ -362,6 +387,7 @@ func (t *Timers) endAdvance(q *timerQueue) {
 		q.heap = q.push(q.heap, e)
 	}
 	q.late = q.late[:0]
+	clear(q.lateIDs)
 }
 
 // NextEventTime returns the earliest pending event-time timer's timestamp,
@@ -388,7 +414,7 @@ func (t *Timers) next(q *timerQueue) (int64, bool) {
 			return e.ts, true
 		}
 		q.arenaLive -= int(e.n)
-		q.pop(h)
+		q.popEntry(h)
 		q.dead--
 	}
 }
@@ -410,6 +436,10 @@ func (t *Timers) compact(q *timerQueue) {
 	q.compactions++
 	q.heap = t.compactEntries(q, q.heap)
 	q.late = t.compactEntries(q, q.late)
+	clear(q.lateIDs)
+	for i := range q.late {
+		q.lateIDs[idOf(&q.late[i])]++
+	}
 	// A timer deleted and registered again during an Advance call may
 	// still have an entry in both (advance drops the one in heap).
 	q.dead = len(q.heap) + len(q.late) - q.live
@@ -483,6 +513,29 @@ func (q *timerQueue) due(limit int64) *[]timerEntry {
 		h = &q.late
 	}
 	return h
+}
+
+// pushLate adds e to late.
+func (q *timerQueue) pushLate(e timerEntry) {
+	q.late = q.push(q.late, e)
+	if q.lateIDs == nil {
+		q.lateIDs = make(map[lateID]int32)
+	}
+	q.lateIDs[idOf(&e)]++
+}
+
+// popEntry removes the top of h (heap or late) and returns it.
+func (q *timerQueue) popEntry(h *[]timerEntry) timerEntry {
+	e := q.pop(h)
+	if h == &q.late {
+		id := idOf(&e)
+		if n := q.lateIDs[id]; n > 1 {
+			q.lateIDs[id] = n - 1
+		} else {
+			delete(q.lateIDs, id)
+		}
+	}
+	return e
 }
 
 // lateHas reports whether the subtree of late at i holds an entry equal to

@@ -288,3 +288,42 @@ func BenchmarkTimersGC(b *testing.B) {
 	b.ReportMetric(float64(int64(ms.HeapObjects)-int64(objects)), "heap-objects")
 	runtime.KeepAlive(tm)
 }
+
+// BenchmarkTimersChainedGroup is a window operator's firing in the worst
+// case for the late entries: n keys have a timer at t and n others one at
+// t+1; each timer at t registers its key's next at t+1 from the fire
+// callback (late), so at t+1 every pending heap entry meets a late group
+// of n entries with its timestamp. An op is one timer fired (and, for
+// half of them, registered). Finding that a heap entry has no late twin
+// costs O(1) (lateIDs), not a visit of the n late entries.
+func BenchmarkTimersChainedGroup(b *testing.B) {
+	for _, n := range []int{100, 1_000} {
+		b.Run(sizeName(n), func(b *testing.B) {
+			be, tm := newTimersBench(b)
+			var key [8]byte
+			base := int64(0)
+			fire := func(ts int64) {
+				if ts == base {
+					tm.RegisterEventTime(ts + 1)
+				}
+			}
+			round := func() {
+				for i := range 2 * n {
+					binary.BigEndian.PutUint64(key[:], uint64(i))
+					be.SetCurrentKey(key[:])
+					tm.RegisterEventTime(base + int64(i&1))
+				}
+				if got := tm.AdvanceWatermark(base+1, fire); got != 3*n {
+					b.Fatalf("fired %d timers, want %d", got, 3*n)
+				}
+				base += 2
+			}
+			round()
+			b.ReportAllocs()
+			b.ResetTimer()
+			for done := 0; done < b.N; done += 3 * n {
+				round()
+			}
+		})
+	}
+}

@@ -70,6 +70,13 @@ func (t *Timers) check() error {
 		if !q.advancing && len(q.late) > 0 {
 			errs = append(errs, fmt.Errorf("kind %d: %d late entries outside an Advance call", q.kind, len(q.late)))
 		}
+		ids := map[lateID]int32{}
+		for i := range q.late {
+			ids[idOf(&q.late[i])]++
+		}
+		if !maps.Equal(ids, q.lateIDs) {
+			errs = append(errs, fmt.Errorf("kind %d: lateIDs counts %v, the late entries are %v", q.kind, q.lateIDs, ids))
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -716,7 +723,7 @@ func (m *timerModel) next(kind byte, limit int64) (timerID, bool) {
 func TestTimersModel(t *testing.T) {
 	const maxPar = 16
 	opts := Options{MaxParallelism: maxPar, PageSizeBytes: MinPageSizeBytes}
-	compactions, arenaCompactions, restores := 0, 0, 0
+	compactions, arenaCompactions, restores, twins := 0, 0, 0, 0
 	for seed := range uint64(6) {
 		rng := rand.New(rand.NewPCG(seed, 99))
 		keys := timerKeys(40)
@@ -783,6 +790,11 @@ func TestTimersModel(t *testing.T) {
 					}
 					m.delete(want)
 					fired++
+					// The invariants hold inside a call too, with
+					// late entries.
+					if err := tm.check(); err != nil {
+						t.Fatalf("seed %d step %d, firing %v: %v", seed, step, got, err)
+					}
 					for range rng.IntN(4) {
 						act(rng.IntN(4) != 0)
 						b.SetCurrentKey([]byte(got.key))
@@ -838,6 +850,7 @@ func TestTimersModel(t *testing.T) {
 			default:
 				compactions += tm.event.compactions + tm.proc.compactions
 				arenaCompactions += tm.event.arenaCompactions + tm.proc.arenaCompactions
+				twins += tm.event.lateTwins + tm.proc.lateTwins
 				restores++
 				s := b.Snapshot()
 				nb := newBackend(t, opts)
@@ -856,11 +869,12 @@ func TestTimersModel(t *testing.T) {
 		}
 		compactions += tm.event.compactions + tm.proc.compactions
 		arenaCompactions += tm.event.arenaCompactions + tm.proc.arenaCompactions
+		twins += tm.event.lateTwins + tm.proc.lateTwins
 	}
 	if compactions == 0 || arenaCompactions == 0 || restores == 0 {
 		t.Fatalf("the random steps never compacted a queue (%d), an arena (%d) or restored (%d)", compactions, arenaCompactions, restores)
 	}
-	t.Logf("%d queue compactions, %d arena compactions, %d restores", compactions, arenaCompactions, restores)
+	t.Logf("%d queue compactions, %d arena compactions, %d restores, %d timers deleted and registered again", compactions, arenaCompactions, restores, twins)
 }
 
 // TestTimerEntryHasNoPointers: the per-timer storage (the queue entries and
@@ -952,4 +966,66 @@ func TestAllocsTimers(t *testing.T) {
 		setKey(int(ts % n))
 		tm.RegisterProcessingTime(ts + n)
 	})
+}
+
+// TestTimersLateGroups: timers that fire callbacks register at a
+// timestamp where other timers were pending fire after them, and finding
+// that a pending timer has no late twin costs no search of the late
+// entries (a group of n such timers cost O(n²) comparisons when each
+// heap entry searched late); a timer deleted and registered again within
+// the call is found in late, searched once, and fires once, after the
+// pending ones.
+func TestTimersLateGroups(t *testing.T) {
+	const n = 500
+	b := newBackend(t, Options{MaxParallelism: 64})
+	tm := must[*Timers](t)(NewTimers(b, "op/timers"))
+	a, c := make([]timerID, n), make([]timerID, n)
+	for i := range n {
+		a[i] = timerID{timerEventTime, fmt.Sprintf("a%03d", i), 1}
+		c[i] = timerID{timerEventTime, fmt.Sprintf("c%03d", i), 2}
+		register(tm, a[i])
+		register(tm, c[i])
+	}
+	// The last c is deleted and registered again by the first fire.
+	revived := c[n-1]
+	var got []timerID
+	first := true
+	tm.AdvanceWatermark(2, func(ts int64) {
+		key := string(b.CurrentKey())
+		got = append(got, timerID{timerEventTime, key, ts})
+		if ts != 1 {
+			return
+		}
+		// Each a registers itself again at 2, where the c are pending.
+		tm.RegisterEventTime(2)
+		if first {
+			first = false
+			b.SetCurrentKey([]byte(revived.key))
+			tm.DeleteEventTime(2)
+			tm.RegisterEventTime(2)
+			b.SetCurrentKey([]byte(key))
+		}
+	})
+	mustCheck(t, tm)
+	// The a at 1, then the c pending at 2 but the revived one, then the a
+	// registered at 2 and the revived c, in firing order.
+	byFiring := cmpFiring(64)
+	want := slices.SortedFunc(slices.Values(a), byFiring)
+	want = append(want, slices.SortedFunc(slices.Values(c[:n-1]), byFiring)...)
+	again := append(slices.Clone(a), revived)
+	for i := range n {
+		again[i].ts = 2
+	}
+	want = append(want, slices.SortedFunc(slices.Values(again), byFiring)...)
+	for i := range max(len(got), len(want)) {
+		if i >= len(got) || i >= len(want) || got[i] != want[i] {
+			t.Fatalf("fired %d timers, want %d; they differ at %d", len(got), len(want), i)
+		}
+	}
+	if q := &tm.event; q.lateSearches != 1 || q.lateTwins != 1 {
+		t.Fatalf("%d searches of the late entries, %d found, want 1 and 1 (only the revived timer's heap entry)", q.lateSearches, q.lateTwins)
+	}
+	if tm.Len() != 0 {
+		t.Fatalf("Len %d after the call, want 0", tm.Len())
+	}
 }

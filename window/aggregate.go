@@ -65,7 +65,7 @@ func Aggregate[T, ACC, OUT, R any](ks engine.KeyedStream[T], name string, a Assi
 					panic(fmt.Sprintf("window: operator %q: a %v timer fired, but it registers only event-time timers", name, d))
 				}
 				ctx, next, op.timers = c, n, c
-				op.onTimer(ts)
+				op.onTimer(ts, c.CurrentWatermark())
 			},
 		}, nil
 	}, eopts...)

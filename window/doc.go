@@ -56,8 +56,10 @@
 // window merges its size/pane panes, oldest first, when it fires. A pane
 // is dropped when the last window that holds it is past its cleanup time.
 // So a key holds O((size + out-of-orderness + lateness)/pane) accumulators
-// and O(size/slide) timers. Tumbling windows are the case of one pane per
-// window. Panes need the aggregate's Merge; without it, or with more than
+// and one timer, at its next event (a window of one of its panes to fire,
+// or a pane to drop): when it fires, every window of the key that the
+// watermark has passed fires, oldest first, from one read of its panes.
+// Tumbling windows are the case of one pane per window. Panes need the aggregate's Merge; without it, or with more than
 // MaxPanesPerWindow panes per window, a sliding window keeps one
 // accumulator per window, as Flink does, and each record updates all of
 // its ceil(size/slide) windows (at most MaxWindowsPerRecord).
@@ -68,9 +70,17 @@
 // # Cost
 //
 // Per record of a tumbling or pane-based sliding window: one map-state
-// read and write of the accumulator, and when the record creates a pane
-// one or two timer registrations. Per firing: one read per pane of the
-// window, and deletes of the panes no window needs any more. Per record of
+// read and write of the accumulator; when the record creates a pane, a
+// walk of the key's panes that stops at the first one due no later (with
+// records in order, the pane before it), and a timer registration when
+// the key had no pane due earlier. Per key and watermark that passes one
+// or more of its windows: one timer, one walk of the key's panes, a merge
+// of each fired window's panes in memory, one delete per pane that no
+// window needs any more (one clear when none is left), and one timer
+// registration; not a timer and size/pane reads per window. Within one
+// watermark, results are emitted key by key, each key's in window order
+// (Flink emits them window by window; the order across keys between two
+// watermarks is not part of either's contract). Per record of
 // a session window: a scan of the key's sessions (usually one), a write,
 // and when the session's end moves, a timer deleted and one registered.
 // With a fixed-size accumulator codec nothing allocates per record

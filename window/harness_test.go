@@ -77,6 +77,7 @@ type harness struct {
 	cur  ev // the record being processed: the engine passes a ring slot
 	outs []out
 	mode stateMode
+	fire func(ts int64)
 }
 
 func newHarness(t testing.TB, a Assigner, agg AggregateFunction[ev, Acc[int64], Acc[int64]], lateness time.Duration) *harness {
@@ -98,6 +99,10 @@ func newHarness(t testing.TB, a Assigner, agg AggregateFunction[ev, Acc[int64], 
 		t.Fatal(err)
 	}
 	h.op.timers = timersOf{h.tm}
+	// The operator's timer callback with the watermark being advanced
+	// to, as engine.KeyedContext.CurrentWatermark gives it in a job;
+	// built once, so that an advance allocates nothing.
+	h.fire = func(ts int64) { h.op.onTimer(ts, h.wm) }
 	h.op.emit = func(w Window, o *Acc[int64]) {
 		key := int64(binary.BigEndian.Uint64(h.b.CurrentKey()))
 		h.outs = append(h.outs, out{Key: key, W: w, Count: o.Count, Sum: o.V})
@@ -120,7 +125,7 @@ func (h *harness) advance(wm int64) {
 		return
 	}
 	h.wm = wm
-	h.tm.AdvanceWatermark(wm, h.op.onTimer)
+	h.tm.AdvanceWatermark(wm, h.fire)
 }
 
 // flinkModel is Flink's WindowOperator with EventTimeTrigger and allowed

@@ -34,14 +34,21 @@ func (s scenario) run(t testing.TB) *harness {
 	t.Helper()
 	h := newHarness(t, s.a, countSum(s.merge), s.lateness)
 	m := newModel(s.a, s.lateness)
+	keys := map[int64]bool{}
 	for _, st := range s.steps {
 		if st.isWM {
 			h.advance(st.wm)
 			m.advance(st.wm)
-			continue
+		} else {
+			h.record(st.e)
+			m.record(st.e)
+			keys[st.e.Key] = true
 		}
-		h.record(st.e)
-		m.record(st.e)
+		// Panes keep one timer per key (its next event), whatever the
+		// number of its windows and panes.
+		if h.mode == modePanes && h.tm.Len() > len(keys) {
+			t.Fatalf("%d timers for %d keys, want at most one per key", h.tm.Len(), len(keys))
+		}
 	}
 	const end = 1<<63 - 1
 	h.advance(end)

@@ -66,6 +66,15 @@ type operator[T, ACC, OUT any] struct {
 	sessions      []session
 	scan          func(uk, v []byte) bool // scanSession, built once
 	dels          []int64
+	panes         []paneRef
+	scanPaneFn    func(uk, v []byte) bool // scanPane, built once
+	scanNext      func(uk, v []byte) bool // scanNextPane, built once
+
+	// newPaneTimer's walk: its watermark, the pane it skips and that
+	// pane's next event (in), the earliest next event of the others seen
+	// and whether there is one (out).
+	nextWM, nextSkip, nextOf, nextMin int64
+	nextFound                         bool
 }
 
 // newOperator registers the operator's accumulator state in b.
@@ -75,7 +84,7 @@ func newOperator[T, ACC, OUT any](b *keyed.Backend, name string, g geometry, mod
 		return nil, fmt.Errorf("cannot register the window state %q: %w", name, err)
 	}
 	o := &operator[T, ACC, OUT]{b: b, id: id, name: name, g: g, mode: mode, agg: agg, late: late}
-	o.scan = o.scanSession
+	o.scan, o.scanPaneFn, o.scanNext = o.scanSession, o.scanPane, o.scanNextPane
 	return o, nil
 }
 
@@ -97,14 +106,17 @@ func (o *operator[T, ACC, OUT]) process(v *T, ts, wm int64) {
 	o.emitAll()
 }
 
-// onTimer handles the current key's timer at ts. The watermark is at
-// least ts; what fires and what is cleaned up is decided by ts alone, as
+// onTimer handles the current key's timer at ts, fired by a watermark
+// advance to wm >= ts. For windows with one accumulator each and for
+// sessions, what fires and what is cleaned up is decided by ts alone, as
 // Flink's WindowOperator.onEventTime does, so that timers firing in one
-// watermark advance act as if the watermark passed them one by one.
-func (o *operator[T, ACC, OUT]) onTimer(ts int64) {
+// watermark advance act as if the watermark passed them one by one. Panes
+// keep one timer per key, and its firing does at once what the watermark
+// passing each of the key's windows up to wm would do (see Panes).
+func (o *operator[T, ACC, OUT]) onTimer(ts, wm int64) {
 	switch o.mode {
 	case modePanes:
-		o.timerPanes(ts)
+		o.timerPanes(ts, wm)
 	case modeWindows:
 		o.timerWindows(ts)
 	default:
@@ -192,19 +204,53 @@ func (o *operator[T, ACC, OUT]) addRecord(start int64, v *T) bool {
 // pane's) is read and written. A window's result merges its panes, read
 // in time order, when it fires.
 //
-// Timers. When a pane is created it registers a timer at the end of its
-// first window that has not fired. When the window ending at e fires, it
-// registers the next window (ending at e+slide) if one of its own panes is
-// also in that window, i.e. starts at or after e+slide−size. So every
-// window with a pane gets a timer by induction: a pane's first unfired
-// window has one, and each window of the pane chains to the next. (A pane
-// that starts at or after e has its first window end at e+slide or later,
-// and registered it when it was created: its timer was due after e's.)
-// The cleanup of a pane is due when the last window that holds it is past
-// its lateness: with no lateness, when that window fires; otherwise a
-// timer registered when the pane is created. Timers are per key and
-// timestamp, so the panes of one key share them: about size/slide fire
-// timers and, with lateness, one cleanup timer per slide of panes.
+// Timers. A key with panes has exactly one timer, at its next event: the
+// earliest, over its panes, of the last millisecond of a window that holds
+// the pane and has not fired, and (with lateness) of the pane's cleanup
+// time (paneNext). When that timer fires, during a watermark advance to
+// wm, the operator reads the key's panes once (one walk of its map
+// state), fires in order every window that holds a pane and ends within
+// [ts+1, wm+1], drops every pane whose cleanup time is at or below wm, and
+// registers the key's next event, which is after wm. Nothing between the
+// key's last event and ts can be due (ts was the earliest), so this is
+// what firing the timers of each window and cleanup one by one, as the
+// watermark passes them, would do, in the same order for the key; only
+// the interleaving with other keys' results within one watermark differs
+// (every result still precedes the watermark that passed its window).
+// A record that creates a pane compares the pane's next event with the
+// key's timer (the minimum over the other panes, from the same walk) and
+// moves the timer only if the new pane's is earlier. So the work of a
+// firing is per key and watermark, not per window: a key whose panes span
+// five windows that one watermark passes costs one timer, one walk and
+// the deletes, where a timer per window cost five timers and twenty-five
+// pane reads.
+
+// paneRef is a pane of the current key as the walk found it: its start,
+// and its accumulator's bytes, valid until the next write to the backend.
+type paneRef struct {
+	start int64
+	raw   []byte
+}
+
+// paneNext is pane p's next event after wm: the last millisecond of the
+// first window of p that ends after wm+1, or p's cleanup time if that is
+// earlier (lateness) or no such window is left. The pane exists, so its
+// cleanup time is after wm, which bounds wm below 2^62+size+lateness: no
+// overflow.
+func (g *geometry) paneNext(p, wm int64) int64 {
+	lastEnd := g.lastStart(p) + g.size
+	if first := g.firstEnd(p); first-1 > wm {
+		return first - 1
+	}
+	if e := alignUp(wm+2, g.endBase(), g.slide); e <= lastEnd {
+		return e - 1
+	}
+	return lastEnd - 1 + g.lateness
+}
+
+// paneCleanup is the time after which no window needs pane p: the last
+// millisecond of its last window, plus the lateness.
+func (g *geometry) paneCleanup(p int64) int64 { return g.lastStart(p) + g.size - 1 + g.lateness }
 
 // processPane handles a record for the panes mode.
 func (o *operator[T, ACC, OUT]) processPane(v *T, ts, wm int64) {
@@ -225,46 +271,96 @@ func (o *operator[T, ACC, OUT]) processPane(v *T, ts, wm int64) {
 		o.dropLate()
 		return
 	}
-	existed := o.addRecord(p, v)
+	if !o.addRecord(p, v) {
+		o.newPaneTimer(p, wm)
+	}
 	first := g.firstEnd(p)
-	if first-1 > wm {
-		if !existed {
-			o.timers.RegisterEventTimeTimer(first - 1)
-			if g.lateness > 0 {
-				o.timers.RegisterEventTimeTimer(lastEnd - 1 + g.lateness)
-			}
-		}
+	if g.lateness == 0 || first-1 > wm {
 		return
 	}
-	// Some windows of the pane have fired: the later ones need a timer if
-	// the pane is new, and those within their lateness fire again now.
-	if !existed {
-		if e := alignUp(wm+2, g.endBase(), g.slide); e <= lastEnd {
-			o.timers.RegisterEventTimeTimer(e - 1)
-		}
-		if g.lateness > 0 {
-			o.timers.RegisterEventTimeTimer(lastEnd - 1 + g.lateness)
-		}
-	}
-	if g.lateness == 0 {
-		return
-	}
+	// Windows of the pane that fired and are within their lateness fire
+	// again now.
 	lo := max(first, alignUp(wm+2-g.lateness, g.endBase(), g.slide))
 	hi := min(lastEnd, alignDown(wm+1, g.endBase(), g.slide))
 	// Latest window first: the order of Flink's assignWindows.
 	for e := hi; e >= lo; e -= g.slide {
-		if ok, _ := o.mergePanes(e); ok {
+		if o.mergePanes(e) {
 			o.results = append(o.results, result[OUT]{Window{e - g.size, e}, o.agg.Result(&o.win)})
 		}
 	}
 }
 
+// newPaneTimer keeps the key's one timer at its next event after pane p
+// was created at watermark wm: the key's timer is the earliest next event
+// of its other panes, and moves only when p's is earlier. The walk stops
+// at the first other pane whose next event is no later than p's: the
+// timer stays. The map state lists the newest pane first, so with records
+// in order that is the second entry (the pane before p), and the walk is
+// O(1) rather than O(panes).
+func (o *operator[T, ACC, OUT]) newPaneTimer(p, wm int64) {
+	next := o.g.paneNext(p, wm)
+	o.nextWM, o.nextSkip, o.nextOf, o.nextFound = wm, p, next, false
+	o.b.RangeUser(o.id, o.scanNext)
+	switch {
+	case !o.nextFound:
+		o.timers.RegisterEventTimeTimer(next)
+	case next < o.nextMin:
+		o.timers.DeleteEventTimeTimer(o.nextMin)
+		o.timers.RegisterEventTimeTimer(next)
+	}
+}
+
+// scanNextPane is the RangeUser callback of newPaneTimer: the earliest
+// next event after nextWM of the key's panes other than nextSkip, or the
+// first one no later than nextOf.
+func (o *operator[T, ACC, OUT]) scanNextPane(uk, _ []byte) bool {
+	p := o.paneStart(uk)
+	if p == o.nextSkip {
+		return true
+	}
+	n := o.g.paneNext(p, o.nextWM)
+	if !o.nextFound || n < o.nextMin {
+		o.nextMin, o.nextFound = n, true
+	}
+	return n > o.nextOf
+}
+
+func (o *operator[T, ACC, OUT]) paneStart(uk []byte) int64 {
+	if len(uk) != 8 {
+		panic(fmt.Errorf("%w: window state %q holds a pane whose user key has %d bytes, want 8", keyed.ErrCorrupt, o.name, len(uk)))
+	}
+	return int64(binary.BigEndian.Uint64(uk))
+}
+
+// scanPane is the RangeUser callback that collects the current key's
+// panes.
+func (o *operator[T, ACC, OUT]) scanPane(uk, v []byte) bool {
+	o.panes = append(o.panes, paneRef{start: o.paneStart(uk), raw: v})
+	return true
+}
+
+// loadPanes collects the current key's panes in order of start. The map
+// state lists the newest entry first and panes are mostly created in time
+// order, so the list is reversed and then insertion-sorted: linear for
+// the usual order, and a key has O(size/pane) panes.
+func (o *operator[T, ACC, OUT]) loadPanes() {
+	o.panes = o.panes[:0]
+	o.b.RangeUser(o.id, o.scanPaneFn)
+	ps := o.panes
+	slices.Reverse(ps)
+	for i := 1; i < len(ps); i++ {
+		for j := i; j > 0 && ps[j].start < ps[j-1].start; j-- {
+			ps[j], ps[j-1] = ps[j-1], ps[j]
+		}
+	}
+}
+
 // mergePanes merges the panes of the window ending at e into o.win, in
-// time order. It reports whether the window has a pane, and whether one of
-// them is also in the next window.
-func (o *operator[T, ACC, OUT]) mergePanes(e int64) (found, inNext bool) {
+// time order, reading each from the state, and reports whether the
+// window has a pane. (A record within the lateness refires a few windows
+// this way; a timer merges the panes it walked, in firePanes.)
+func (o *operator[T, ACC, OUT]) mergePanes(e int64) (found bool) {
 	g := &o.g
-	next := e + g.slide - g.size
 	for p := e - g.size; p < e; p += g.pane {
 		raw, ok := o.b.GetUser(o.id, o.userKey(p))
 		if !ok {
@@ -277,41 +373,84 @@ func (o *operator[T, ACC, OUT]) mergePanes(e int64) (found, inNext bool) {
 			o.decode(raw, &o.tmp)
 			o.agg.Merge(&o.win, &o.tmp)
 		}
-		if p >= next {
-			inNext = true
-		}
 	}
-	return found, inNext
+	return found
 }
 
-// timerPanes handles a timer at ts for the panes mode: the window ending
-// at ts+1 fires, and the panes whose last window ended at ts+1−lateness
-// are dropped.
-func (o *operator[T, ACC, OUT]) timerPanes(ts int64) {
+// timerPanes handles the key's timer at ts, at watermark wm >= ts, for
+// the panes mode: every window that holds a pane and whose last
+// millisecond is in [ts, wm] fires, oldest first; every pane whose
+// cleanup time is at or below wm is dropped; the key's timer moves to its
+// next event. The timer was the key's earliest event (see Panes), so no
+// window ending before ts+1 is due: they fired at earlier watermarks.
+func (o *operator[T, ACC, OUT]) timerPanes(ts, wm int64) {
 	g := &o.g
-	if e := ts + 1; g.isEnd(e) {
-		found, inNext := o.mergePanes(e)
-		if found {
-			o.results = append(o.results, result[OUT]{Window{e - g.size, e}, o.agg.Result(&o.win)})
+	o.loadPanes()
+	ps := o.panes
+	if len(ps) == 0 {
+		// A key without panes has no timer; one that fires anyway (kept
+		// by a checkpoint of the layout that chained a timer per window)
+		// has nothing left to do.
+		return
+	}
+	// Fire. Window e holds the panes that start in [e−size, e): a sliding
+	// range of ps, lo..hi−1. Windows without a pane are skipped by
+	// jumping to the first window of the next pane.
+	e := max(alignUp(ts+1, g.endBase(), g.slide), g.firstEnd(ps[0].start))
+	lo, hi := 0, 0
+	for e-1 <= wm {
+		for lo < len(ps) && ps[lo].start < e-g.size {
+			lo++
 		}
-		if inNext {
-			o.timers.RegisterEventTimeTimer(e + g.slide - 1)
+		if lo == len(ps) {
+			break
 		}
-		if found && g.lateness == 0 {
-			o.dropPanes(e)
+		if ps[lo].start >= e {
+			e = max(e+g.slide, g.firstEnd(ps[lo].start))
+			continue
+		}
+		hi = max(hi, lo)
+		for hi < len(ps) && ps[hi].start < e {
+			hi++
+		}
+		o.decode(ps[lo].raw, &o.win)
+		for i := lo + 1; i < hi; i++ {
+			o.decode(ps[i].raw, &o.tmp)
+			o.agg.Merge(&o.win, &o.tmp)
+		}
+		o.results = append(o.results, result[OUT]{Window{e - g.size, e}, o.agg.Result(&o.win)})
+		e += g.slide
+	}
+	// The panes past their cleanup time are a prefix of ps: a pane's
+	// cleanup time grows with its start. The key's next event is the
+	// earliest of the others'; without lateness, the first one's (a pane
+	// that starts earlier has its windows no later, and its cleanup is
+	// its last window's end).
+	drop := 0
+	for drop < len(ps) && g.paneCleanup(ps[drop].start) <= wm {
+		drop++
+	}
+	next := int64(0)
+	for i := drop; i < len(ps); i++ {
+		if n := g.paneNext(ps[i].start, wm); i == drop || n < next {
+			next = n
+		}
+		if g.lateness == 0 {
+			break
 		}
 	}
-	if e := ts + 1 - g.lateness; g.lateness > 0 && g.isEnd(e) {
-		o.dropPanes(e)
+	// Writes from here on: no pane's bytes are read after this.
+	if drop == len(ps) {
+		o.b.Delete(o.id)
+	} else {
+		for i := range drop {
+			o.remove(ps[i].start)
+		}
 	}
-}
-
-// dropPanes drops the panes whose last window ends at e: those in
-// [e−size, e−size+slide), within the window.
-func (o *operator[T, ACC, OUT]) dropPanes(e int64) {
-	g := &o.g
-	for p, end := e-g.size, min(e-g.size+g.slide, e); p < end; p += g.pane {
-		o.remove(p)
+	clear(o.panes)
+	o.panes = o.panes[:0]
+	if drop < len(ps) {
+		o.timers.RegisterEventTimeTimer(next)
 	}
 }
 

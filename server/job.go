@@ -65,14 +65,15 @@ type managedJob struct {
 		restarts   int
 		failures   []failure
 		req        request
-		reqDir     string        // savepoint dir of reqStopSavepoint
-		wake       chan struct{} // closed on a request, to end a restart wait
-		cur        *engine.Job   // the running attempt; nil between attempts
-		cancelRun  func()        // cancels cur's Run
-		attempt    int           // attempts started
-		history    []ckptEntry   // checkpoints of every attempt, oldest first, bounded
-		counts     ckptCounts    // over every attempt
-		restored   *restoredInfo // the newest restore
+		reqDir     string                  // savepoint dir of reqStopSavepoint
+		wake       chan struct{}           // closed on a request, to end a restart wait
+		cur        *engine.Job             // the running attempt; nil between attempts
+		late       func() map[string]int64 // cur's late records per window or join step (jobrun.Built.LateRecords)
+		cancelRun  func()                  // cancels cur's Run
+		attempt    int                     // attempts started
+		history    []ckptEntry             // checkpoints of every attempt, oldest first, bounded
+		counts     ckptCounts              // over every attempt
+		restored   *restoredInfo           // the newest restore
 		savepoints []engine.Savepoint
 		prev, last engine.Metrics // the two newest samples of cur's counters
 		prevLast   bool           // prev is of the same attempt as last
@@ -185,7 +186,7 @@ func (j *managedJob) loop() {
 		runErr, ok := j.runAttempt()
 		j.mu.Lock()
 		req := j.mu.req
-		j.mu.cur, j.mu.cancelRun = nil, nil
+		j.mu.cur, j.mu.cancelRun, j.mu.late = nil, nil, nil
 		j.mu.Unlock()
 		switch {
 		case !ok:
@@ -299,7 +300,7 @@ func (j *managedJob) runAttempt() (runErr error, ok bool) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	j.mu.Lock()
-	j.mu.cur, j.mu.cancelRun = built.Job, cancel
+	j.mu.cur, j.mu.cancelRun, j.mu.late = built.Job, cancel, built.LateRecords
 	j.mu.prevLast = false
 	j.mu.last = engine.Metrics{}
 	if r := j.mu.req; r != reqNone {
@@ -310,7 +311,7 @@ func (j *managedJob) runAttempt() (runErr error, ok bool) {
 	sampleDone := make(chan struct{})
 	go j.sample(built.Job, sampleDone)
 	j.log.Info("job attempt starting", "attempt", attempt)
-	runErr = built.Job.Run(ctx)
+	runErr = built.Run(ctx) // logs each window or join step's late records at the end
 	close(sampleDone)
 	j.recordRun(built.Job)
 	return runErr, true

@@ -83,7 +83,7 @@ func (p *promMetrics) observeCheckpoint(job string, s engine.CheckpointStats) {
 type jobCollector struct {
 	m *Manager
 
-	recordsIn, recordsOut, blocked, idle, watermark, occupied, capacity, up *prometheus.Desc
+	recordsIn, recordsOut, blocked, idle, watermark, late, occupied, capacity, up *prometheus.Desc
 }
 
 func newJobCollector(m *Manager) *jobCollector {
@@ -95,6 +95,7 @@ func newJobCollector(m *Manager) *jobCollector {
 		recordsOut: d("operator_records_out_total", "Records an operator task emitted (a sink: wrote).", "job", "operator", "task"),
 		blocked:    d("task_backpressured_seconds_total", "Time a task spent blocked on a full output ring.", "job", "vertex", "task"),
 		idle:       d("task_idle_seconds_total", "Time a task spent waiting on empty inputs.", "job", "vertex", "task"),
+		late:       d("operator_late_records_total", "Records a window or join step dropped because their window had fired (beyond its allowed lateness).", "job", "operator"),
 		watermark:  d("task_watermark_milliseconds", "A task's current event-time watermark, ms since the epoch (absent before its first watermark).", "job", "vertex", "task"),
 		occupied:   d("edge_ring_occupied_slots", "Records queued in the rings of an edge between two vertices.", "job", "from", "to"),
 		capacity:   d("edge_ring_capacity_slots", "Slots of the rings of an edge.", "job", "from", "to"),
@@ -103,7 +104,7 @@ func newJobCollector(m *Manager) *jobCollector {
 }
 
 func (c *jobCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.recordsIn, c.recordsOut, c.blocked, c.idle, c.watermark, c.occupied, c.capacity, c.up} {
+	for _, d := range []*prometheus.Desc{c.recordsIn, c.recordsOut, c.blocked, c.idle, c.watermark, c.late, c.occupied, c.capacity, c.up} {
 		ch <- d
 	}
 }
@@ -111,7 +112,7 @@ func (c *jobCollector) Describe(ch chan<- *prometheus.Desc) {
 func (c *jobCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, j := range c.m.List() {
 		j.mu.Lock()
-		cur, status := j.mu.cur, j.mu.status
+		cur, status, late := j.mu.cur, j.mu.status, j.mu.late
 		j.mu.Unlock()
 		running := 0.0
 		if status == StatusRunning {
@@ -120,6 +121,11 @@ func (c *jobCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.up, prometheus.GaugeValue, running, j.id, status)
 		if cur == nil {
 			continue
+		}
+		if late != nil {
+			for op, n := range late() {
+				ch <- prometheus.MustNewConstMetric(c.late, prometheus.CounterValue, float64(n), j.id, op)
+			}
 		}
 		m := cur.Metrics()
 		for _, t := range m.Tasks {

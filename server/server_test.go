@@ -225,3 +225,50 @@ func TestSubmitJSONAndIncompatible(t *testing.T) {
 		t.Fatalf("incompatible spec: %+v; want the step named", e)
 	}
 }
+
+// TestEventTimeMetrics: a running window job shows its tasks' watermarks
+// and its window step's late records in /metrics and the job's vertices.
+func TestEventTimeMetrics(t *testing.T) {
+	d := newTestDaemon(t, t.TempDir())
+	spec := `name: w
+parallelism: 1
+source: {type: sequence, keys: 10, rate: 20000, event_time: {field: seq, watermark_interval: 10ms}}
+pipeline:
+  - key_by: key
+  - window: {tumbling: 100ms, aggregate: {n: {count: {}}}}
+    name: win
+sink: {type: blackhole}
+`
+	d.do("POST", "/v1/jobs", spec, 201, nil)
+	defer d.do("DELETE", "/v1/jobs/w", "", 200, nil)
+	var body string
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		resp, err := http.Get(d.srv.URL + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		body = string(b)
+		if strings.Contains(body, `streamd_task_watermark_milliseconds{job="w"`) && strings.Contains(body, `streamd_operator_late_records_total{job="w",operator="win"} 0`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no watermark or late-records metric of job w within 30 s:\n%s", body)
+		}
+	}
+	var j jobDetailJSON
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		d.do("GET", "/v1/jobs/w", "", 200, &j)
+		found := false
+		for _, v := range j.Vertices {
+			found = found || (v.WatermarkMs != nil && *v.WatermarkMs > 0)
+		}
+		if found {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no vertex with a watermark: %+v", j.Vertices)
+		}
+	}
+}

@@ -5,7 +5,7 @@ SHELL     := /bin/bash
 GO        ?= go
 PKGS      := ./...
 # Packages with goroutines that talk to each other run under the race detector.
-RACE_PKGS := ./ringbuf/... ./align/... ./keyed/... ./snapshot/... ./engine/... ./connectors/... ./jobrun/... ./server/...
+RACE_PKGS := ./ringbuf/... ./align/... ./keyed/... ./snapshot/... ./engine/... ./window/... ./join/... ./connectors/... ./jobrun/... ./server/...
 FUZZTIME  ?= 10s
 BENCH_COUNT ?= 5
 BENCH_TIME  ?= 1s
@@ -31,7 +31,7 @@ race:
 # compiled in (-tags invariants, the switch in internal/invariants: ring
 # indexes, alignment, keyed tables, snapshot blocks, the checkpoint
 # coordinator), without the race detector's slowdown.
-INVARIANT_PKGS := ./ringbuf/... ./align/... ./keyed/... ./snapshot/... ./engine/...
+INVARIANT_PKGS := ./ringbuf/... ./align/... ./keyed/... ./snapshot/... ./engine/... ./window/...
 invariants:
 	$(GO) test -tags invariants -short -count=1 $(INVARIANT_PKGS)
 
@@ -63,10 +63,19 @@ bench-smoke:
 # CPU profiles of the standard benchmarks into profiles/, and their hot
 # spots (printed; profiles/README.md quotes them).
 PROFILE_BENCHES := PipelineEngine YAMLStreamd Checkpoint100ms
+# Nexmark queries profiled with the generator in the process and exactly-once
+# checkpoints every second (issue 12), as `streamd bench nexmark` runs them.
+PROFILE_QUERIES := q1 q5
+PROFILE_EVENTS  ?= 20000000
 profile:
 	@for b in $(PROFILE_BENCHES); do \
 	  echo "profiling $$b"; \
 	  $(GO) test -run '^$$' -bench "^Benchmark$$b$$" -benchtime 150000000x -cpuprofile profiles/$$b.cpu.pprof -o $${TMPDIR:-/tmp}/streamd-bench.test ./bench/ || exit 1; \
+	done
+	$(GO) build -o bin/streamd ./cmd/streamd
+	@for q in $(PROFILE_QUERIES); do \
+	  echo "profiling Nexmark $$q"; \
+	  ./bin/streamd bench nexmark --query $$q --events $(PROFILE_EVENTS) --checkpoint-interval 1s --cpuprofile profiles/Nexmark$$q.cpu.pprof >/dev/null || exit 1; \
 	done
 	$(GO) run ./bench/cmd/profsummary profiles/*.cpu.pprof
 

@@ -46,8 +46,10 @@
 //     the time until the event 1666 events later (33 320 ms by default).
 //   - Math.pow: Go's math.Pow and Java's Math.pow differ in the last bit
 //     for about half of the arguments. A price depends on that bit only
-//     when pow·100 lies within a hair of a half-integer; there (about 1 in
-//     70 000 prices) the price is computed from the correctly rounded 10^x
+//     when pow·100 lies within a hair of a half-integer, so prices use a
+//     fast 10^x (two tables and a polynomial, relative error below
+//     2e-15) and, where pow·100 is within 1e-12 (relative) of a
+//     half-integer (about 1 in 70 000 prices), the correctly rounded 10^x
 //     in 320-bit arithmetic. On 20 M arguments compared with Java 17's
 //     Math.pow every price was identical; in those near-midpoint cases
 //     Java's Math.pow was correctly rounded in all 283. Java's Math.pow is
@@ -67,6 +69,33 @@
 // field and SHA-256 digests of 2.3 M more, from event 0, 10^9 and 3·10^14.
 // testdata/java_random.txt, from testdata/JavaRandomGolden.java, checks
 // JavaRandom and javaRound against java.util.Random and Math.round.
+// reference_test.go keeps the straightforward port, draw by draw; the
+// tests and a fuzz test compare the fast generator with it for many
+// configs (the golden files cover the default one), and each shortcut
+// below with the code it replaces, rare paths included.
+//
+// # Shortcuts, each exact
+//
+// The generator is written for speed (about twice as fast as the
+// straightforward port, 2.4 times with a Filler; BenchmarkGenerate), and
+// draws exactly the values Beam draws:
+//   - Jump-ahead: k steps of the 48-bit LCG are one affine map, so the
+//     seeds of the next four draws are computed from one seed at once,
+//     which takes the LCG's serial chain off the critical path: the extra
+//     field takes four draws (24 characters) per step, and nextString two
+//     letters per step when both are letters (its rejection-prone draws
+//     take the plain path). The hot loops keep the seed in the top 48
+//     bits of a uint64, where the wrap of uint64 arithmetic is the mod
+//     2^48.
+//   - nextExactString's six characters per draw are the base-26 digits of
+//     |rnd| (Java's division and remainder are odd functions), read as
+//     three base-676 digits from a 32-bit fixed-point fraction with three
+//     multiplications, through a table per sign (checked on every int32).
+//   - Prices: the fast 10^x above.
+//   - The channel table is one string and offsets, not 20 008 strings for
+//     the garbage collector to mark; an Event is reset field by field, not
+//     by assigning a whole Event (a write barrier per string field while
+//     the collector marks).
 //
 // # Channel and URL (nexmark-flink's extra bid fields)
 //
@@ -93,7 +122,13 @@
 //
 // # Costs
 //
-// One allocation per event (its strings share one backing string); the
-// channel table (about 0.7 MB) is built on first use. AppendJSON
-// allocates nothing when dst has room.
+// Config.Fill (and EventAt) makes one allocation per event: its strings
+// share one backing string. A Filler, and a Generator, carve the strings
+// of many events out of one 8 KiB chunk instead (about one allocation per
+// 90 events, and less work for the garbage collector); the strings stay
+// immutable, but one that is kept keeps its whole chunk reachable, so an
+// operator that keeps a few strings of many events for long should copy
+// them. A Filler or Generator is for one goroutine; Config.Fill is safe
+// for concurrent use. The channel table (about 0.9 MB) is built on first
+// use. AppendJSON allocates nothing when dst has room.
 package nexmark

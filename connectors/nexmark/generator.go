@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"slices"
 )
 
 // Beam's GeneratorConfig constants.
@@ -225,6 +224,11 @@ func (e *Event) DateTime() int64 {
 // adjustedEventNumber is GeneratorConfig.nextAdjustedEventNumber.
 func (c *Config) adjustedEventNumber(n int64) int64 {
 	g := c.OutOfOrderGroupSize
+	if g == 1 {
+		// The default: (n/1)*1 + (n*953)%1 = n, without two 64-bit
+		// divisions by a variable (tens of cycles each).
+		return n
+	}
 	return (n/g)*g + (n*953)%g
 }
 
@@ -247,12 +251,17 @@ func EventAt(cfg Config, n int64) Event {
 
 // Fill sets *e to event number n, like EventAt, without copying the
 // config and the event. c must already be valid (EnsureDefaults and
-// Validate): Fill does not check it.
+// Validate): Fill does not check it. It allocates the event's strings
+// (one allocation); a Filler saves most of that.
 func (c *Config) Fill(n int64, e *Event) {
 	c.fill(n, e)
 }
 
-func (c *Config) fill(n int64, e *Event) {
+func (c *Config) fill(n int64, e *Event) { c.fillFrom(n, e, nil) }
+
+// fillFrom is Fill with the event's strings carved from a, or allocated
+// on their own when a is nil.
+func (c *Config) fillFrom(n int64, e *Event, a *arena) {
 	if n < 0 || n >= MaxEvents {
 		panic(fmt.Sprintf("nexmark: event number %d is not in [0, %d)", n, MaxEvents))
 	}
@@ -261,22 +270,61 @@ func (c *Config) fill(n int64, e *Event) {
 	ts := c.timestampForEvent(adjusted)
 	id := c.FirstEventID + adjusted
 	r := NewJavaRandom(id)
+	// The next* functions set every field of their record; the other two
+	// records are zeroed only when they are not zero already. Assigning a
+	// whole Event instead costs a write barrier per string field of all
+	// three records while the garbage collector marks (several percent of
+	// an event's cost in BenchmarkGenerate, where it marks often).
 	switch rem := id % ProportionDenominator; {
 	case rem < PersonProportion:
-		*e = Event{Kind: KindPerson}
-		c.nextPerson(id, &r, ts, &e.Person)
+		e.Kind = KindPerson
+		c.nextPerson(id, &r, ts, &e.Person, a)
+		e.clearAuction()
+		e.clearBid()
 	case rem < PersonProportion+AuctionProportion:
-		*e = Event{Kind: KindAuction}
-		c.nextAuction(n, id, &r, ts, &e.Auction)
+		e.Kind = KindAuction
+		c.nextAuction(n, id, &r, ts, &e.Auction, a)
+		e.clearPerson()
+		e.clearBid()
 	default:
-		*e = Event{Kind: KindBid}
-		c.nextBid(id, &r, ts, &e.Bid)
+		e.Kind = KindBid
+		c.nextBid(id, &r, ts, &e.Bid, a)
+		e.clearPerson()
+		e.clearAuction()
+	}
+}
+
+// clearPerson zeroes e.Person unless it is zero. The test is what
+// e.Person == Person{} means, written out so that it inlines.
+func (e *Event) clearPerson() {
+	p := &e.Person
+	if p.ID|p.DateTime|int64(len(p.Name)|len(p.EmailAddress)|len(p.CreditCard)|len(p.City)|len(p.State)|len(p.Extra)) != 0 {
+		e.Person = Person{}
+	}
+}
+
+// clearAuction zeroes e.Auction unless it is zero.
+func (e *Event) clearAuction() {
+	a := &e.Auction
+	if a.ID|a.InitialBid|a.Reserve|a.DateTime|a.Expires|a.Seller|a.Category|int64(len(a.ItemName)|len(a.Description)|len(a.Extra)) != 0 {
+		e.Auction = Auction{}
+	}
+}
+
+// clearBid zeroes e.Bid unless it is zero.
+func (e *Event) clearBid() {
+	b := &e.Bid
+	if b.Auction|b.Bidder|b.Price|b.DateTime|int64(len(b.Extra)|len(b.Channel)|len(b.URL)) != 0 {
+		e.Bid = Bid{}
 	}
 }
 
 // Generator yields consecutive events of one config, starting anywhere.
+// It carves the events' strings from chunks like a Filler (see there for
+// what that means for strings kept long), and like a Filler it is not
+// safe for concurrent use.
 type Generator struct {
-	cfg  Config
+	f    Filler
 	next int64
 }
 
@@ -284,14 +332,14 @@ type Generator struct {
 // It returns an error naming every invalid field of cfg (after
 // EnsureDefaults) or a start outside [0, MaxEvents].
 func NewGenerator(cfg Config, start int64) (*Generator, error) {
-	cfg.EnsureDefaults()
-	if err := cfg.Validate(); err != nil {
+	f, err := NewFiller(cfg)
+	if err != nil {
 		return nil, err
 	}
 	if start < 0 || start > MaxEvents {
 		return nil, fmt.Errorf("%w: start event %d is not in [0, %d]", ErrInvalidConfig, start, MaxEvents)
 	}
-	return &Generator{cfg: cfg, next: start}, nil
+	return &Generator{f: *f, next: start}, nil
 }
 
 // Position returns the number of the event Next fills next: all a
@@ -305,7 +353,7 @@ func (g *Generator) Next(e *Event) (n int64, ok bool) {
 		return 0, false
 	}
 	n = g.next
-	g.cfg.fill(n, e)
+	g.f.Fill(n, e)
 	g.next++
 	return n, true
 }
@@ -379,22 +427,32 @@ var (
 	}()
 )
 
-// The string fields of one event are appended to one scratch buffer on the
-// stack, turned into one string (one allocation per event) and sliced.
+// The string fields of one event share one backing string (eventString):
+// those drawn before the extra field are appended to a small buffer on
+// the stack first, because the extra field's length depends on theirs.
 type span struct{ from, to int }
 
 func (s span) of(str string) string { return str[s.from:s.to] }
 
+// Upper bounds of the strings drawn before an event's extra field:
+// nextString(max) is at most max-1 characters long.
+const (
+	maxEmailBytes      = (7 - 1) + len("@") + (5 - 1) + len(".com")
+	maxCreditCardBytes = 4*4 + 3
+	maxItemNameBytes   = 20 - 1
+	maxDescBytes       = 100 - 1
+)
+
 // nextPerson is PersonGenerator.nextPerson.
-func (c *Config) nextPerson(id int64, r *JavaRandom, ts int64, p *Person) {
-	var scratch [maxEventByteSize]byte
+func (c *Config) nextPerson(id int64, r *JavaRandom, ts int64, p *Person, a *arena) {
+	var scratch [maxEmailBytes + maxCreditCardBytes]byte
 	buf := scratch[:0]
 	p.ID = lastBase0PersonID(id) + FirstPersonID
 	first := r.NextIntn(int32(len(firstNames)))
 	last := r.NextIntn(int32(len(lastNames)))
 	p.Name = personNames[int(first)*len(lastNames)+int(last)]
 	// nextEmail: nextString(7) + "@" + nextString(5) + ".com".
-	var email, card, extra span
+	var email, card span
 	email.from = len(buf)
 	buf = appendNextString(buf, r, 7)
 	buf = append(buf, '@')
@@ -414,18 +472,16 @@ func (c *Config) nextPerson(id int64, r *JavaRandom, ts int64, p *Person) {
 	p.City = usCities[r.NextIntn(int32(len(usCities)))]
 	p.State = usStates[r.NextIntn(int32(len(usStates)))]
 	size := 8 + len(p.Name) + (email.to - email.from) + (card.to - card.from) + len(p.City) + len(p.State)
-	extra.from = len(buf)
-	buf = appendNextExtra(buf, r, size, int(c.AvgPersonByteSize))
-	extra.to = len(buf)
-	s := string(buf)
-	p.EmailAddress, p.CreditCard, p.Extra = email.of(s), card.of(s), extra.of(s)
+	extraLen := nextExtraLength(r, size, int(c.AvgPersonByteSize))
+	s := a.eventString(buf, extraLen, r)
+	p.EmailAddress, p.CreditCard, p.Extra = email.of(s), card.of(s), s[len(buf):]
 	p.DateTime = ts
 }
 
 // nextAuction is AuctionGenerator.nextAuction; n is the generator's
 // eventsCountSoFar.
-func (c *Config) nextAuction(n, id int64, r *JavaRandom, ts int64, a *Auction) {
-	var scratch [maxEventByteSize]byte
+func (c *Config) nextAuction(n, id int64, r *JavaRandom, ts int64, a *Auction, ar *arena) {
+	var scratch [maxItemNameBytes + maxDescBytes]byte
 	buf := scratch[:0]
 	a.ID = lastBase0AuctionID(id) + FirstAuctionID
 	var seller int64
@@ -443,7 +499,7 @@ func (c *Config) nextAuction(n, id int64, r *JavaRandom, ts int64, a *Auction) {
 	futureAuction := c.timestampForEvent(currentEventNumber + numEventsForAuctions)
 	horizonMs := futureAuction - ts
 	a.Expires = ts + 1 + nextLong(r, max(horizonMs*2, 1))
-	var name, desc, extra span
+	var name, desc span
 	name.from = len(buf)
 	buf = appendNextString(buf, r, 20)
 	name.to = len(buf)
@@ -452,16 +508,14 @@ func (c *Config) nextAuction(n, id int64, r *JavaRandom, ts int64, a *Auction) {
 	desc.to = len(buf)
 	a.Reserve = a.InitialBid + nextPrice(r)
 	size := 8 + (name.to - name.from) + (desc.to - desc.from) + 8 + 8 + 8 + 8 + 8
-	extra.from = len(buf)
-	buf = appendNextExtra(buf, r, size, int(c.AvgAuctionByteSize))
-	extra.to = len(buf)
-	s := string(buf)
-	a.ItemName, a.Description, a.Extra = name.of(s), desc.of(s), extra.of(s)
+	extraLen := nextExtraLength(r, size, int(c.AvgAuctionByteSize))
+	s := ar.eventString(buf, extraLen, r)
+	a.ItemName, a.Description, a.Extra = name.of(s), desc.of(s), s[len(buf):]
 	a.DateTime = ts
 }
 
 // nextBid is BidGenerator.nextBid, plus Channel and URL.
-func (c *Config) nextBid(id int64, r *JavaRandom, ts int64, b *Bid) {
+func (c *Config) nextBid(id int64, r *JavaRandom, ts int64, b *Bid, a *arena) {
 	var auction, bidder int64
 	if r.NextIntn(c.HotAuctionRatio) > 0 {
 		auction = (lastBase0AuctionID(id) / hotAuctionRatio) * hotAuctionRatio
@@ -476,64 +530,7 @@ func (c *Config) nextBid(id int64, r *JavaRandom, ts int64, b *Bid) {
 	}
 	b.Bidder = bidder + FirstPersonID
 	b.Price = nextPrice(r)
-	var scratch [maxEventByteSize]byte
-	buf := appendNextExtra(scratch[:0], r, 8+8+8+8, int(c.AvgBidByteSize))
-	b.Extra = string(buf)
+	b.Extra = a.eventString(nil, nextExtraLength(r, 8+8+8+8, int(c.AvgBidByteSize)), r)
 	b.DateTime = ts
 	b.Channel, b.URL = channelAndURL(id)
-}
-
-// appendNextString is StringsGenerator.nextString: up to maxLength
-// random lower-case letters and spaces, then String.trim().
-func appendNextString(buf []byte, r *JavaRandom, maxLength int32) []byte {
-	start := len(buf)
-	for n := minStringLength + r.NextIntn(maxLength-minStringLength); n > 0; n-- {
-		if r.NextIntn(13) == 0 {
-			buf = append(buf, ' ')
-		} else {
-			buf = append(buf, byte('a'+r.NextIntn(26)))
-		}
-	}
-	// trim: only spaces can be at either end.
-	i, j := start, len(buf)
-	for i < j && buf[i] == ' ' {
-		i++
-	}
-	for j > i && buf[j-1] == ' ' {
-		j--
-	}
-	n := copy(buf[start:], buf[i:j])
-	return buf[:start+n]
-}
-
-// appendNextExactString is StringsGenerator.nextExactString: characters
-// 'a' + rnd%26 with Java's signed remainder, so 'H'..'z'.
-func appendNextExactString(buf []byte, r *JavaRandom, length int) []byte {
-	buf = slices.Grow(buf, length)
-	out := buf[len(buf) : len(buf)+length]
-	for i := 0; i < len(out); {
-		rnd := r.NextInt()
-		for k := 0; k < 6 && i < len(out); k++ { // 6 characters per draw
-			out[i] = byte('a' + rnd%26)
-			rnd /= 26
-			i++
-		}
-	}
-	return buf[:len(buf)+length]
-}
-
-// appendNextExtra is StringsGenerator.nextExtra: padding such that
-// currentSize plus its length is desiredAverageSize on average.
-func appendNextExtra(buf []byte, r *JavaRandom, currentSize, desiredAverageSize int) []byte {
-	if currentSize > desiredAverageSize {
-		return buf
-	}
-	desiredAverageSize -= currentSize
-	delta := int(int32(javaRound(float64(float64(desiredAverageSize) * 0.2))))
-	minSize := desiredAverageSize - delta
-	desiredSize := minSize
-	if delta != 0 {
-		desiredSize += int(r.NextIntn(int32(2 * delta)))
-	}
-	return appendNextExactString(buf, r, desiredSize)
 }

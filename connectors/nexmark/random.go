@@ -18,6 +18,43 @@ const (
 	javaMask       = 1<<48 - 1
 )
 
+// Jumping ahead: k steps of the LCG, seed ← (seed·a + c) mod 2^48, are
+// one affine map seed ← (seed·jumpMulK + jumpAddK) mod 2^48, because
+// composing affine maps gives an affine map: a·(A·s + C) + c =
+// (a·A)·s + (a·C + c). So the seeds of draws k+1 … k+4 can be computed
+// from the seed of draw k independently of each other, which lets the
+// CPU overlap four multiplications instead of waiting for each. The
+// constants are exact: Go evaluates untyped constant expressions with
+// arbitrary precision, and reducing mod 2^48 after each composition is
+// the same as reducing once at the end.
+const (
+	jumpMul1 = javaMultiplier
+	jumpAdd1 = javaAddend
+	jumpMul2 = jumpMul1 * javaMultiplier & javaMask
+	jumpAdd2 = (jumpAdd1*javaMultiplier + javaAddend) & javaMask
+	jumpMul3 = jumpMul2 * javaMultiplier & javaMask
+	jumpAdd3 = (jumpAdd2*javaMultiplier + javaAddend) & javaMask
+	jumpMul4 = jumpMul3 * javaMultiplier & javaMask
+	jumpAdd4 = (jumpAdd3*javaMultiplier + javaAddend) & javaMask
+)
+
+// The hot loops keep the seed in the top 48 bits of a uint64,
+// h = seed << 16. Then uint64 arithmetic wraps exactly where the LCG's
+// mod 2^48 does — ((seed·a + c) mod 2^48) << 16 = (h·a + c<<16) mod 2^64
+// — so no mask is needed, and next(bits) is h >> (64 - bits).
+const (
+	highAdd1 = jumpAdd1 << 16
+	highAdd2 = jumpAdd2 << 16
+	highAdd3 = jumpAdd3 << 16
+	highAdd4 = jumpAdd4 << 16
+)
+
+// high returns the seed as h = seed << 16.
+func (r *JavaRandom) high() uint64 { return uint64(r.seed) << 16 }
+
+// setHigh sets the seed from h = seed << 16.
+func (r *JavaRandom) setHigh(h uint64) { r.seed = int64(h >> 16) }
+
 // NewJavaRandom returns the generator `new java.util.Random(seed)`.
 func NewJavaRandom(seed int64) JavaRandom {
 	return JavaRandom{seed: (seed ^ javaMultiplier) & javaMask}

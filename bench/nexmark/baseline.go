@@ -51,7 +51,8 @@ type BaselineResult struct {
 
 // RunChannels runs a stateless query as a Go programmer would write it
 // with goroutines and channels: per parallel instance, a generator
-// goroutine (Config.Fill into a batch of events) and a stage goroutine
+// goroutine (a nexmark.Filler filling a batch of events, as streamd's
+// source does) and a stage goroutine
 // (stage: the query's filter and projection over one batch, appending to
 // out), and one sink goroutine that counts the results of all stages and
 // adds up read of each (the same blackhole accounting as Emit). Batches
@@ -95,6 +96,11 @@ func RunChannels[T any](cfg BaselineConfig, stage func(in []Event, out []T) []T,
 		for range eventBatches {
 			free <- make([]Event, size)
 		}
+		// The same generator as streamd's source: a Filler per goroutine.
+		filler, err := gen.NewFiller(gc)
+		if err != nil {
+			return BaselineResult{}, err
+		}
 		go func() { // generator
 			defer close(events)
 			for n := int64(i); n < cfg.Events; {
@@ -104,7 +110,7 @@ func RunChannels[T any](cfg BaselineConfig, stage func(in []Event, out []T) []T,
 				b := <-free
 				k := 0
 				for ; k < size && n < cfg.Events; k++ {
-					gc.Fill(n, &b[k])
+					filler.Fill(n, &b[k])
 					n += int64(p)
 				}
 				generated.Add(int64(k))

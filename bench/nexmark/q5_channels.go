@@ -84,6 +84,10 @@ func runQ5Channels(cfg BaselineConfig) (BaselineResult, error) {
 		reports[c] = make(chan q5Report, baselineChannelBatches)
 	}
 	for g := range p {
+		filler, err := gen.NewFiller(gc) // as streamd's source: one per generator
+		if err != nil {
+			return BaselineResult{}, err
+		}
 		go func() { // generator
 			events := make([]Event, size)
 			// One free list per counter: a counter hands each batch back to
@@ -102,7 +106,7 @@ func runQ5Channels(cfg BaselineConfig) (BaselineResult, error) {
 			for n < cfg.Events && ctx.Err() == nil {
 				k := 0
 				for ; k < size && n < cfg.Events; k++ {
-					gc.Fill(n, &events[k])
+					filler.Fill(n, &events[k])
 					n += int64(p)
 				}
 				generated.Add(int64(k))

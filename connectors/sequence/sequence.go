@@ -35,6 +35,18 @@ type Options[T any] struct {
 	RatePerSec float64
 	// Make fills *v with record i, whose key is key.
 	Make func(i, key int64, v *T)
+	// NewMake, when set instead of Make, is called once per task (reader)
+	// and returns that task's Make: for a Make with state of its own that
+	// one goroutine may use (the Nexmark generator's string chunks).
+	NewMake func() func(i, key int64, v *T)
+}
+
+// maker returns the Make of one task.
+func (o *Options[T]) maker() func(i, key int64, v *T) {
+	if o.NewMake != nil {
+		return o.NewMake()
+	}
+	return o.Make
 }
 
 // Validate reports every problem at once.
@@ -49,8 +61,8 @@ func (o *Options[T]) Validate() error {
 	if !(o.RatePerSec >= 0) || math.IsInf(o.RatePerSec, 1) { // also NaN
 		errs = append(errs, fmt.Errorf("sequence: rate %g must be finite and >= 0", o.RatePerSec))
 	}
-	if o.Make == nil {
-		errs = append(errs, errors.New("sequence: Make is required"))
+	if (o.Make == nil) == (o.NewMake == nil) {
+		errs = append(errs, errors.New("sequence: exactly one of Make and NewMake is required"))
 	}
 	return errors.Join(errs...)
 }
@@ -61,12 +73,13 @@ func New[T any](opts Options[T]) func(engine.SourceContext) (engine.Source[T], e
 		if err := opts.Validate(); err != nil {
 			return nil, err
 		}
-		return &source[T]{opts: opts}, nil
+		return &source[T]{opts: opts, mk: opts.maker()}, nil
 	}
 }
 
 type source[T any] struct {
 	opts    Options[T]
+	mk      func(i, key int64, v *T) // this task's Make
 	next    int64 // next i this task emits
 	stride  int64
 	rate    float64 // records per second for this task
@@ -107,7 +120,7 @@ func (s *source[T]) Read(buf []T) (int, error) {
 		if count >= 0 && s.next >= count {
 			break
 		}
-		s.opts.Make(s.next, s.next%keys, &buf[i])
+		s.mk(s.next, s.next%keys, &buf[i])
 		s.next += s.stride
 	}
 	s.emitted += float64(i)

@@ -265,7 +265,7 @@ func (src *SplitSource[T]) NewReader(_ engine.SourceContext, splits []engine.Spl
 	if err := src.opts.Validate(); err != nil {
 		return nil, err
 	}
-	r := &splitReader[T]{opts: src.opts, splits: make([]seqSplit, len(splits)), start: time.Now()}
+	r := &splitReader[T]{opts: src.opts, mk: src.opts.maker(), splits: make([]seqSplit, len(splits)), start: time.Now()}
 	share := new(big.Rat)
 	for i, sp := range splits {
 		s, err := parseSplit(sp)
@@ -284,6 +284,7 @@ func (src *SplitSource[T]) NewReader(_ engine.SourceContext, splits []engine.Spl
 
 type splitReader[T any] struct {
 	opts    Options[T]
+	mk      func(i, key int64, v *T) // this reader's Make
 	splits  []seqSplit
 	rate    float64 // records per second for this task (0: unlimited)
 	start   time.Time
@@ -312,7 +313,7 @@ func (r *splitReader[T]) Read(buf []T) (int, error) {
 			n = int(allowed)
 		}
 	}
-	count, keys, mk := r.opts.Count, r.opts.Keys, r.opts.Make
+	count, keys, mk := r.opts.Count, r.opts.Keys, r.mk
 	// One split per Read (engine.SplitWatermarks): the unfinished split
 	// with the smallest next.
 	i, cur := 0, -1

@@ -80,7 +80,7 @@ func New[T any](opts Options[T]) func(engine.SourceContext) (engine.Source[T], e
 type source[T any] struct {
 	opts    Options[T]
 	mk      func(i, key int64, v *T) // this task's Make
-	next    int64 // next i this task emits
+	next    int64                    // next i this task emits
 	stride  int64
 	rate    float64 // records per second for this task
 	start   time.Time

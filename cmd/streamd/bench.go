@@ -7,9 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"os/signal"
-	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -142,17 +140,11 @@ func cmdBenchNexmark(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "streamd bench: "+strings.TrimSuffix(format, "\n")+"\n", args...)
 	}
 	if *cpuProfile != "" {
-		f, err := os.Create(*cpuProfile)
-		if err != nil {
-			fmt.Fprintf(stderr, "streamd bench nexmark: cannot create the CPU profile: %v\n", err)
+		stop, ok := startCPUProfile(*cpuProfile, "streamd bench nexmark", stderr)
+		if !ok {
 			return exitFailure
 		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			fmt.Fprintf(stderr, "streamd bench nexmark: cannot start the CPU profile: %v\n", err)
-			return exitFailure
-		}
-		defer pprof.StopCPUProfile()
+		defer stop()
 	}
 	withBaseline := *baseline != ""
 	env := nexmarkbench.CurrentEnv(append([]string{"streamd", "bench", "nexmark"}, args...))

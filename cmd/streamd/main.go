@@ -31,8 +31,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/signal"
-	"runtime/pprof"
 	"sort"
 	"strings"
 	"sync/atomic"
@@ -305,36 +303,27 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "streamd: %v\n", err)
 		return exitUsage
 	}
+	stopProfile := func() {}
 	if *cpuProfile != "" {
-		f, err := os.Create(*cpuProfile)
-		if err != nil {
-			fmt.Fprintf(stderr, "streamd: %v\n", err)
-			return exitUsage
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			fmt.Fprintf(stderr, "streamd: cannot start CPU profile: %v\n", err)
+		stop, ok := startCPUProfile(*cpuProfile, "streamd", stderr)
+		if !ok {
 			return exitFailure
 		}
-		defer pprof.StopCPUProfile()
+		stopProfile = stop
+		defer stop()
 	}
 
 	// The first SIGINT/SIGTERM stops the job gracefully (final checkpoint,
 	// commit); the second exits at once.
-	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
-	defer signal.Stop(sigs)
 	var stopped atomic.Bool
-	go func() {
-		sig := <-sigs
+	defer onSignals(func(sig os.Signal) {
 		stopped.Store(true)
 		logf("streamd: %v: stopping job %q (final checkpoint, then exit; signal again to exit at once)", sig, plan.Spec.Name)
 		built.Job.Stop()
-		<-sigs
+	}, func() {
 		logf("streamd: second signal: exiting at once")
-		pprof.StopCPUProfile()
-		os.Exit(exitSignal)
-	}()
+		stopProfile()
+	})()
 
 	start := time.Now()
 	runErr := built.Run(context.Background())

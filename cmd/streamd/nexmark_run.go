@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	nexmarkbench "github.com/streamd/streamd/bench/nexmark"
@@ -75,15 +73,8 @@ func cmdNexmarkRun(args []string, stdout, stderr io.Writer) int {
 		return exitFailure
 	}
 	defer store.Close()
-	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
-	defer signal.Stop(sigs)
-	go func() {
-		<-sigs
-		j.Stop()
-		<-sigs
-		os.Exit(exitSignal)
-	}()
+	// The first SIGINT/SIGTERM stops the job gracefully; the second exits.
+	defer onSignals(func(os.Signal) { j.Stop() }, nil)()
 	if err := j.Run(context.Background()); err != nil {
 		fmt.Fprintf(stderr, "streamd nexmark run: %s: %v\n", q.Name, err)
 		return exitFailure

@@ -59,22 +59,9 @@ type BaselineResult struct {
 // are recycled through free lists (Effective Go's leaky buffer), so the
 // steady state allocates only what the generator does.
 func RunChannels[T any](cfg BaselineConfig, stage func(in []Event, out []T) []T, read func(*T) int64) (BaselineResult, error) {
-	gc := cfg.Config
-	gc.EnsureDefaults()
-	if err := gc.Validate(); err != nil {
+	gc, ctx, generated, err := cfg.prepare("baseline")
+	if err != nil {
 		return BaselineResult{}, err
-	}
-	if cfg.Parallelism < 1 || cfg.BatchSize < 1 || cfg.Events < 0 || cfg.Events > gen.MaxEvents {
-		return BaselineResult{}, fmt.Errorf("nexmark bench: baseline: parallelism %d, batch size %d, events %d: need at least 1, 1 and 0 (at most %d events)",
-			cfg.Parallelism, cfg.BatchSize, cfg.Events, gen.MaxEvents)
-	}
-	ctx := cfg.Ctx
-	if ctx == nil {
-		ctx = context.Background()
-	}
-	generated := cfg.Generated
-	if generated == nil {
-		generated = new(atomic.Int64)
 	}
 	observe, _ := cfg.observe.(func(*T))
 	p, size := cfg.Parallelism, cfg.BatchSize
@@ -157,4 +144,28 @@ func RunChannels[T any](cfg BaselineConfig, stage func(in []Event, out []T) []T,
 		return BaselineResult{}, fmt.Errorf("nexmark bench: baseline stopped: %w", err)
 	}
 	return res, nil
+}
+
+// prepare checks cfg for a baseline (what, in messages) and returns its
+// generator config with the defaults, its context and its counter of
+// generated events, filled in when cfg leaves them nil.
+func (cfg *BaselineConfig) prepare(what string) (gen.Config, context.Context, *atomic.Int64, error) {
+	gc := cfg.Config
+	gc.EnsureDefaults()
+	if err := gc.Validate(); err != nil {
+		return gc, nil, nil, err
+	}
+	if cfg.Parallelism < 1 || cfg.BatchSize < 1 || cfg.Events < 0 || cfg.Events > gen.MaxEvents {
+		return gc, nil, nil, fmt.Errorf("nexmark bench: %s: parallelism %d, batch size %d, events %d: need at least 1, 1 and 0 (at most %d events)",
+			what, cfg.Parallelism, cfg.BatchSize, cfg.Events, gen.MaxEvents)
+	}
+	ctx := cfg.Ctx
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	generated := cfg.Generated
+	if generated == nil {
+		generated = new(atomic.Int64)
+	}
+	return gc, ctx, generated, nil
 }

@@ -1,10 +1,8 @@
 package nexmark
 
 import (
-	"context"
 	"fmt"
 	"math"
-	"sync/atomic"
 
 	gen "github.com/streamd/streamd/connectors/nexmark"
 )
@@ -45,22 +43,9 @@ type q5Report struct {
 }
 
 func runQ5Channels(cfg BaselineConfig) (BaselineResult, error) {
-	gc := cfg.Config
-	gc.EnsureDefaults()
-	if err := gc.Validate(); err != nil {
+	gc, ctx, generated, err := cfg.prepare("q5 baseline")
+	if err != nil {
 		return BaselineResult{}, err
-	}
-	if cfg.Parallelism < 1 || cfg.BatchSize < 1 || cfg.Events < 0 || cfg.Events > gen.MaxEvents {
-		return BaselineResult{}, fmt.Errorf("nexmark bench: q5 baseline: parallelism %d, batch size %d, events %d: need at least 1, 1 and 0 (at most %d events)",
-			cfg.Parallelism, cfg.BatchSize, cfg.Events, gen.MaxEvents)
-	}
-	ctx := cfg.Ctx
-	if ctx == nil {
-		ctx = context.Background()
-	}
-	generated := cfg.Generated
-	if generated == nil {
-		generated = new(atomic.Int64)
 	}
 	observe, _ := cfg.observe.(func(*Q5Result))
 	if cfg.Events == 0 {

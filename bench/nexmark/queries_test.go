@@ -100,7 +100,7 @@ var queryCases = []queryCase{
 // and compares every result with the batch computation over the same
 // events.
 func TestQueriesMatchBatch(t *testing.T) {
-	const events = 60_000
+	const events = 100_000
 	for _, tc := range queryCases {
 		t.Run(tc.name, func(t *testing.T) {
 			q, ok := Lookup(tc.name)

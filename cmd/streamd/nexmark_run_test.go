@@ -34,7 +34,7 @@ func TestNexmarkQueriesSurviveSIGKILL(t *testing.T) {
 		query  string
 		events int64
 	}{
-		{"q0", 20_000}, {"q1", 20_000}, {"q2", 100_000},
+		{"q0", 100_000}, {"q1", 100_000}, {"q2", 100_000},
 		{"q3", 100_000}, {"q4", 100_000}, {"q5", 100_000}, {"q7", 100_000}, {"q8", 100_000},
 	} {
 		t.Run(c.query, func(t *testing.T) {

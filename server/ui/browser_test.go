@@ -57,6 +57,12 @@ func TestDashboardAgainstFakeAPI(t *testing.T) {
 			t.Errorf("the task graph does not say %q: %q", want, labels)
 		}
 	}
+	titles := uitest.Run(b, chromedp.Evaluate[string](`[...document.querySelectorAll('[data-testid=graph-vertex] title')].map(e => e.textContent).join('|')`))
+	for _, want := range []string{"watermark 2015-07-15T00:00:00.000Z", "watermark —"} {
+		if !strings.Contains(titles, want) {
+			t.Errorf("the vertices' titles do not say %q: %q", want, titles)
+		}
+	}
 	about := uitest.Run(b, chromedp.Evaluate[string](`document.getElementById('job-id').textContent + '|' + document.querySelector('[data-testid=savepoints]').innerText + '|' + document.querySelector('[data-testid=failures]').innerText + '|' + document.querySelector('[data-testid=graph-edge][data-from=v2] title').textContent`))
 	for _, want := range []string{"parallelism 2 · restart strategy exponential_delay", "#3\t", "/srv/savepoints/counts-3", "disk full restarted", "ring occupancy 95% (973 of 1,024 slots)"} {
 		if !strings.Contains(about, want) {

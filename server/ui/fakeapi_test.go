@@ -109,8 +109,12 @@ func vertex(id, name string, p int, rate, bp float64) map[string]any {
 	for i := 0; i < p; i++ {
 		tasks = append(tasks, map[string]any{"index": i, "records_in": 1000000 + i, "records_out": 1000000 + i, "records_in_per_second": rate / float64(p), "records_out_per_second": rate / float64(p), "backpressure": bp * float64(i+1) / float64(p)})
 	}
+	var wm any // the event-time watermark: none before the first
+	if id == "v2" {
+		wm = int64(1436918400000)
+	}
 	return map[string]any{
-		"id": id, "name": name, "parallelism": p,
+		"id": id, "name": name, "parallelism": p, "watermark_ms": wm,
 		"records_in": 2000000, "records_out": 2000000, "records_in_per_second": rate, "records_out_per_second": rate,
 		"backpressure": bp,
 		"operators":    []any{map[string]any{"name": name, "uid": name, "records_in": 2000000, "records_out": 2000000, "records_in_per_second": rate, "records_out_per_second": rate}},

@@ -459,6 +459,15 @@
     return { pos, width: PAD * 2 + cols.length * BOX_W + Math.max(0, cols.length - 1) * GAP_X, height: PAD * 2 + rows * BOX_H + (rows - 1) * GAP_Y };
   }
 
+  // fmtWatermark shows an event-time watermark (ms since the epoch; the
+  // lowest of the vertex's tasks), or a dash before the first one.
+  function fmtWatermark(ms) {
+    if (typeof ms !== 'number' || !isFinite(ms)) return '—';
+    if (ms >= 8.64e15) return 'end of input';
+    const d = new Date(ms);
+    return isNaN(d.getTime()) ? String(ms) : d.toISOString();
+  }
+
   function truncate(s, n) {
     s = String(s);
     return s.length > n ? s.slice(0, n - 1) + '…' : s;
@@ -480,7 +489,7 @@
       r.bar.setAttribute('width', String(Math.max(0, Math.min(1, num(v.backpressure))) * (BOX_W - 2)));
       r.bar.setAttribute('class', 'bp-bar ' + bpClass(v.backpressure));
       r.box.setAttribute('data-backpressure', String(num(v.backpressure)));
-      setText(r.title, v.name + '\nparallelism ' + v.parallelism + '\nrecords in ' + fmtCount(v.records_in) + ', out ' + fmtCount(v.records_out) + '\nbackpressure ' + fmtPct(v.backpressure) + ' (max over tasks)');
+      setText(r.title, v.name + '\nparallelism ' + v.parallelism + '\nrecords in ' + fmtCount(v.records_in) + ', out ' + fmtCount(v.records_out) + '\nbackpressure ' + fmtPct(v.backpressure) + ' (max over tasks)' + '\nwatermark ' + fmtWatermark(v.watermark_ms));
     }
     edges.forEach((e, i) => {
       const r = refs.edges[i];

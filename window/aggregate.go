@@ -25,7 +25,10 @@ import (
 // "windows/…" or "sessions" under the operator's uid, and its timers),
 // checkpointed with the task, so a restored job fires every window once:
 // windows that fired before the checkpoint do not fire again, and the
-// others fire after it.
+// others fire after it. Its state signature (engine.WithStateSignature)
+// names the assigner and the accumulator's type, so a checkpoint restores
+// only into the same window; pass one of your own among eopts to decide
+// otherwise.
 func Aggregate[T, ACC, OUT, R any](ks engine.KeyedStream[T], name string, a Assigner, agg AggregateFunction[T, ACC, OUT], opts Options,
 	emit func(ctx *engine.KeyedContext, w Window, out OUT, r *R), eopts ...engine.OpOption) engine.Stream[R] {
 	return engine.KeyedProcess(ks, name, func(rt *engine.Runtime) (engine.KeyedProcessor[T, R], error) {
@@ -68,5 +71,16 @@ func Aggregate[T, ACC, OUT, R any](ks engine.KeyedStream[T], name string, a Assi
 				op.onTimer(ts, c.CurrentWatermark())
 			},
 		}, nil
-	}, eopts...)
+	}, append([]engine.OpOption{engine.WithStateSignature(signature[ACC](a))}, eopts...)...)
+}
+
+// signature is the default state signature of a window operator (an
+// engine.WithStateSignature among eopts replaces it): the assigner and the
+// accumulator's type, whose encoding the state holds. A checkpoint of the
+// operator restores only into one with the same, and is refused with the
+// operator named otherwise, rather than decoding one accumulator type as
+// another.
+func signature[ACC any](a Assigner) string {
+	var acc ACC
+	return fmt.Sprintf("window %s, accumulator %T", a, acc)
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -140,5 +141,48 @@ func TestCrashAndRestoreFiresOnce(t *testing.T) {
 				t.Fatalf("%d late records after the restore, want none", late.Load())
 			}
 		})
+	}
+}
+
+// TestRestoreRefusesAnotherAccumulator: a checkpoint of a window operator
+// restores only into one with the same assigner and accumulator type (its
+// default state signature); another accumulator type under the same name
+// is refused with the operator named, before anything runs, rather than
+// decoding one accumulator as another.
+func TestRestoreRefusesAnotherAccumulator(t *testing.T) {
+	data := t.TempDir()
+	a := window.Tumbling(50 * time.Millisecond)
+	run := func(build func(j *engine.Job, ks engine.KeyedStream[event]) engine.Stream[result]) (*engine.Job, error) {
+		st, err := snapshot.Open(data, snapshot.Options{Logger: func(string, ...any) {}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer st.Close()
+		j := engine.NewJob("windows", engine.Options{Parallelism: 1, Logger: func(string, ...any) {},
+			Checkpointing: &engine.CheckpointOptions{Options: coord.Options{Interval: 10 * time.Millisecond}, Store: st}})
+		src := sequence.New(sequence.Options[event]{Count: 5_000, Keys: keys, Make: makeEvent})
+		s := engine.WithWatermarks(engine.FromSource(j, "source", src), engine.WatermarkStrategy[event]{
+			Timestamp: func(e *event) int64 { return e.TS }, OutOfOrderness: oooMs * time.Millisecond})
+		out := build(j, engine.KeyBy(s, engine.Int64Key(func(e *event) int64 { return e.Key })))
+		engine.ToSink(out, "sink", engine.Sink[result](&collectSink{}))
+		return j, j.Run(context.Background())
+	}
+	if _, err := run(func(j *engine.Job, ks engine.KeyedStream[event]) engine.Stream[result] {
+		return window.Aggregate(ks, "window", a, countSum(true), window.Options{}, emitCountSum)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := run(func(j *engine.Job, ks engine.KeyedStream[event]) engine.Stream[result] {
+		avg, err := window.Builtin("avg", func(e *event) float64 { return float64(e.Val) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		return window.Aggregate(ks, "window", a, avg, window.Options{}, func(ctx *engine.KeyedContext, w window.Window, v window.Value, r *result) {
+			*r = result{Key: keyOf(ctx), Start: w.Start, End: w.End}
+		})
+	})
+	t.Logf("refused: %v", err)
+	if !errors.Is(err, engine.ErrIncompatible) || !strings.Contains(err.Error(), `"window"`) {
+		t.Fatalf("restoring a window of another accumulator type: %v; want ErrIncompatible naming the operator", err)
 	}
 }

@@ -186,15 +186,13 @@ func (rt *jobRuntime) drive(ctx context.Context) (failure error) {
 				failpoint.Hit("checkpoint-after-metadata")
 				after = append(after, coord.Persisted{ID: p.ID})
 			}
-			for _, tr := range rd.Trigger {
-				pending[tr.ID] = &pendingCheckpoint{id: tr.ID, triggered: tr.At, final: tr.Final, savepoint: tr.Savepoint, tasks: make(map[coord.TaskID]*event)}
-				rt.demandTriggered(tr)
-				for _, t := range rt.tasks {
-					if t.v.head().kind == kindSourceNode {
-						rt.control(t, ctrlMsg{kind: ctrlTrigger, id: tr.ID})
-					}
-				}
-			}
+			// Completions before triggers: with one checkpoint in flight
+			// (max_concurrent 1) a task then always handles "checkpoint n
+			// is complete" — its sink commits n — before anything of n+1,
+			// also when the source that receives trigger n+1 is chained
+			// into the sink's task and the two messages meet in one
+			// mailbox (a sink whose next transaction must wait for the
+			// previous commit, e.g. PostgreSQL upserts, relies on it).
 			for _, c := range rd.Complete {
 				pc := pending[c.ID]
 				for _, t := range rt.tasks {
@@ -218,6 +216,15 @@ func (rt *jobRuntime) drive(ctx context.Context) (failure error) {
 					fail(fmt.Errorf("engine: job %q: retention after checkpoint %d: %w", rt.job.name, c.ID, err))
 				} else if err != nil {
 					rt.opts.Logger("streamd: job %q: retention after checkpoint %d: %v", rt.job.name, c.ID, err)
+				}
+			}
+			for _, tr := range rd.Trigger {
+				pending[tr.ID] = &pendingCheckpoint{id: tr.ID, triggered: tr.At, final: tr.Final, savepoint: tr.Savepoint, tasks: make(map[coord.TaskID]*event)}
+				rt.demandTriggered(tr)
+				for _, t := range rt.tasks {
+					if t.v.head().kind == kindSourceNode {
+						rt.control(t, ctrlMsg{kind: ctrlTrigger, id: tr.ID})
+					}
 				}
 			}
 			for _, a := range rd.Aborted {

@@ -439,3 +439,56 @@ func TestProcessingTimeTimers(t *testing.T) {
 		}
 	}
 }
+
+// orderSink checks, for a writer chained with its source, that with one
+// checkpoint in flight the writer commits checkpoint n before it
+// pre-commits anything later: the driver sends completions before the
+// next trigger, so a chained task's mailbox holds them in that order.
+type orderSink struct {
+	mu   sync.Mutex
+	errs []string
+}
+
+func (o *orderSink) Recover([][]byte) error { return nil }
+func (o *orderSink) NewWriter(engine.SinkContext) (engine.SinkWriter[rec], error) {
+	return &orderWriter{o: o}, nil
+}
+
+type orderWriter struct {
+	o                  *orderSink
+	preCommitted       uint64 // highest pre-committed id
+	committed, commits uint64
+}
+
+func (w *orderWriter) Write(*rec) error { return nil }
+func (w *orderWriter) PreCommit(id uint64) ([]byte, error) {
+	if w.preCommitted > w.committed {
+		w.o.mu.Lock()
+		w.o.errs = append(w.o.errs, fmt.Sprintf("pre-commit of %d before the commit of %d", id, w.preCommitted))
+		w.o.mu.Unlock()
+	}
+	w.preCommitted = id
+	return nil, nil
+}
+func (w *orderWriter) Commit(id uint64) error { w.committed = max(w.committed, id); w.commits++; return nil }
+func (w *orderWriter) Finish() error          { return nil }
+func (w *orderWriter) Close() error           { return nil }
+
+func TestCommitBeforeNextPreCommit(t *testing.T) {
+	st := openStore(t, t.TempDir())
+	defer st.Close()
+	opts := checkpointed(st, coord.ExactlyOnce)
+	opts.Checkpointing.Interval = time.Millisecond
+	sink := &orderSink{}
+	j := engine.NewJob("order", opts)
+	engine.ToSink(engine.FromSource(j, "source", slowSeq(20000, 3)), "sink", engine.Sink[rec](sink))
+	if err := j.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if n := completedCheckpoints(j); n < 10 {
+		t.Fatalf("only %d checkpoints completed: the test proves little", n)
+	}
+	if len(sink.errs) > 0 {
+		t.Fatalf("%d times a writer pre-committed before committing the previous checkpoint, first: %s", len(sink.errs), sink.errs[0])
+	}
+}

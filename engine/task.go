@@ -466,6 +466,11 @@ func (t *task) onElement(ch int, kind elemKind, id uint64) bool {
 	t.ctrlRead++
 	switch kind {
 	case elemBarrier:
+		// Control messages that arrived before the barrier are handled
+		// before it: "checkpoint n-1 is complete" was sent before the
+		// trigger of n (driver.go), so the sink commits n-1 before it
+		// pre-commits anything of n, whatever batch the barrier came in.
+		t.drainControl()
 		if cur, ok := t.aligner.Aligning(); !ok || cur != id {
 			t.alignID, t.alignStart = id, time.Now()
 		}

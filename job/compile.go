@@ -191,6 +191,7 @@ func Compile(s *Spec) (*Plan, error) {
 	}
 	c := newCompiler(s, broken)
 	c.run()
+	c.sinkKey()
 	errs = append(errs, c.errs...)
 	if len(errs) > 0 {
 		return nil, asErrors(errs)
@@ -269,7 +270,7 @@ func (c *compiler) sourceSchema(src *SourceSpec) *Schema {
 	switch src.Type {
 	case SourceSequence:
 		return SequenceSchema()
-	case SourceFile:
+	case SourceFile, SourceKafka, SourceNATS:
 		s, err := NewSchema(src.Fields)
 		if err != nil {
 			return nil

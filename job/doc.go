@@ -118,6 +118,30 @@
 //   - `sources:` (two named sources, each with filter and map steps) and a
 //     first `join:` step over them (join.Inner with an optional ttl, or
 //     join.Tumbling): decisions in join.go.
+//   - Connector sources and sinks (connectors.go): `type: kafka` and
+//     `type: nats` sources read JSON objects decoded against `fields:`
+//     exactly as a file source's lines (DecodeJSON, via MessageDecoder);
+//     reserved `_`-prefixed fields, declared with their type, carry a
+//     message's metadata instead (kafka: _key string, _topic string,
+//     _partition, _offset, _timestamp int; nats: _subject string, _seq,
+//     _timestamp int; ms since the epoch), so `event_time: {field:
+//     _timestamp}` works. Other `_` names are plain JSON fields. Sinks
+//     write each row as AppendJSON's object; a kafka sink's optional `key:`
+//     is a field of the sink's records, as AppendKeyText's text.
+//     Credentials are only ever named (user_env, password_env, token_env):
+//     keys such as password, token or user are errors pointing there, and a
+//     nats URL with user:password@ is refused. Connector defaults the
+//     checks need are copied here (jobrun asserts they agree). A kafka sink
+//     refuses, with the line: a transaction_timeout (default 15m) shorter
+//     than the checkpoint interval plus timeout (kafka.CheckTransactionTimeout's
+//     rule), and max_concurrent > 1 (a task has one transaction: a second
+//     checkpoint in flight would fold its records into the first's pending
+//     transaction, which a recovery from the first commits). Without
+//     checkpointing both sinks are allowed and commit when the input ends,
+//     as the file sink does (no guarantee after a crash). `host:port` in a
+//     flow sequence inside a flow mapping reads as a YAML mapping; the
+//     error says to quote it. Postgres goes in the same shape (connectors.go
+//     says where).
 //   - Fingerprint lists every step (stateless ones too) but no expressions:
 //     editing an expression keeps a checkpoint usable, changing the
 //     pipeline's shape does not.

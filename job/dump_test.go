@@ -32,6 +32,10 @@ func dumpSource(b *strings.Builder, src *SourceSpec, par int, schema *Schema) {
 		fmt.Fprintf(b, " path=%q", src.Path)
 	case SourceNexmark:
 		fmt.Fprintf(b, " events=%d rate=%v", src.Events, src.RatePerSec)
+	case SourceKafka:
+		fmt.Fprintf(b, " %+v", *src.Kafka)
+	case SourceNATS:
+		fmt.Fprintf(b, " %+v", *src.NATS)
 	}
 	if et := src.EventTime; et != nil {
 		fmt.Fprintf(b, " event_time(%s out_of_orderness=%v idleness=%v interval=%v)", et.Field, et.OutOfOrderness, et.Idleness, et.WatermarkInterval)
@@ -113,6 +117,12 @@ func dumpRest(b *strings.Builder, p *Plan) {
 	fmt.Fprintf(b, "sink %s", sk.Type)
 	if sk.Path != "" {
 		fmt.Fprintf(b, " path=%q", sk.Path)
+	}
+	if sk.Kafka != nil {
+		fmt.Fprintf(b, " %+v", *sk.Kafka)
+	}
+	if sk.NATS != nil {
+		fmt.Fprintf(b, " %+v", *sk.NATS)
 	}
 	fmt.Fprintf(b, " tasks=%d at %d:%d\n", p.SinkParallelism(), sk.Line, sk.Column)
 	fmt.Fprintf(b, "  schema %s\n", p.SinkSchema.layout())

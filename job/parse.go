@@ -268,7 +268,11 @@ func (d *decoder) source(e entry, src *SourceSpec, item string) {
 		}
 	}
 	src.Type = typ
+	required := newConnSource(src)
 	allowed := []string{"type", "parallelism", "count", "keys", "rate", "path", "fields", "events", "event_time"}
+	if keys, ok := connSourceKeys[typ]; ok {
+		allowed = append([]string{"type", "parallelism", "fields", "event_time"}, keys...)
+	}
 	if item != "" {
 		allowed = append([]string{"name"}, append(allowed, "pipeline")...)
 	}
@@ -280,6 +284,13 @@ func (d *decoder) source(e entry, src *SourceSpec, item string) {
 		return false
 	}
 	for _, x := range ents {
+		if d.credential(x, typ == SourceNATS) || d.connSource(x, src, typ) {
+			continue
+		}
+		if isConnectorSource(typ) && slices.Contains(nonConnSourceKeys, x.key) {
+			d.fail(x.kpos, x.path, "not used by a %s source", typ)
+			continue
+		}
 		switch x.key {
 		case "type":
 		case "parallelism":
@@ -350,6 +361,8 @@ func (d *decoder) source(e entry, src *SourceSpec, item string) {
 		d.require(ents, e.kpos, e.path, "path", "fields")
 	case SourceNexmark:
 		d.require(ents, e.kpos, e.path, "events")
+	default:
+		d.require(ents, e.kpos, e.path, required...)
 	}
 }
 
@@ -404,7 +417,7 @@ func (d *decoder) fields(e entry, src *SourceSpec) {
 		src.Fields = append(src.Fields, FieldSpec{Name: x.key, Type: t})
 	}
 	if len(ents) == 0 {
-		d.fail(e.vpos, e.path, "a file source needs at least one field")
+		d.fail(e.vpos, e.path, "a %s source needs at least one field", src.Type)
 	}
 }
 
@@ -775,11 +788,19 @@ func (d *decoder) sink(e entry) {
 			sk.Type, _ = d.str(x)
 		}
 	}
+	required := newConnSink(sk)
+	allowed := []string{"type", "path", "parallelism"}
+	if keys, ok := connSinkKeys[sk.Type]; ok {
+		allowed = append([]string{"type", "parallelism"}, keys...)
+	}
 	for _, x := range ents {
+		if d.credential(x, sk.Type == SinkNATS) || d.connSink(x, sk) {
+			continue
+		}
 		switch x.key {
 		case "type":
 		case "path":
-			if sk.Type == SinkStdout || sk.Type == SinkBlackhole {
+			if sk.Type != SinkFile && slices.Contains(validSinkTypes, sk.Type) {
 				d.fail(x.kpos, x.path, "not used by a %s sink", sk.Type)
 				continue
 			}
@@ -787,13 +808,14 @@ func (d *decoder) sink(e entry) {
 		case "parallelism":
 			sk.Parallelism = d.explicitParallelism(x)
 		default:
-			d.unknown(x, []string{"type", "path", "parallelism"})
+			d.unknown(x, allowed)
 		}
 	}
 	d.require(ents, e.kpos, e.path, "type")
 	if sk.Type == SinkFile {
 		d.require(ents, e.kpos, e.path, "path")
 	}
+	d.require(ents, e.kpos, e.path, required...)
 }
 
 func (d *decoder) checkpointing(e entry) {

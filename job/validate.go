@@ -90,45 +90,13 @@ func (v *validator) source(path string, src *SourceSpec) {
 			v.errAt(path+".keys", src.Line, src.Column, "must be >= 1, got %d", src.Keys)
 		}
 		v.rate(path, src)
-	case SourceFile:
-		if !v.skip(path+".path") && src.Path == "" {
+	case SourceFile, SourceKafka, SourceNATS:
+		if src.Type == SourceFile && !v.skip(path+".path") && src.Path == "" {
 			v.errAt(path+".path", src.Line, src.Column, "must not be empty")
 		}
-		if v.skip(path + ".fields") {
+		v.connSource(path, src)
+		if !v.fields(path, src) {
 			return
-		}
-		if len(src.Fields) == 0 {
-			v.errAt(path+".fields", src.Line, src.Column, "a file source needs at least one field")
-		}
-		var nNum, nStr int
-		seen := make(map[string]bool, len(src.Fields))
-		for _, f := range src.Fields {
-			path := path + ".fields." + f.Name
-			if v.skip(path) {
-				continue
-			}
-			if msg := checkFieldName(f.Name); msg != "" {
-				v.errAt(path, src.Line, src.Column, "%s", msg)
-				continue
-			}
-			if seen[f.Name] {
-				v.errAt(path, src.Line, src.Column, "declared twice")
-			}
-			seen[f.Name] = true
-			switch {
-			case f.Type == TypeString:
-				nStr++
-				if nStr > MaxStrFields {
-					v.errAt(path, src.Line, src.Column, "%s", tooManyMsg(f.Type))
-				}
-			case f.Type.isNum():
-				nNum++
-				if nNum > MaxNumFields {
-					v.errAt(path, src.Line, src.Column, "%s", tooManyMsg(f.Type))
-				}
-			default:
-				v.errAt(path, src.Line, src.Column, "invalid type %v", f.Type)
-			}
 		}
 	case SourceNexmark:
 		if !v.skip(path+".events") && (src.Events < -1 || src.Events > MaxNexmarkEvents) {
@@ -137,10 +105,53 @@ func (v *validator) source(path string, src *SourceSpec) {
 		v.rate(path, src)
 	default:
 		if !v.skip(path + ".type") {
-			v.errAt(path+".type", src.Line, src.Column, "unknown source type %s: want sequence, file or nexmark", quoteShort(src.Type))
+			v.errAt(path+".type", src.Line, src.Column, "unknown source type %s: want sequence, file, nexmark, kafka or nats", quoteShort(src.Type))
 		}
 	}
 	v.eventTime(path, src)
+}
+
+// fields checks the `fields:` schema of a file, kafka or nats source; it
+// reports false when the fields could not be decoded.
+func (v *validator) fields(path string, src *SourceSpec) bool {
+	if v.skip(path + ".fields") {
+		return false
+	}
+	if len(src.Fields) == 0 {
+		v.errAt(path+".fields", src.Line, src.Column, "a %s source needs at least one field", src.Type)
+	}
+	var nNum, nStr int
+	seen := make(map[string]bool, len(src.Fields))
+	for _, f := range src.Fields {
+		path := path + ".fields." + f.Name
+		if v.skip(path) {
+			continue
+		}
+		if msg := checkFieldName(f.Name); msg != "" {
+			v.errAt(path, src.Line, src.Column, "%s", msg)
+			continue
+		}
+		if seen[f.Name] {
+			v.errAt(path, src.Line, src.Column, "declared twice")
+		}
+		seen[f.Name] = true
+		v.metaField(path, src, f)
+		switch {
+		case f.Type == TypeString:
+			nStr++
+			if nStr > MaxStrFields {
+				v.errAt(path, src.Line, src.Column, "%s", tooManyMsg(f.Type))
+			}
+		case f.Type.isNum():
+			nNum++
+			if nNum > MaxNumFields {
+				v.errAt(path, src.Line, src.Column, "%s", tooManyMsg(f.Type))
+			}
+		default:
+			v.errAt(path, src.Line, src.Column, "invalid type %v", f.Type)
+		}
+	}
+	return true
 }
 
 func (v *validator) rate(path string, src *SourceSpec) {
@@ -394,9 +405,11 @@ func (v *validator) sink() {
 			v.errAt("sink.path", sk.Line, sk.Column, "must not be empty")
 		}
 	case SinkStdout, SinkBlackhole:
+	case SinkKafka, SinkNATS:
+		v.connSink(sk)
 	default:
 		if !v.skip("sink.type") {
-			v.errAt("sink.type", sk.Line, sk.Column, "unknown sink type %s: want file, stdout or blackhole", quoteShort(sk.Type))
+			v.errAt("sink.type", sk.Line, sk.Column, "unknown sink type %s: want file, stdout, blackhole, kafka or nats", quoteShort(sk.Type))
 		}
 	}
 }

@@ -14,6 +14,14 @@
 // on that layout with the spec's lines; Build refuses a job the engine
 // would refuse all the same.
 //
+// Connector sources and sinks (connectors.go): kafka and nats specs map
+// onto connectors/kafka and connectors/nats over job.Row, values as JSON
+// objects both ways (job.MessageDecoder, job.Schema.AppendJSON). Build
+// calls kafka.CheckTransactionTimeout (package job checks the same rule
+// with the spec's line, so a refusal here is a bug); Built.Run calls
+// nats.CheckDuplicateWindow before the job starts and logs its warning.
+// Build never connects: servers are first reached when the job runs.
+//
 // It imports engine, job, snapshot, keyed and the connectors, and nothing
 // under cmd.
 package jobrun
@@ -29,6 +37,7 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/streamd/streamd/connectors/console"
 	"github.com/streamd/streamd/connectors/file"
+	"github.com/streamd/streamd/connectors/nats"
 	"github.com/streamd/streamd/connectors/sequence"
 	"github.com/streamd/streamd/engine"
 	"github.com/streamd/streamd/engine/coord"
@@ -71,6 +80,9 @@ type Built struct {
 
 	late   []lateCounter // one per window step and window join, in pipeline order
 	logger func(format string, args ...any)
+	// startChecks run when the job starts (Run), before its tasks: the
+	// checks of a connector that need its server (nats.CheckDuplicateWindow).
+	startChecks []func(context.Context)
 }
 
 // lateCounter counts the records a window step or a window join dropped
@@ -97,8 +109,14 @@ func (b *Built) LateRecords() map[string]int64 {
 
 // Run runs the job (Job.Run) and then logs, through Options.Logger, the
 // late records each window step dropped, so that a user sees data the
-// windows left out.
+// windows left out. Before the job starts it makes the checks of its
+// connectors that need their servers, and logs their warnings (a nats
+// sink's duplicate window shorter than a checkpoint interval plus a
+// recovery).
 func (b *Built) Run(ctx context.Context) error {
+	for _, check := range b.startChecks {
+		check(ctx)
+	}
 	err := b.Job.Run(ctx)
 	if b.logger != nil {
 		for _, l := range b.late {
@@ -321,6 +339,11 @@ func newSource(j *engine.Job, name string, src *job.SourceSpec, schema *job.Sche
 			},
 		})
 		return engine.FromSplitSource(j, name, seq, seq.NewReader, opt...), nil
+	case job.SourceKafka:
+		return kafkaSource(j, name, src, schema, opt)
+	case job.SourceNATS:
+		return natsSource(j, name, src, schema, opt)
+	// job.SourcePostgres, when the job package has it: here.
 	case "file":
 		files := file.NewSplitSource(file.SourceOptions[job.Row]{
 			Path:   src.Path,
@@ -357,6 +380,20 @@ func buildSink(j *engine.Job, s engine.Stream[job.Row], plan *job.Plan, opts Opt
 	case "blackhole":
 		b.Blackhole = &console.Blackhole[job.Row]{}
 		engine.ToSink(s, job.SinkName, engine.Sink[job.Row](b.Blackhole), opt...)
+	case job.SinkKafka:
+		sink, err := kafkaSink(plan)
+		if err != nil {
+			return err
+		}
+		engine.ToSink(s, job.SinkName, engine.Sink[job.Row](sink), opt...)
+	case job.SinkNATS:
+		sink, err := nats.NewSink(plan.Spec.Name, natsOptions(plan))
+		if err != nil {
+			return fmt.Errorf("jobrun: sink: %w", err)
+		}
+		engine.ToSink(s, job.SinkName, engine.Sink[job.Row](sink), opt...)
+		b.startChecks = append(b.startChecks, natsDuplicateCheck(plan, opts.Logger))
+	// job.SinkPostgres, when the job package has it: here.
 	default:
 		return fmt.Errorf("jobrun: unknown sink type %q", spec.Type)
 	}

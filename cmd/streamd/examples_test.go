@@ -1,15 +1,25 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
+	natsgo "github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/streamd/streamd/connectors/nexmark"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // TestExamplesValidate runs `streamd validate` on every examples/*.yaml:
@@ -264,4 +274,201 @@ func TestExampleNexmarkSelections(t *testing.T) {
 			}
 		})
 	}
+}
+
+// exampleCount is an output record of examples/kafka-counts.yaml and
+// examples/nats-counts.yaml.
+type exampleCount struct {
+	User  string `json:"user"`
+	Count int64  `json:"count"`
+}
+
+// checkExampleCounts checks the output of a running count per user over
+// clicks, click i of user "u<i%users>": every user's counts are exactly
+// 1..n/users.
+func checkExampleCounts(t *testing.T, rows []exampleCount, n, users int) {
+	t.Helper()
+	if len(rows) != n {
+		t.Fatalf("%d output records, want %d", len(rows), n)
+	}
+	counts := make(map[string][]int64)
+	for _, r := range rows {
+		counts[r.User] = append(counts[r.User], r.Count)
+	}
+	for u := range users {
+		c := counts["u"+strconv.Itoa(u)]
+		slices.Sort(c)
+		if len(c) != n/users {
+			t.Fatalf("user u%d: %d counts, want %d", u, len(c), n/users)
+		}
+		for i, v := range c {
+			if v != int64(i+1) {
+				t.Fatalf("user u%d: counts %v, want 1..%d", u, c, n/users)
+			}
+		}
+	}
+}
+
+// TestExampleKafkaCounts runs examples/kafka-counts.yaml with `streamd
+// run` against an in-process Kafka (kfake) in place of its brokers and
+// checks the committed output exactly.
+func TestExampleKafkaCounts(t *testing.T) {
+	const n, users = 400, 4
+	wd, _ := os.Getwd()
+	spec, err := os.ReadFile(filepath.Join(wd, "..", "..", "examples", "kafka-counts.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, "clicks", "click-counts"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	brokers := c.ListenAddrs()
+	if !bytes.Contains(spec, []byte(`["127.0.0.1:9092"]`)) {
+		t.Fatal("examples/kafka-counts.yaml no longer names its brokers as the test expects")
+	}
+	spec = bytes.ReplaceAll(spec, []byte(`["127.0.0.1:9092"]`), []byte(`["`+strings.Join(brokers, `", "`)+`"]`))
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.DefaultProduceTopic("clicks"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for i := range n {
+		r := &kgo.Record{Value: fmt.Appendf(nil, `{"user": "u%d", "page": "/p%d"}`, i%users, i)}
+		if err := cl.ProduceSync(ctx, r).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "job.yaml"), spec, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, stderr := run(t, dir, "run", "--data-dir", dir, "job.yaml"); code != 0 {
+		t.Fatalf("streamd run: exit %d\n%s", code, stderr)
+	}
+
+	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, "click-counts")
+	if err != nil {
+		t.Fatal(err)
+	}
+	left := make(map[int32]int64)
+	ends.Each(func(o kadm.ListedOffset) {
+		if o.Offset > 0 {
+			left[o.Partition] = o.Offset
+		}
+	})
+	rd, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics("click-counts"), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.KeepControlRecords(), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd.Close()
+	var rows []exampleCount
+	for len(left) > 0 {
+		fs := rd.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("reading the output: timed out with %v left", left)
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			if end, ok := left[r.Partition]; ok && r.Offset+1 >= end {
+				delete(left, r.Partition)
+			}
+			if r.Attrs.IsControl() {
+				return
+			}
+			var row exampleCount
+			if err := json.Unmarshal(r.Value, &row); err != nil || string(r.Key) != row.User {
+				t.Fatalf("output record key %q value %q: %v", r.Key, r.Value, err)
+			}
+			rows = append(rows, row)
+		})
+	}
+	checkExampleCounts(t, rows, n, users)
+}
+
+// TestExampleNATSCounts runs examples/nats-counts.yaml with `streamd run`
+// against the NATS server at STREAMD_NATS_URL (skipped loudly when there is
+// none, failed under CI), its streams renamed for the test, and checks the
+// output stream exactly.
+func TestExampleNATSCounts(t *testing.T) {
+	const n, users = 300, 3
+	url := os.Getenv("STREAMD_NATS_URL")
+	if url == "" {
+		url = "nats://127.0.0.1:4222"
+	}
+	nc, err := natsgo.Connect(url, natsgo.Timeout(2*time.Second))
+	if err != nil {
+		msg := fmt.Sprintf("NO NATS SERVER at %s (set STREAMD_NATS_URL; .ci/setup-nats.sh starts one): %v", url, err)
+		if os.Getenv("CI") != "" {
+			t.Fatal(msg)
+		}
+		t.Skip("SKIPPED: " + msg)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	wd, _ := os.Getwd()
+	spec, err := os.ReadFile(filepath.Join(wd, "..", "..", "examples", "nats-counts.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := strconv.FormatInt(time.Now().UnixNano(), 36)
+	in, inSubj, outSubj := "EXCLICKS_"+id, "exclicks."+id, "exclick-counts."+id
+	for from, to := range map[string]string{"url: nats://127.0.0.1:4222": "url: " + url, "stream: CLICKS": "stream: " + in,
+		"subject: click-counts": "subject: " + outSubj, "name: nats-counts": "name: nats-counts-" + strings.ToLower(id)} {
+		if !bytes.Contains(spec, []byte(from)) {
+			t.Fatalf("examples/nats-counts.yaml no longer says %q", from)
+		}
+		spec = bytes.ReplaceAll(spec, []byte(from), []byte(to))
+	}
+	for _, cfg := range []jetstream.StreamConfig{
+		{Name: in, Subjects: []string{inSubj + ".>"}, Storage: jetstream.MemoryStorage},
+		{Name: "EXOUT_" + id, Subjects: []string{outSubj}, Storage: jetstream.MemoryStorage, Duplicates: 5 * time.Minute},
+	} {
+		if _, err := js.CreateStream(ctx, cfg); err != nil {
+			t.Fatal(err)
+		}
+		name := cfg.Name
+		defer js.DeleteStream(context.Background(), name)
+	}
+	for i := range n {
+		if _, err := js.Publish(ctx, fmt.Sprintf("%s.u%d", inSubj, i%users), fmt.Appendf(nil, `{"user":"u%d"}`, i%users)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "job.yaml"), spec, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, stderr := run(t, dir, "run", "--data-dir", dir, "job.yaml"); code != 0 {
+		t.Fatalf("streamd run: exit %d\n%s", code, stderr)
+	}
+	st, err := js.Stream(ctx, "EXOUT_"+id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rows []exampleCount
+	for seq := uint64(1); seq <= info.State.LastSeq; seq++ {
+		m, err := st.GetMsg(ctx, seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var row exampleCount
+		if err := json.Unmarshal(m.Data, &row); err != nil {
+			t.Fatalf("output message %q: %v", m.Data, err)
+		}
+		rows = append(rows, row)
+	}
+	checkExampleCounts(t, rows, n, users)
 }

@@ -1,0 +1,167 @@
+package jobrun
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/streamd/streamd/connectors/kafka"
+	"github.com/streamd/streamd/connectors/nats"
+	"github.com/streamd/streamd/engine"
+	"github.com/streamd/streamd/job"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// The job package checks specs against its own copies of these connector
+// defaults (it must not import connectors); the two must agree.
+const (
+	_ = uint(job.DefaultKafkaTransactionTimeout - kafka.DefaultTransactionTimeout)
+	_ = uint(kafka.DefaultTransactionTimeout - job.DefaultKafkaTransactionTimeout)
+	_ = uint(job.DefaultKafkaDiscoveryInterval - kafka.DefaultDiscoveryInterval)
+	_ = uint(kafka.DefaultDiscoveryInterval - job.DefaultKafkaDiscoveryInterval)
+	_ = uint(job.DefaultNATSMaxPendingBytes - nats.DefaultMaxPendingBytes)
+	_ = uint(nats.DefaultMaxPendingBytes - job.DefaultNATSMaxPendingBytes)
+	_ = uint(job.NATSMaxPendingBytesLimit - nats.MaxPendingBytesLimit)
+	_ = uint(nats.MaxPendingBytesLimit - job.NATSMaxPendingBytesLimit)
+)
+
+// startCheckTimeout bounds the checks Run makes of a connector before the
+// job starts (nats.CheckDuplicateWindow).
+const startCheckTimeout = 10 * time.Second
+
+var kafkaStarts = map[string]kafka.StartFrom{
+	job.KafkaStartEarliest:  kafka.StartEarliest,
+	job.KafkaStartLatest:    kafka.StartLatest,
+	job.KafkaStartTimestamp: kafka.StartTimestamp,
+	job.KafkaStartGroup:     kafka.StartGroup,
+}
+
+// kafkaSource adds a Kafka source whose record values are JSON objects
+// decoded against the source's schema, with the metadata fields it
+// declares (job.MessageDecoder).
+func kafkaSource(j *engine.Job, name string, src *job.SourceSpec, schema *job.Schema, opt []engine.OpOption) (engine.Stream[job.Row], error) {
+	k := src.Kafka
+	start, ok := kafkaStarts[k.StartFrom]
+	if !ok {
+		panic(fmt.Sprintf("jobrun: kafka start_from %q was accepted by the job package", k.StartFrom))
+	}
+	dec := job.NewMessageDecoder(job.SourceKafka, schema)
+	opts := kafka.SourceOptions[job.Row]{
+		Connection:        kafka.Connection{Brokers: k.Brokers, UserEnv: k.UserEnv, PasswordEnv: k.PasswordEnv},
+		Topics:            k.Topics,
+		StartFrom:         start,
+		StartTimestampMs:  k.StartTimestampMs,
+		Group:             k.Group,
+		Bounded:           k.Bounded,
+		DiscoveryInterval: k.DiscoveryInterval,
+		Decode: func(rec *kgo.Record, r *job.Row) error {
+			m := job.Meta{Key: rec.Key, Topic: rec.Topic, Partition: int64(rec.Partition), Offset: rec.Offset, TimestampMs: rec.Timestamp.UnixMilli()}
+			return dec.Decode(rec.Value, &m, r)
+		},
+	}
+	s, err := kafka.NewSource(opts)
+	if err != nil {
+		return engine.Stream[job.Row]{}, fmt.Errorf("jobrun: source %q: %w", name, err)
+	}
+	return engine.FromSplitSource(j, name, s, s.NewReader, opt...), nil
+}
+
+// natsSource adds a JetStream source whose message payloads are JSON
+// objects decoded against the source's schema, with the metadata fields
+// it declares.
+func natsSource(j *engine.Job, name string, src *job.SourceSpec, schema *job.Schema, opt []engine.OpOption) (engine.Stream[job.Row], error) {
+	n := src.NATS
+	dec := job.NewMessageDecoder(job.SourceNATS, schema)
+	opts := nats.SourceOptions[job.Row]{
+		Conn:     nats.ConnOptions{URL: n.URL, UserEnv: n.UserEnv, PasswordEnv: n.PasswordEnv, TokenEnv: n.TokenEnv},
+		Stream:   n.Stream,
+		Subjects: n.Subjects,
+		Bounded:  n.Bounded,
+		StartSeq: uint64(n.StartSeq),
+		Decode: func(msg *nats.Message, r *job.Row) error {
+			m := job.Meta{Subject: msg.Subject, Seq: int64(msg.Seq), TimestampMs: msg.TimeMs}
+			return dec.Decode(msg.Data, &m, r)
+		},
+	}
+	s, err := nats.NewSource(opts)
+	if err != nil {
+		return engine.Stream[job.Row]{}, fmt.Errorf("jobrun: source %q: %w", name, err)
+	}
+	return engine.FromSplitSource(j, name, s, s.NewReader, opt...), nil
+}
+
+// kafkaSink returns the transactional Kafka sink of plan: each row one
+// record whose value is the row as a JSON object (job.Schema.AppendJSON,
+// the file sink's encoding) and whose key is the key field's text, if the
+// spec names one.
+func kafkaSink(plan *job.Plan) (*kafka.Sink[job.Row], error) {
+	k := plan.Spec.Sink.Kafka
+	if cp := plan.Spec.Checkpointing; cp != nil {
+		// The job package checks the same rule with the spec's lines; this
+		// is the connector's word on it.
+		if err := kafka.CheckTransactionTimeout(k.TransactionTimeout, cp.Interval, cp.Timeout); err != nil {
+			return nil, fmt.Errorf("jobrun: the kafka sink refuses job %q, whose spec was accepted (a bug: package job should have named the field): %w", plan.Spec.Name, err)
+		}
+	}
+	schema := plan.SinkSchema
+	encode := func(r *job.Row, rec *kgo.Record) { rec.Value = schema.AppendJSON(nil, r) }
+	if k.Key != "" {
+		f, ok := schema.Lookup(k.Key)
+		if !ok {
+			panic(fmt.Sprintf("jobrun: kafka sink key %q is not a field of %s, and Compile accepted it", k.Key, schema))
+		}
+		encode = func(r *job.Row, rec *kgo.Record) {
+			rec.Value = schema.AppendJSON(nil, r)
+			rec.Key = schema.AppendKeyText(nil, r, f)
+		}
+	}
+	return kafka.NewSink(plan.Spec.Name, kafka.SinkOptions[job.Row]{
+		Connection:         kafka.Connection{Brokers: k.Brokers, UserEnv: k.UserEnv, PasswordEnv: k.PasswordEnv},
+		ID:                 k.ID,
+		Topic:              k.Topic,
+		Encode:             encode,
+		TransactionTimeout: k.TransactionTimeout,
+	})
+}
+
+// natsOptions returns the JetStream sink options of plan: each row one
+// message, the row as a JSON object.
+func natsOptions(plan *job.Plan) nats.SinkOptions[job.Row] {
+	n := plan.Spec.Sink.NATS
+	schema := plan.SinkSchema
+	return nats.SinkOptions[job.Row]{
+		Conn:            nats.ConnOptions{URL: n.URL, UserEnv: n.UserEnv, PasswordEnv: n.PasswordEnv, TokenEnv: n.TokenEnv},
+		Subject:         n.Subject,
+		Stream:          n.Stream,
+		Name:            n.Name,
+		MaxPendingBytes: n.MaxPendingBytes,
+		Encode:          func(dst []byte, r *job.Row) ([]byte, error) { return schema.AppendJSON(dst, r), nil },
+	}
+}
+
+// natsDuplicateCheck returns what Run does before a job with a nats sink
+// starts: compare the output stream's duplicate window with the checkpoint
+// interval plus the expected recovery time (nats.CheckDuplicateWindow) and
+// log the warning, if any. Not being able to tell is logged too; the sink
+// itself fails the job if the server cannot be reached.
+func natsDuplicateCheck(plan *job.Plan, logger func(string, ...any)) func(context.Context) {
+	opts := natsOptions(plan)
+	var interval time.Duration
+	if cp := plan.Spec.Checkpointing; cp != nil {
+		interval = cp.Interval
+	}
+	return func(ctx context.Context) {
+		if logger == nil {
+			return
+		}
+		ctx, cancel := context.WithTimeout(ctx, startCheckTimeout)
+		defer cancel()
+		warning, err := nats.CheckDuplicateWindow(ctx, opts, interval)
+		switch {
+		case err != nil:
+			logger("streamd: warning: cannot check the duplicate window of the nats sink's stream: %v", err)
+		case warning != "":
+			logger("streamd: warning: %s", warning)
+		}
+	}
+}

@@ -90,11 +90,15 @@ func runCountJob(brokers []string, dataDir string, parallelism int, slow bool) e
 	s := engine.FromSplitSource(job, "in", src, src.NewReader)
 	s = engine.WithWatermarks(s, engine.WatermarkStrategy[event]{Timestamp: func(v *event) int64 { return v.TS }})
 	if slow {
-		n := 0
-		s = engine.MapInPlace(s, "throttle", func(*event) {
-			if n++; n%2 == 0 {
-				time.Sleep(time.Millisecond)
-			}
+		// A counter per task: MapInPlace's function is shared by the tasks.
+		s = engine.Transform(s, "throttle", func(_ *engine.Runtime, next func(*event)) (func(*event), error) {
+			n := 0
+			return func(v *event) {
+				if n++; n%2 == 0 {
+					time.Sleep(time.Millisecond)
+				}
+				next(v)
+			}, nil
 		})
 	}
 	counted := engine.Process(engine.KeyBy(s, engine.StringKey(func(v *event) string { return v.Key })), "count",

@@ -470,9 +470,13 @@ func (w *orderWriter) PreCommit(id uint64) ([]byte, error) {
 	w.preCommitted = id
 	return nil, nil
 }
-func (w *orderWriter) Commit(id uint64) error { w.committed = max(w.committed, id); w.commits++; return nil }
-func (w *orderWriter) Finish() error          { return nil }
-func (w *orderWriter) Close() error           { return nil }
+func (w *orderWriter) Commit(id uint64) error {
+	w.committed = max(w.committed, id)
+	w.commits++
+	return nil
+}
+func (w *orderWriter) Finish() error { return nil }
+func (w *orderWriter) Close() error  { return nil }
 
 func TestCommitBeforeNextPreCommit(t *testing.T) {
 	st := openStore(t, t.TempDir())
@@ -490,5 +494,51 @@ func TestCommitBeforeNextPreCommit(t *testing.T) {
 	}
 	if len(sink.errs) > 0 {
 		t.Fatalf("%d times a writer pre-committed before committing the previous checkpoint, first: %s", len(sink.errs), sink.errs[0])
+	}
+}
+
+// listeningSource is seqSource that records the checkpoints it was told
+// are complete, with its position at each.
+type listeningSource struct {
+	seqSource
+	mu        *sync.Mutex
+	completed *[]uint64
+}
+
+func (s *listeningSource) CheckpointCompleted(id uint64) error {
+	s.mu.Lock()
+	*s.completed = append(*s.completed, id)
+	s.mu.Unlock()
+	return nil
+}
+
+// TestSourceCheckpointListener: a source that implements
+// CheckpointListener hears of every completed checkpoint, in order, once.
+func TestSourceCheckpointListener(t *testing.T) {
+	st := openStore(t, t.TempDir())
+	defer st.Close()
+	var mu sync.Mutex
+	var completed []uint64
+	j := engine.NewJob("listen", checkpointed(st, coord.ExactlyOnce))
+	src := engine.FromSource(j, "source", func(engine.SourceContext) (engine.Source[rec], error) {
+		return &listeningSource{seqSource: seqSource{n: 20000, keys: 3}, mu: &mu, completed: &completed}, nil
+	}, engine.WithParallelism(1))
+	engine.ToSink(src, "sink", engine.Sink[rec](newMemSink()), engine.WithParallelism(1))
+	if err := j.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var want []uint64
+	for _, s := range j.CheckpointStats() {
+		if s.Status == "completed" {
+			want = append(want, s.ID)
+		}
+	}
+	slices.Sort(want)
+	mu.Lock()
+	defer mu.Unlock()
+	// The final checkpoint's completion may reach the source after it
+	// ended (it ends on that notice): every other one is heard.
+	if len(want) == 0 || !slices.Equal(completed, want) && !slices.Equal(completed, want[:len(want)-1]) {
+		t.Fatalf("the source heard of checkpoints %v; completed were %v", completed, want)
 	}
 }

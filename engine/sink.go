@@ -238,6 +238,29 @@ type sourceRunner interface {
 	step() (n int, eof bool, err error)
 	position() ([]byte, error)
 	close() error
+	// completed tells the source that checkpoint id is complete
+	// (CheckpointListener), if it listens.
+	completed(id uint64) error
+}
+
+// CheckpointListener is implemented by a Source or a SplitReader that
+// wants to know when a checkpoint is complete — its metadata durable, the
+// positions it recorded in it now the ones a restore starts from — as
+// Flink's CheckpointListener.notifyCheckpointComplete: to commit offsets
+// to a consumer group for monitoring, say. It is called on the task's
+// goroutine, at most once per checkpoint, in order, and possibly never
+// (a crash right after completion): nothing exactly-once may rest on it.
+// An error is logged; the job goes on.
+type CheckpointListener interface {
+	CheckpointCompleted(id uint64) error
+}
+
+// notifyCompleted calls x's CheckpointCompleted if x listens.
+func notifyCompleted(x any, id uint64) error {
+	if l, ok := x.(CheckpointListener); ok {
+		return l.CheckpointCompleted(id)
+	}
+	return nil
 }
 
 type typedSource[T any] struct {
@@ -305,4 +328,5 @@ func pushRead[T any](n int, err error, buf []T, push func(*T), reader string, et
 }
 
 func (s *typedSource[T]) position() ([]byte, error) { return s.src.Position() }
+func (s *typedSource[T]) completed(id uint64) error { return notifyCompleted(s.src, id) }
 func (s *typedSource[T]) close() error              { return s.src.Close() }

@@ -159,6 +159,8 @@ func (s *typedSplitSource[T]) step() (int, bool, error) {
 	return pushRead(n, err, s.buf, s.push, "SplitReader", &s.et, split)
 }
 
+func (s *typedSplitSource[T]) completed(id uint64) error { return notifyCompleted(s.r, id) }
+
 func (s *typedSplitSource[T]) position() ([]byte, error) {
 	splits, err := s.r.Splits()
 	if err != nil {

@@ -436,6 +436,11 @@ func (t *task) handleControl(m ctrlMsg) {
 		if m.handle != nil {
 			t.lastCompleted = m.handle
 		}
+		if t.source != nil {
+			if err := t.source.completed(m.id); err != nil {
+				t.job.opts.Logger("streamd: %s: the source's completion callback of checkpoint %d failed (the job goes on): %v", t, m.id, err)
+			}
+		}
 		if t.sink != nil {
 			if err := t.commitSink(m.id); err != nil {
 				panic(taskError{err})

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/bits"
+	"slices"
 	"strings"
 )
 
@@ -40,6 +41,10 @@ type Stage struct {
 	// output field has its name); that step is still Keyed, the next is not.
 	Keyed bool
 	Key   Field
+	// KeyWritten reports that the stage writes its key field (a map
+	// assigning it, an aggregation or window accumulator of that name):
+	// its output is no longer partitioned by the key it was keyed by.
+	KeyWritten bool
 	// Shuffle (aggregations) reports that records reach the stage through
 	// a keyed exchange, hashed by Key to its tasks. When false, the stage
 	// runs in the tasks of the aggregation before it: the stream is already
@@ -192,6 +197,7 @@ func Compile(s *Spec) (*Plan, error) {
 	c := newCompiler(s, broken)
 	c.run()
 	c.sinkKey()
+	c.postgresColumns()
 	errs = append(errs, c.errs...)
 	if len(errs) > 0 {
 		return nil, asErrors(errs)
@@ -448,6 +454,10 @@ func (c *compiler) steps(prefix string, steps []StepSpec, start int, in *Schema,
 		if endsKey {
 			keyed, keyEnd = false, i
 			keyEndWindow = st.Kind == StepWindow
+			// A window step ends the key_by for the state of the steps
+			// after it, but its records keep their key: they leave the
+			// task that owns the key unless an accumulator replaces it.
+			stage.KeyWritten = st.Kind != StepWindow || slices.ContainsFunc(st.Accs, func(a AccSpec) bool { return a.Field == keyName })
 		}
 		stage.Out.mustBeValid()
 		stages = append(stages, stage)

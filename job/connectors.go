@@ -11,17 +11,18 @@ import (
 )
 
 // This file holds the spec of the sources and sinks that are real systems
-// (Kafka, NATS JetStream): their `source:`/`sink:` options, how they are
-// decoded and checked, and the row codecs jobrun plugs into the
+// (Kafka, NATS JetStream, PostgreSQL): their `source:`/`sink:` options, how
+// they are decoded and checked, and the row codecs jobrun plugs into the
 // connectors. The job package must not import connectors, so it keeps its
 // own copies of the few connector defaults a spec check needs, and jobrun
 // asserts at compile time that they agree.
 //
-// A new connector type (postgres is next) goes here in the same shape: a
-// Type constant beside the others, a *XSourceSpec / *XSinkSpec pointer on
-// SourceSpec / SinkSpec, its keys in connSourceKeys / connSinkKeys, a case
-// in decoder.connSource / connSink and validator.connSource / connSink,
-// and its construction in jobrun's newSource / buildSink.
+// A new connector type goes here in the same shape: a Type constant beside
+// the others, a *XSourceSpec / *XSinkSpec pointer on SourceSpec /
+// SinkSpec, its keys in connSourceKeys / connSinkKeys, a case in
+// decoder.connSource / connSink and validator.connSource / connSink, and
+// its construction in jobrun's newSource / buildSink. The postgres sink's
+// own part (its options, the URL check, the columns) is in postgres.go.
 
 // Connector source and sink types. SourceFile's `fields:` schema is theirs
 // too: each message's value is one JSON object decoded as a file source's
@@ -31,8 +32,8 @@ const (
 	SourceNATS  = "nats"
 	SinkKafka   = "kafka"
 	SinkNATS    = "nats"
-	// SourcePostgres and SinkPostgres are reserved: the postgres connector
-	// is not wired into specs yet (see the comment above).
+	// SinkPostgres writes rows into a PostgreSQL table (postgres.go).
+	SinkPostgres = "postgres"
 )
 
 // Kafka start positions (`start_from:`), kafka.StartFrom's values.
@@ -275,9 +276,11 @@ var (
 	connSinkKeys = map[string][]string{
 		SinkKafka: {"brokers", "topic", "id", "transaction_timeout", "user_env", "password_env", "key"},
 		SinkNATS:  {"url", "stream", "subject", "name", "user_env", "password_env", "token_env", "max_pending_bytes"},
+		SinkPostgres: {"url", "password_env", "table", "columns", "key", "mode", "name", "batch_rows", "max_buffered_rows",
+			"timeout", "progress_table"},
 	}
 	// validSinkTypes are every sink type.
-	validSinkTypes = []string{SinkFile, SinkStdout, SinkBlackhole, SinkKafka, SinkNATS}
+	validSinkTypes = []string{SinkFile, SinkStdout, SinkBlackhole, SinkKafka, SinkNATS, SinkPostgres}
 	// nonConnSourceKeys are the options of the built-in sources, which a
 	// connector source does not take.
 	nonConnSourceKeys = []string{"count", "keys", "rate", "path", "events"}
@@ -408,6 +411,10 @@ func newConnSink(sk *SinkSpec) []string {
 	case SinkNATS:
 		sk.NATS = &NATSSinkSpec{Name: DefaultNATSSinkName, MaxPendingBytes: DefaultNATSMaxPendingBytes}
 		return []string{"subject"}
+	case SinkPostgres:
+		sk.Postgres = &PostgresSinkSpec{Mode: PostgresAppend, BatchRows: DefaultPostgresBatchRows,
+			MaxBufferedRows: DefaultPostgresMaxBufferedRows, Timeout: DefaultPostgresTimeout}
+		return []string{"url", "table"}
 	}
 	return nil
 }
@@ -471,6 +478,8 @@ func (d *decoder) connSink(x entry, sk *SinkSpec) bool {
 				n.MaxPendingBytes = int(min(max(v, -1), NATSMaxPendingBytesLimit+1))
 			}
 		}
+	case SinkPostgres:
+		d.postgresSink(x, sk.Postgres)
 	}
 	return true
 }
@@ -644,6 +653,8 @@ func (v *validator) connSink(sk *SinkSpec) {
 		v.envPair("sink", n.UserEnv, n.PasswordEnv, sk.Line, sk.Column)
 		v.envName("sink.token_env", n.TokenEnv, sk.Line, sk.Column)
 		v.natsURL("sink.url", n.URL, sk.Line, sk.Column)
+	case SinkPostgres:
+		v.postgresSink(sk)
 	}
 }
 

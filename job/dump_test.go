@@ -124,8 +124,14 @@ func dumpRest(b *strings.Builder, p *Plan) {
 	if sk.NATS != nil {
 		fmt.Fprintf(b, " %+v", *sk.NATS)
 	}
+	if sk.Postgres != nil {
+		fmt.Fprintf(b, " %+v", *sk.Postgres)
+	}
 	fmt.Fprintf(b, " tasks=%d at %d:%d\n", p.SinkParallelism(), sk.Line, sk.Column)
 	fmt.Fprintf(b, "  schema %s\n", p.SinkSchema.layout())
+	if cols := p.PostgresColumns(); cols != nil {
+		fmt.Fprintf(b, "  columns %s\n", (&Schema{Fields: cols}).layout())
+	}
 	if cp := s.Checkpointing; cp != nil {
 		fmt.Fprintf(b, "checkpointing interval=%v timeout=%v min_pause=%v mode=%s max_concurrent=%d tolerable_failures=%d retained=%d compression=%s at %d:%d\n",
 			cp.Interval, cp.Timeout, cp.MinPause, cp.Mode, cp.MaxConcurrent, cp.TolerableFailures, cp.Retained, cp.Compression, cp.Line, cp.Column)

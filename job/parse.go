@@ -794,7 +794,7 @@ func (d *decoder) sink(e entry) {
 		allowed = append([]string{"type", "parallelism"}, keys...)
 	}
 	for _, x := range ents {
-		if d.credential(x, sk.Type == SinkNATS) || d.connSink(x, sk) {
+		if d.postgresUser(x, sk.Type) || d.credential(x, sk.Type == SinkNATS) || d.connSink(x, sk) {
 			continue
 		}
 		switch x.key {

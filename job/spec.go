@@ -299,11 +299,12 @@ type Assignment struct {
 
 // SinkSpec is the `sink:` section.
 type SinkSpec struct {
-	Type        string         // SinkFile, SinkStdout, SinkBlackhole, SinkKafka or SinkNATS
-	Path        string         // file: the output directory
-	Kafka       *KafkaSinkSpec // kafka: its options (connectors.go); nil for other types
-	NATS        *NATSSinkSpec  // nats: its options; nil for other types
-	Parallelism int            // 0 = the job's parallelism
+	Type        string            // SinkFile, SinkStdout, SinkBlackhole, SinkKafka, SinkNATS or SinkPostgres
+	Path        string            // file: the output directory
+	Kafka       *KafkaSinkSpec    // kafka: its options (connectors.go); nil for other types
+	NATS        *NATSSinkSpec     // nats: its options; nil for other types
+	Postgres    *PostgresSinkSpec // postgres: its options (postgres.go); nil for other types
+	Parallelism int               // 0 = the job's parallelism
 	Line        int
 	Column      int
 }

@@ -405,11 +405,11 @@ func (v *validator) sink() {
 			v.errAt("sink.path", sk.Line, sk.Column, "must not be empty")
 		}
 	case SinkStdout, SinkBlackhole:
-	case SinkKafka, SinkNATS:
+	case SinkKafka, SinkNATS, SinkPostgres:
 		v.connSink(sk)
 	default:
 		if !v.skip("sink.type") {
-			v.errAt("sink.type", sk.Line, sk.Column, "unknown sink type %s: want file, stdout, blackhole, kafka or nats", quoteShort(sk.Type))
+			v.errAt("sink.type", sk.Line, sk.Column, "unknown sink type %s: want file, stdout, blackhole, kafka, nats or postgres", quoteShort(sk.Type))
 		}
 	}
 }

@@ -3,10 +3,12 @@ package jobrun
 import (
 	"context"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/streamd/streamd/connectors/kafka"
 	"github.com/streamd/streamd/connectors/nats"
+	"github.com/streamd/streamd/connectors/postgres"
 	"github.com/streamd/streamd/engine"
 	"github.com/streamd/streamd/job"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -23,6 +25,12 @@ const (
 	_ = uint(nats.DefaultMaxPendingBytes - job.DefaultNATSMaxPendingBytes)
 	_ = uint(job.NATSMaxPendingBytesLimit - nats.MaxPendingBytesLimit)
 	_ = uint(nats.MaxPendingBytesLimit - job.NATSMaxPendingBytesLimit)
+	_ = uint(job.DefaultPostgresBatchRows - postgres.DefaultBatchRows)
+	_ = uint(postgres.DefaultBatchRows - job.DefaultPostgresBatchRows)
+	_ = uint(job.DefaultPostgresMaxBufferedRows - postgres.DefaultMaxBufferedRows)
+	_ = uint(postgres.DefaultMaxBufferedRows - job.DefaultPostgresMaxBufferedRows)
+	_ = uint(job.DefaultPostgresTimeout - postgres.DefaultTimeout)
+	_ = uint(postgres.DefaultTimeout - job.DefaultPostgresTimeout)
 )
 
 // startCheckTimeout bounds the checks Run makes of a connector before the
@@ -144,15 +152,15 @@ func natsOptions(plan *job.Plan) nats.SinkOptions[job.Row] {
 // interval plus the expected recovery time (nats.CheckDuplicateWindow) and
 // log the warning, if any. Not being able to tell is logged too; the sink
 // itself fails the job if the server cannot be reached.
-func natsDuplicateCheck(plan *job.Plan, logger func(string, ...any)) func(context.Context) {
+func natsDuplicateCheck(plan *job.Plan, logger func(string, ...any)) func(context.Context) error {
 	opts := natsOptions(plan)
 	var interval time.Duration
 	if cp := plan.Spec.Checkpointing; cp != nil {
 		interval = cp.Interval
 	}
-	return func(ctx context.Context) {
+	return func(ctx context.Context) error {
 		if logger == nil {
-			return
+			return nil
 		}
 		ctx, cancel := context.WithTimeout(ctx, startCheckTimeout)
 		defer cancel()
@@ -163,5 +171,65 @@ func natsDuplicateCheck(plan *job.Plan, logger func(string, ...any)) func(contex
 		case warning != "":
 			logger("streamd: warning: %s", warning)
 		}
+		return nil
+	}
+}
+
+var postgresModes = map[string]postgres.Mode{
+	job.PostgresAppend: postgres.Append,
+	job.PostgresUpsert: postgres.Upsert,
+}
+
+// postgresSink returns the PostgreSQL sink of plan: each row one row of
+// the table, each column the value of the field of its name
+// (job.AppendColumnValues), in append (COPY) or upsert mode.
+func postgresSink(plan *job.Plan) (*postgres.Sink[job.Row], error) {
+	p := plan.Spec.Sink.Postgres
+	mode, ok := postgresModes[p.Mode]
+	if !ok {
+		panic(fmt.Sprintf("jobrun: postgres sink mode %q was accepted by the job package", p.Mode))
+	}
+	fields := plan.PostgresColumns()
+	columns := make([]string, len(fields))
+	for i, f := range fields {
+		columns[i] = f.Name
+	}
+	s, err := postgres.NewSink(plan.Spec.Name, postgres.SinkOptions[job.Row]{
+		URL:             p.URL,
+		PasswordEnv:     p.PasswordEnv,
+		Table:           p.Table,
+		Columns:         columns,
+		Key:             p.Key,
+		Mode:            mode,
+		Encode:          func(dst []any, r *job.Row) []any { return job.AppendColumnValues(dst, r, fields) },
+		Name:            p.Name,
+		ProgressTable:   p.ProgressTable,
+		BatchRows:       p.BatchRows,
+		MaxBufferedRows: p.MaxBufferedRows,
+		Timeout:         p.Timeout,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("jobrun: sink: %w", err)
+	}
+	return s, nil
+}
+
+// postgresEnvCheck returns what Run does before a job with a postgres sink
+// starts: refuse to start when the variable named by password_env is not
+// set. The connector reads an unset variable as an empty password, which a
+// server that trusts the host accepts, so a typo in password_env would go
+// unnoticed until the job ran against a server that asks for one. It is a
+// start check, not a Build error, so that `streamd validate` checks a spec
+// on a machine without the job's secrets.
+func postgresEnvCheck(plan *job.Plan) func(context.Context) error {
+	env := plan.Spec.Sink.Postgres.PasswordEnv
+	return func(context.Context) error {
+		if env == "" {
+			return nil
+		}
+		if _, ok := os.LookupEnv(env); !ok {
+			return fmt.Errorf("jobrun: sink: the environment variable %s (named by password_env) is not set", env)
+		}
+		return nil
 	}
 }

@@ -81,8 +81,10 @@ type Built struct {
 	late   []lateCounter // one per window step and window join, in pipeline order
 	logger func(format string, args ...any)
 	// startChecks run when the job starts (Run), before its tasks: the
-	// checks of a connector that need its server (nats.CheckDuplicateWindow).
-	startChecks []func(context.Context)
+	// checks of a connector that need its server (nats.CheckDuplicateWindow)
+	// or its environment (a postgres sink's password_env). An error stops
+	// Run before the job starts.
+	startChecks []func(context.Context) error
 }
 
 // lateCounter counts the records a window step or a window join dropped
@@ -115,7 +117,9 @@ func (b *Built) LateRecords() map[string]int64 {
 // recovery).
 func (b *Built) Run(ctx context.Context) error {
 	for _, check := range b.startChecks {
-		check(ctx)
+		if err := check(ctx); err != nil {
+			return err
+		}
 	}
 	err := b.Job.Run(ctx)
 	if b.logger != nil {
@@ -393,7 +397,13 @@ func buildSink(j *engine.Job, s engine.Stream[job.Row], plan *job.Plan, opts Opt
 		}
 		engine.ToSink(s, job.SinkName, engine.Sink[job.Row](sink), opt...)
 		b.startChecks = append(b.startChecks, natsDuplicateCheck(plan, opts.Logger))
-	// job.SinkPostgres, when the job package has it: here.
+	case job.SinkPostgres:
+		sink, err := postgresSink(plan)
+		if err != nil {
+			return err
+		}
+		engine.ToSink(s, job.SinkName, engine.Sink[job.Row](sink), opt...)
+		b.startChecks = append(b.startChecks, postgresEnvCheck(plan))
 	default:
 		return fmt.Errorf("jobrun: unknown sink type %q", spec.Type)
 	}

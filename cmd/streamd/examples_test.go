@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	natsgo "github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/streamd/streamd/connectors/nexmark"
@@ -471,4 +472,74 @@ func TestExampleNATSCounts(t *testing.T) {
 		rows = append(rows, row)
 	}
 	checkExampleCounts(t, rows, n, users)
+}
+
+// TestExamplePostgresCounts runs examples/postgres-counts.yaml with
+// `streamd run` against the PostgreSQL server at STREAMD_PG_URL (skipped
+// loudly when there is none, failed under CI), into a fresh table, with
+// its password variable set (the test server trusts the host, so any
+// value goes), and checks the table exactly: one row per key holding its
+// final count.
+func TestExamplePostgresCounts(t *testing.T) {
+	const n, keys = 100000, 100
+	url := os.Getenv("STREAMD_PG_URL")
+	if url == "" {
+		url = "postgres://postgres@127.0.0.1:5432/test"
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		msg := fmt.Sprintf("NO POSTGRESQL SERVER at %s (set STREAMD_PG_URL; .ci/setup-postgres.sh prepares one): %v", url, err)
+		if os.Getenv("CI") != "" {
+			t.Fatal(msg)
+		}
+		t.Skip("SKIPPED: " + msg)
+	}
+	defer conn.Close(context.Background())
+	wd, _ := os.Getwd()
+	spec, err := os.ReadFile(filepath.Join(wd, "..", "..", "examples", "postgres-counts.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	table := "ex_key_counts_" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	for from, to := range map[string]string{"url: postgres://streamd@127.0.0.1:5432/streamd?sslmode=disable": "url: " + url,
+		"table: key_counts": "table: " + table, "count: 100000": "count: " + strconv.Itoa(n), "keys: 100": "keys: " + strconv.Itoa(keys)} {
+		if !bytes.Contains(spec, []byte(from)) {
+			t.Fatalf("examples/postgres-counts.yaml no longer says %q", from)
+		}
+		spec = bytes.ReplaceAll(spec, []byte(from), []byte(to))
+	}
+	if _, err := conn.Exec(ctx, "CREATE TABLE "+table+" (key bigint PRIMARY KEY, count bigint NOT NULL)"); err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Exec(context.Background(), "DROP TABLE "+table)
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "job.yaml"), spec, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// Without the password variable the job does not start.
+	if code, _, stderr := run(t, dir, "run", "--data-dir", filepath.Join(dir, "nopw"), "job.yaml"); code != 1 || !strings.Contains(stderr, "STREAMD_PG_PASSWORD") {
+		t.Fatalf("streamd run without STREAMD_PG_PASSWORD: exit %d (want 1)\n%s", code, stderr)
+	}
+	t.Setenv("STREAMD_PG_PASSWORD", "unused-by-a-trusting-server")
+	if code, _, stderr := run(t, dir, "run", "--data-dir", filepath.Join(dir, "data"), "job.yaml"); code != 0 {
+		t.Fatalf("streamd run: exit %d\n%s", code, stderr)
+	}
+	rows, err := conn.Query(ctx, "SELECT key, count FROM "+table+" ORDER BY key")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := pgx.CollectRows(rows, pgx.RowToStructByPos[struct{ Key, Count int64 }])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != keys {
+		t.Fatalf("%d rows, want %d", len(got), keys)
+	}
+	for i, r := range got {
+		if r.Key != int64(i) || r.Count != n/keys {
+			t.Fatalf("row %d is %+v, want {Key:%d Count:%d}", i, r, i, n/keys)
+		}
+	}
 }

@@ -265,7 +265,12 @@ func (s *Sink[T]) connect(role string) (*pgx.Conn, error) {
 		return nil, s.errf("the URL does not parse")
 	}
 	if s.opts.PasswordEnv != "" {
-		cfg.Password = os.Getenv(s.opts.PasswordEnv)
+		// An unset variable is a mistake, not an empty password.
+		pw, ok := os.LookupEnv(s.opts.PasswordEnv)
+		if !ok {
+			return nil, s.errf("the environment variable %s (PasswordEnv) is not set", s.opts.PasswordEnv)
+		}
+		cfg.Password = pw
 	}
 	if cfg.ConnectTimeout == 0 || cfg.ConnectTimeout > s.opts.Timeout {
 		cfg.ConnectTimeout = s.opts.Timeout

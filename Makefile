@@ -22,6 +22,7 @@ test:
 	$(GO) test -count=1 $$($(GO) list $(PKGS) | grep -v '/cmd/streamd$$')
 	$(GO) test -count=1 -timeout 20m -v ./cmd/streamd/ | grep -v -E --line-buffered '^=== (RUN|PAUSE|CONT|NAME)'
 	$(GO) test -tags failpoints -count=1 -run Crash ./snapshot/
+	$(GO) test -tags failpoints -count=1 -run TestCountJobSIGKILL ./connectors/kafka/
 
 # -race also turns on the invariant checks (internal/invariants).
 race:

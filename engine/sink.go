@@ -236,7 +236,8 @@ type taskError struct{ err error }
 // sourceRunner is the untyped side of a source task.
 type sourceRunner interface {
 	step() (n int, eof bool, err error)
-	position() ([]byte, error)
+	// position returns the source's position for checkpoint id.
+	position(id uint64) ([]byte, error)
 	close() error
 	// completed tells the source that checkpoint id is complete
 	// (CheckpointListener), if it listens.
@@ -253,6 +254,21 @@ type sourceRunner interface {
 // An error is logged; the job goes on.
 type CheckpointListener interface {
 	CheckpointCompleted(id uint64) error
+}
+
+// CheckpointTaker is implemented by a Source or SplitReader that wants to
+// know which checkpoint the position it just returned (Position, Splits)
+// belongs to: CheckpointTaken(id) is called right after, on the task's
+// goroutine, so that a later CheckpointCompleted(id) can act on that
+// position (committing a checkpoint's offsets to a consumer group).
+type CheckpointTaker interface {
+	CheckpointTaken(id uint64)
+}
+
+func checkpointTaken(x any, id uint64) {
+	if l, ok := x.(CheckpointTaker); ok {
+		l.CheckpointTaken(id)
+	}
 }
 
 // notifyCompleted calls x's CheckpointCompleted if x listens.
@@ -327,6 +343,12 @@ func pushRead[T any](n int, err error, buf []T, push func(*T), reader string, et
 	return n, false, err
 }
 
-func (s *typedSource[T]) position() ([]byte, error) { return s.src.Position() }
+func (s *typedSource[T]) position(id uint64) ([]byte, error) {
+	pos, err := s.src.Position()
+	if err == nil {
+		checkpointTaken(s.src, id)
+	}
+	return pos, err
+}
 func (s *typedSource[T]) completed(id uint64) error { return notifyCompleted(s.src, id) }
 func (s *typedSource[T]) close() error              { return s.src.Close() }

@@ -161,11 +161,12 @@ func (s *typedSplitSource[T]) step() (int, bool, error) {
 
 func (s *typedSplitSource[T]) completed(id uint64) error { return notifyCompleted(s.r, id) }
 
-func (s *typedSplitSource[T]) position() ([]byte, error) {
+func (s *typedSplitSource[T]) position(id uint64) ([]byte, error) {
 	splits, err := s.r.Splits()
 	if err != nil {
 		return nil, err
 	}
+	checkpointTaken(s.r, id)
 	got := make([]string, len(splits))
 	for i, sp := range splits {
 		got[i] = sp.ID

@@ -525,7 +525,7 @@ func (t *task) checkpoint(id uint64, firstBarrier time.Time) {
 		KeyGroupStart: t.kgRange.Start, KeyGroupEnd: t.kgRange.End, Operator: appendTaskState(nil, t.wm.cur)}
 	var err error
 	if t.source != nil {
-		meta.Source, err = t.source.position()
+		meta.Source, err = t.source.position(id)
 	}
 	var durable DurableStep
 	if err == nil && t.sink != nil {

@@ -53,9 +53,13 @@
 // start offsets (earliest, latest, a timestamp, a consumer group's
 // committed offsets) are resolved once, when the enumerator makes the
 // initial splits, and stored: a restart never resolves them again. The
-// group's offsets are never the source of truth; CommitGroup optionally
-// commits the checkpointed offsets to a consumer group for monitoring
-// (after each checkpoint the source task records, best effort).
+// group's offsets are never the source of truth; CommitToGroup optionally
+// commits the offsets a checkpoint stored to Group once that checkpoint
+// completes, for monitoring (best effort, off the task's goroutine). The
+// reader learns of completions through CheckpointListener, which the
+// engine must call (CheckpointTaken after Splits, CheckpointCompleted on
+// completion); offsets of a checkpoint that never completes are never
+// committed.
 //
 // New partitions: the engine deals splits out only at start, and a reader
 // may not add splits. So each task also has one discovery split
@@ -66,7 +70,11 @@
 // beyond the known count belongs to the task owner(topic, partition,
 // parallelism) (Flink's rule: a topic hash plus the partition, modulo the
 // parallelism), which reads it from its earliest offset and records it in
-// its discovery split. Exactly one task claims each new partition, and a
+// its discovery split (a Metadata request, then ListOffsets for the
+// topics that grew; the reader's client refreshes its metadata at once
+// and fetches with a short max wait, so a new partition's first records
+// come within about half a second of its discovery). Exactly one task
+// claims each new partition, and a
 // restore at the same parallelism keeps the claim; a restore at another
 // parallelism turns discovered partitions into splits of their own.
 //

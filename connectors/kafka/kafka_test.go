@@ -17,6 +17,7 @@ import (
 
 	"github.com/streamd/streamd/engine"
 	"github.com/streamd/streamd/engine/coord"
+	"github.com/streamd/streamd/internal/failpoint"
 	"github.com/streamd/streamd/keyed"
 	"github.com/streamd/streamd/snapshot"
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -239,7 +240,7 @@ func TestCountJobSIGKILL(t *testing.T) {
 	const n, keys = 20000, 13
 	produceInput(t, brokers, n, keys)
 	data := t.TempDir()
-	kills := 0
+	kills, failpointKills := 0, 0
 	deadline := time.Now().Add(90 * time.Second)
 	for run := 0; ; run++ {
 		if time.Now().After(deadline) {
@@ -247,6 +248,15 @@ func TestCountJobSIGKILL(t *testing.T) {
 		}
 		cmd := exec.Command(os.Args[0], "-test.run=^TestChildJob$")
 		cmd.Env = append(os.Environ(), childEnv+"=1", brokersEnv+"="+strings.Join(brokers, ","), dataEnv+"="+filepath.Join(data, "store"))
+		killAfter := time.Duration(150+rand.IntN(600)) * time.Millisecond
+		if failpoint.Compiled && kills < 12 && run%2 == 0 {
+			killAfter = 5 * time.Second // the failpoint comes first
+			// In a -tags failpoints build (make test runs one) every
+			// other child dies right after its first checkpoint's
+			// metadata is durable, before its transactions are
+			// committed: recovery must commit exactly those.
+			cmd.Env = append(cmd.Env, failpoint.EnvVar+"=checkpoint-after-metadata=1")
+		}
 		var stderr strings.Builder
 		cmd.Stderr = &stderr
 		if err := cmd.Start(); err != nil {
@@ -257,12 +267,17 @@ func TestCountJobSIGKILL(t *testing.T) {
 		if kills < 12 {
 			select {
 			case err := <-done:
+				if err != nil && strings.Contains(stderr.String(), "failpoint checkpoint-after-metadata hit") {
+					failpointKills++
+					kills++
+					continue
+				}
 				if err != nil {
 					t.Fatalf("child run %d failed: %v\n%s", run, err, stderr.String())
 				}
 				t.Logf("run %d finished before its kill", run)
 				goto finished
-			case <-time.After(time.Duration(150+rand.IntN(600)) * time.Millisecond):
+			case <-time.After(killAfter):
 				_ = cmd.Process.Signal(syscall.SIGKILL)
 				<-done
 				kills++
@@ -278,7 +293,10 @@ finished:
 	if kills < 10 {
 		t.Fatalf("only %d kills before the job finished: make it slower", kills)
 	}
-	t.Logf("%d SIGKILLs", kills)
+	t.Logf("%d SIGKILLs, %d of them at the failpoint after a checkpoint's metadata", kills, failpointKills)
+	if failpoint.Compiled && failpointKills == 0 {
+		t.Fatal("no child died at the failpoint checkpoint-after-metadata: the test did not exercise that crash point")
+	}
 	checkCounts(t, readCommitted(t, brokers, "out"), n, keys)
 }
 

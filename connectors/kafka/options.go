@@ -89,6 +89,13 @@ func (c *Connection) newClient(ctx context.Context, extra ...kgo.Opt) (*kgo.Clie
 	}
 	if err := cl.Ping(ctx); err != nil {
 		cl.Close()
+		if c.UserEnv != "" {
+			// A broker that refuses a SASL login closes the connection
+			// (the client sees EOF): say that it may be the login,
+			// naming the variables, never their values.
+			return nil, fmt.Errorf("kafka: cannot reach the cluster at %v, or it refused the SASL/PLAIN login of the credentials in $%s and $%s: %w",
+				c.Brokers, c.UserEnv, c.PasswordEnv, scrub(err, c))
+		}
 		return nil, fmt.Errorf("kafka: cannot reach the cluster at %v: %w", c.Brokers, scrub(err, c))
 	}
 	return cl, nil

@@ -39,6 +39,11 @@ type SourceOptions[T any] struct {
 	StartFrom        StartFrom
 	StartTimestampMs int64
 	Group            string
+	// CommitToGroup commits, after each completed checkpoint, the
+	// offsets that checkpoint stored to the consumer group Group, for
+	// monitoring (lag dashboards) only: the source never reads them
+	// back except to start from them (StartGroup). Best effort.
+	CommitToGroup bool
 	// Bounded stops each partition at its last stable offset at the
 	// fresh start (no discovery then); the source ends when all are read.
 	Bounded bool
@@ -64,6 +69,9 @@ func (o *SourceOptions[T]) Validate() error {
 	}
 	if o.Decode == nil {
 		errs = append(errs, errors.New("kafka: source needs a Decode function"))
+	}
+	if o.CommitToGroup && o.Group == "" {
+		errs = append(errs, errors.New("kafka: commit_to_group needs a group"))
 	}
 	if o.StartFrom == StartGroup && o.Group == "" {
 		errs = append(errs, errors.New("kafka: start from the group's offsets needs a group"))
@@ -295,16 +303,27 @@ func (src *Source[T]) NewReader(ctx engine.SourceContext, splits []engine.Split)
 	}
 	rctx, cancel := context.WithTimeout(context.Background(), src.opts.RequestTimeout)
 	defer cancel()
+	// A partition added to the client (a discovered one) is fetched once
+	// the client's metadata has it and the fetch in flight returned: the
+	// defaults (a refresh at most every 5 s, fetches waiting up to 5 s)
+	// would delay its first records by seconds; these bound it to about
+	// half a second, at the cost of a few small requests per second.
 	cl, err := src.opts.newClient(rctx, kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.KeepControlRecords(),
+		kgo.MetadataMinAge(newPartitionDelay), kgo.FetchMaxWait(newPartitionDelay),
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{}))
 	if err != nil {
 		return nil, err
 	}
 	r.cl = cl
+	r.groupCommitter = groupCommitter{cl: cl, group: src.opts.Group, timeout: src.opts.RequestTimeout}
 	r.assign(r.parts)
 	r.nextDiscovery = time.Now()
 	return r, nil
 }
+
+// newPartitionDelay bounds how long a discovered partition waits for the
+// reader's client to fetch it.
+const newPartitionDelay = 500 * time.Millisecond
 
 type batch struct {
 	pt   *part
@@ -325,6 +344,7 @@ type sourceReader[T any] struct {
 	queue         []batch
 	last          int
 	nextDiscovery time.Time
+	groupCommitter
 }
 
 func (r *sourceReader[T]) addPart(pt *part) {
@@ -380,15 +400,46 @@ func (r *sourceReader[T]) done() bool {
 func (r *sourceReader[T]) discover() error {
 	ctx, cancel := context.WithTimeout(context.Background(), r.src.opts.RequestTimeout)
 	defer cancel()
-	ends, err := kadm.NewClient(r.cl).ListStartOffsets(ctx, r.src.opts.Topics...)
+	adm := kadm.NewClient(r.cl)
+	// ListOffsets resolves partitions from the client's cached metadata,
+	// kept up to MetadataMinAge (5 s): it would not see a partition
+	// created since. A Metadata request always asks the cluster, and
+	// refreshes that cache for the ListOffsets below.
+	meta, err := adm.Metadata(ctx, r.src.opts.Topics...)
 	if err != nil {
 		return fmt.Errorf("kafka: cannot look for new partitions of %v: %w", r.src.opts.Topics, err)
 	}
+	var grown []string
+	for ti, t := range r.src.opts.Topics {
+		td, ok := meta.Topics[t]
+		if !ok || td.Err != nil {
+			continue // missing for now: a later discovery sees it
+		}
+		for p := range td.Partitions {
+			if p >= r.known[ti] && owner(t, p, r.parallelism) == r.index && r.byTP[splitID(t, p)] == nil {
+				grown = append(grown, t)
+				break
+			}
+		}
+	}
+	if len(grown) == 0 {
+		return nil
+	}
+	starts, err := adm.ListStartOffsets(ctx, grown...)
+	if err != nil {
+		return fmt.Errorf("kafka: cannot list the start offsets of the new partitions of %v: %w", grown, err)
+	}
 	var added []*part
 	for ti, t := range r.src.opts.Topics {
-		for p, o := range ends[t] {
+		ps := make([]int32, 0, len(starts[t]))
+		for p := range starts[t] {
+			ps = append(ps, p)
+		}
+		slices.Sort(ps) // a stable order in the discovery split's state
+		for _, p := range ps {
+			o := starts[t][p]
 			if o.Err != nil || p < r.known[ti] || owner(t, p, r.parallelism) != r.index || r.byTP[splitID(t, p)] != nil {
-				continue
+				continue // an error (a leader not elected yet): the next discovery retries
 			}
 			pt := &part{topic: t, p: p, partState: partState{Next: max(o.Offset, 0), Stop: -1}, split: r.disc}
 			r.addPart(pt)
@@ -396,6 +447,12 @@ func (r *sourceReader[T]) discover() error {
 		}
 	}
 	r.assign(added)
+	if len(added) > 0 {
+		// The consumer reads a partition once its own metadata has it,
+		// at its next refresh (up to MetadataMaxAge away; one it
+		// triggers itself waits out MetadataMinAge): ask for one now.
+		r.cl.ForceMetadataRefresh()
+	}
 	return nil
 }
 
@@ -480,6 +537,9 @@ func (r *sourceReader[T]) poll(max int) error {
 }
 
 func (r *sourceReader[T]) Splits() ([]engine.Split, error) {
+	if r.src.opts.CommitToGroup {
+		r.snapshot(r.parts)
+	}
 	out := make([]engine.Split, len(r.ids))
 	for i, id := range r.ids {
 		out[i].ID = id
@@ -500,6 +560,7 @@ func (r *sourceReader[T]) Splits() ([]engine.Split, error) {
 }
 
 func (r *sourceReader[T]) Close() error {
+	r.waitCommits()
 	if r.cl != nil {
 		r.cl.Close()
 	}

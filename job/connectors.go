@@ -73,7 +73,8 @@ type KafkaSourceSpec struct {
 	Topics            []string
 	StartFrom         string // KafkaStart*, default earliest
 	StartTimestampMs  int64  // start_from timestamp: ms since the epoch
-	Group             string // start_from group: the consumer group
+	Group             string // start_from group, or commit_to_group: the consumer group
+	CommitToGroup     bool   // commit each completed checkpoint's offsets to Group (monitoring only)
 	Bounded           bool
 	DiscoveryInterval time.Duration // default DefaultKafkaDiscoveryInterval; unused when bounded
 	UserEnv           string
@@ -270,7 +271,7 @@ func (s *Schema) AppendKeyText(dst []byte, r *Row, f Field) []byte {
 // Option keys of the connector sources and sinks.
 var (
 	connSourceKeys = map[string][]string{
-		SourceKafka: {"brokers", "topics", "start_from", "start_timestamp", "group", "bounded", "discovery_interval", "user_env", "password_env"},
+		SourceKafka: {"brokers", "topics", "start_from", "start_timestamp", "group", "commit_to_group", "bounded", "discovery_interval", "user_env", "password_env"},
 		SourceNATS:  {"url", "stream", "subjects", "bounded", "start_seq", "user_env", "password_env", "token_env"},
 	}
 	connSinkKeys = map[string][]string{
@@ -352,6 +353,8 @@ func (d *decoder) connSource(x entry, src *SourceSpec, typ string) bool {
 			k.StartTimestampMs, _ = d.timestampMs(x)
 		case "group":
 			k.Group, _ = d.str(x)
+		case "commit_to_group":
+			k.CommitToGroup, _ = d.bool(x)
 		case "bounded":
 			k.Bounded, _ = d.bool(x)
 		case "discovery_interval":
@@ -564,7 +567,8 @@ func (v *validator) connSource(path string, src *SourceSpec) {
 		at("start_timestamp", hasTS && k.StartTimestampMs < 0, "must not be before 1970, got %d ms", k.StartTimestampMs)
 		_, hasGroup := v.s.pos[path+".group"]
 		at("group", k.StartFrom == KafkaStartGroup && k.Group == "", "start_from: group needs a consumer group name")
-		at("group", k.StartFrom != KafkaStartGroup && hasGroup, "only used with start_from: group (offsets are checkpointed, never committed to a group)")
+		at("group", k.StartFrom != KafkaStartGroup && !k.CommitToGroup && hasGroup, "only used with start_from: group or commit_to_group: true (offsets live in checkpoints)")
+		at("commit_to_group", k.CommitToGroup && k.Group == "", "commit_to_group needs a consumer group name in group")
 		_, hasDisc := v.s.pos[path+".discovery_interval"]
 		at("discovery_interval", k.DiscoveryInterval <= 0, "must be > 0, got %v", k.DiscoveryInterval)
 		at("discovery_interval", k.Bounded && hasDisc, "a bounded source reads the partitions it found at its first start and discovers none")

@@ -60,6 +60,7 @@ func kafkaSource(j *engine.Job, name string, src *job.SourceSpec, schema *job.Sc
 		StartFrom:         start,
 		StartTimestampMs:  k.StartTimestampMs,
 		Group:             k.Group,
+		CommitToGroup:     k.CommitToGroup,
 		Bounded:           k.Bounded,
 		DiscoveryInterval: k.DiscoveryInterval,
 		Decode: func(rec *kgo.Record, r *job.Row) error {

@@ -2,6 +2,7 @@ package job
 
 import (
 	"fmt"
+	"github.com/streamd/streamd/internal/jsonx"
 	"slices"
 	"strconv"
 	"strings"
@@ -123,7 +124,10 @@ type NATSSinkSpec struct {
 // the reserved fields (MetaFields) a schema may declare. Which members
 // are set depends on the source type.
 type Meta struct {
-	Key         []byte // kafka: the record's key
+	Key []byte // kafka: the record's key
+	// Headers are a Kafka record's headers, in their order: Headers[2i]
+	// is a name, Headers[2i+1] its value.
+	Headers     [][]byte
 	Topic       string // kafka
 	Partition   int64  // kafka
 	Offset      int64  // kafka
@@ -138,6 +142,7 @@ type Meta struct {
 // then on (`event_time: {field: _timestamp}`, `key_by: _key`).
 const (
 	MetaKey       = "_key"
+	MetaHeaders   = "_headers"
 	MetaTopic     = "_topic"
 	MetaPartition = "_partition"
 	MetaOffset    = "_offset"
@@ -154,7 +159,7 @@ type metaField struct {
 // metaFields lists the reserved fields of each source type, in the order
 // of Meta.
 var metaFields = map[string][]metaField{
-	SourceKafka: {{MetaKey, TypeString}, {MetaTopic, TypeString}, {MetaPartition, TypeInt}, {MetaOffset, TypeInt}, {MetaTimestamp, TypeInt}},
+	SourceKafka: {{MetaKey, TypeString}, {MetaHeaders, TypeString}, {MetaTopic, TypeString}, {MetaPartition, TypeInt}, {MetaOffset, TypeInt}, {MetaTimestamp, TypeInt}},
 	SourceNATS:  {{MetaSubject, TypeString}, {MetaSeq, TypeInt}, {MetaTimestamp, TypeInt}},
 }
 
@@ -183,13 +188,13 @@ func hasFields(t string) bool { return t == SourceFile || isConnectorSource(t) }
 type MessageDecoder struct {
 	value *Schema
 	// slots of the declared metadata fields, -1 where not declared.
-	key, topic, partition, offset, subject, seq, timestamp int
+	key, headers, topic, partition, offset, subject, seq, timestamp int
 }
 
 // NewMessageDecoder returns the decoder of a source of type sourceType
 // whose records have schema.
 func NewMessageDecoder(sourceType string, schema *Schema) *MessageDecoder {
-	d := &MessageDecoder{value: &Schema{}, key: -1, topic: -1, partition: -1, offset: -1, subject: -1, seq: -1, timestamp: -1}
+	d := &MessageDecoder{value: &Schema{}, key: -1, headers: -1, topic: -1, partition: -1, offset: -1, subject: -1, seq: -1, timestamp: -1}
 	meta := MetaFields(sourceType)
 	for _, f := range schema.Fields {
 		t, ok := meta[f.Name]
@@ -203,6 +208,8 @@ func NewMessageDecoder(sourceType string, schema *Schema) *MessageDecoder {
 		switch f.Name {
 		case MetaKey:
 			d.key = f.Slot
+		case MetaHeaders:
+			d.headers = f.Slot
 		case MetaTopic:
 			d.topic = f.Slot
 		case MetaPartition:
@@ -229,6 +236,9 @@ func (d *MessageDecoder) Decode(value []byte, m *Meta, r *Row) error {
 	}
 	if d.key >= 0 {
 		r.Str[d.key] = string(m.Key)
+	}
+	if d.headers >= 0 {
+		r.Str[d.headers] = string(appendHeaders(nil, m.Headers))
 	}
 	if d.topic >= 0 {
 		r.Str[d.topic] = m.Topic
@@ -759,4 +769,25 @@ func (c *compiler) sinkKey() {
 	if _, ok := c.plan.SinkSchema.Lookup(sk.Kafka.Key); !ok {
 		c.errAt("sink.key", c.s.posOf("sink.key", sk.Line, sk.Column), "unknown field %q; the records that reach the sink are %s", sk.Kafka.Key, c.plan.SinkSchema)
 	}
+}
+
+// WantsHeaders reports whether the schema declares _headers: only then
+// need the caller fill Meta.Headers.
+func (d *MessageDecoder) WantsHeaders() bool { return d.headers >= 0 }
+
+// appendHeaders appends a Kafka record's headers as a JSON object, name to
+// value, in their order; a name that repeats appears as often as it
+// repeats (Kafka allows it). Values are text: invalid UTF-8 becomes
+// U+FFFD (jsonx.AppendString).
+func appendHeaders(dst []byte, h [][]byte) []byte {
+	dst = append(dst, '{')
+	for i := 0; i+1 < len(h); i += 2 {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = jsonx.AppendString(dst, string(h[i]))
+		dst = append(dst, ':')
+		dst = jsonx.AppendString(dst, string(h[i+1]))
+	}
+	return append(dst, '}')
 }

@@ -45,6 +45,27 @@ func TestMessageDecoder(t *testing.T) {
 	f(`"ann"`, `want a JSON object`)
 	f(``, `want a JSON object`)
 
+	// Headers, when declared: a JSON object in their order, repeats kept,
+	// invalid UTF-8 replaced (by the escape \ufffd).
+	hs, err := NewSchema([]FieldSpec{{"user", TypeString}, {MetaHeaders, TypeString}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hdec := NewMessageDecoder(SourceKafka, hs)
+	if !hdec.WantsHeaders() || dec.WantsHeaders() {
+		t.Fatalf("WantsHeaders: %v with _headers declared, %v without", hdec.WantsHeaders(), dec.WantsHeaders())
+	}
+	hm := Meta{Headers: [][]byte{[]byte("trace"), []byte("t-1"), []byte("tag"), []byte("a\"b"), []byte("tag"), {0xff}}}
+	if err := hdec.Decode([]byte(`{"user": "bo"}`), &hm, &r); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := string(hs.AppendJSON(nil, &r)), `{"user":"bo","_headers":"{\"trace\":\"t-1\",\"tag\":\"a\\\"b\",\"tag\":\"\\ufffd\"}"}`; got != want {
+		t.Fatalf("headers decoded\n%s\nwant\n%s", got, want)
+	}
+	if err := hdec.Decode([]byte(`{"user": "bo"}`), &Meta{}, &r); err != nil || r.Str[hs.Fields[1].Slot] != "{}" {
+		t.Fatalf("no headers: %q, %v; want {}", r.Str[hs.Fields[1].Slot], err)
+	}
+
 	// A nats source's metadata; kafka's names are plain JSON fields there.
 	ns, err := NewSchema([]FieldSpec{{MetaKey, TypeString}, {MetaSubject, TypeString}, {MetaSeq, TypeInt}, {MetaTimestamp, TypeInt}})
 	if err != nil {

@@ -54,6 +54,7 @@ func kafkaSource(j *engine.Job, name string, src *job.SourceSpec, schema *job.Sc
 		panic(fmt.Sprintf("jobrun: kafka start_from %q was accepted by the job package", k.StartFrom))
 	}
 	dec := job.NewMessageDecoder(job.SourceKafka, schema)
+	wantHeaders := dec.WantsHeaders()
 	opts := kafka.SourceOptions[job.Row]{
 		Connection:        kafka.Connection{Brokers: k.Brokers, UserEnv: k.UserEnv, PasswordEnv: k.PasswordEnv},
 		Topics:            k.Topics,
@@ -65,6 +66,12 @@ func kafkaSource(j *engine.Job, name string, src *job.SourceSpec, schema *job.Sc
 		DiscoveryInterval: k.DiscoveryInterval,
 		Decode: func(rec *kgo.Record, r *job.Row) error {
 			m := job.Meta{Key: rec.Key, Topic: rec.Topic, Partition: int64(rec.Partition), Offset: rec.Offset, TimestampMs: rec.Timestamp.UnixMilli()}
+			if wantHeaders && len(rec.Headers) > 0 {
+				m.Headers = make([][]byte, 0, 2*len(rec.Headers))
+				for _, h := range rec.Headers {
+					m.Headers = append(m.Headers, []byte(h.Key), h.Value)
+				}
+			}
 			return dec.Decode(rec.Value, &m, r)
 		},
 	}

@@ -32,6 +32,7 @@ type countRow struct {
 	Partition int64  `json:"_partition"`
 	Offset    int64  `json:"_offset"`
 	Timestamp int64  `json:"_timestamp"`
+	Headers   string `json:"_headers"`
 	Subject   string `json:"_subject"`
 	Seq       int64  `json:"_seq"`
 	Count     int64  `json:"count"`
@@ -143,7 +144,8 @@ func TestKafkaCountsSpec(t *testing.T) {
 	recs := make([]*kgo.Record, n)
 	for i := range recs {
 		v := fmt.Sprintf(`{"user": "u%d", "amount": %d, "ignored": [1, {"x": null}]}`, i%users, i)
-		recs[i] = &kgo.Record{Key: []byte("k" + strconv.Itoa(i)), Value: []byte(v), Timestamp: base.Add(time.Duration(i) * time.Millisecond)}
+		recs[i] = &kgo.Record{Key: []byte("k" + strconv.Itoa(i)), Value: []byte(v), Timestamp: base.Add(time.Duration(i) * time.Millisecond),
+			Headers: []kgo.RecordHeader{{Key: "seq", Value: []byte(strconv.Itoa(i))}}}
 	}
 	if err := cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
 		t.Fatal(err)
@@ -161,7 +163,7 @@ source:
   brokers: [%[1]s]
   topics: [in]
   bounded: true
-  fields: {user: string, amount: int, _key: string, _partition: int, _offset: int, _timestamp: int}
+  fields: {user: string, amount: int, _key: string, _headers: string, _partition: int, _offset: int, _timestamp: int}
   event_time: {field: _timestamp}
 pipeline:
   - key_by: user
@@ -201,6 +203,9 @@ checkpointing:
 		}
 		if w := where[row.Key]; row.Partition != w[0] || row.Offset != w[1] {
 			t.Fatalf("row %+v: _partition/_offset %d/%d, want %d/%d", row, row.Partition, row.Offset, w[0], w[1])
+		}
+		if want := `{"seq":"` + strconv.FormatInt(row.Amount, 10) + `"}`; row.Headers != want {
+			t.Fatalf("row %+v: _headers %q, want %q", row, row.Headers, want)
 		}
 		if want := base.UnixMilli() + row.Amount; row.Timestamp != want {
 			t.Fatalf("row %+v: _timestamp %d, want %d", row, row.Timestamp, want)

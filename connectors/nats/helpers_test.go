@@ -34,6 +34,30 @@ func testURL() string {
 // (fails under CI).
 func needServer(t testing.TB) (*natsgo.Conn, jetstream.JetStream) {
 	t.Helper()
+	nc, js, err := connectJS()
+	if err == nil {
+		t.Cleanup(nc.Close)
+		return nc, js
+	}
+	msg := fmt.Sprintf("NO NATS JETSTREAM SERVER at %s (set STREAMD_NATS_URL; .ci/setup-nats.sh starts one): %v", testURL(), err)
+	if os.Getenv("CI") != "" {
+		t.Fatal(msg)
+	}
+	// A developer's machine without a server: an embedded one.
+	url, eerr := embeddedServer()
+	if eerr == nil {
+		nc, js, eerr = connectJS()
+	}
+	if eerr != nil {
+		t.Skip("SKIPPED: " + msg + "; and the embedded nats-server failed: " + eerr.Error())
+	}
+	t.Logf("%s: USING AN EMBEDDED nats-server at %s", msg, url)
+	t.Cleanup(nc.Close)
+	return nc, js
+}
+
+// connectJS connects to the server at testURL and checks JetStream.
+func connectJS() (*natsgo.Conn, jetstream.JetStream, error) {
 	nc, err := natsgo.Connect(testURL(), natsgo.Timeout(2*time.Second))
 	if err == nil {
 		js, jerr := jetstream.New(nc)
@@ -43,18 +67,12 @@ func needServer(t testing.TB) (*natsgo.Conn, jetstream.JetStream) {
 			cancel()
 		}
 		if jerr == nil {
-			t.Cleanup(nc.Close)
-			return nc, js
+			return nc, js, nil
 		}
 		nc.Close()
 		err = jerr
 	}
-	msg := fmt.Sprintf("NO NATS JETSTREAM SERVER at %s (set STREAMD_NATS_URL; .ci/setup-nats.sh starts one): %v", testURL(), err)
-	if os.Getenv("CI") != "" {
-		t.Fatal(msg)
-	}
-	t.Skip("SKIPPED: " + msg)
-	return nil, nil
+	return nil, nil, err
 }
 
 var nameSeq atomic.Int64

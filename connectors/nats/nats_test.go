@@ -101,7 +101,7 @@ func TestKillNATSToNATS(t *testing.T) {
 	const count, users = 20000, 7
 	publishClicks(t, js, count, users, in+".a", in+".b")
 	spec := jobSpec{Job: name, DataDir: filepath.Join(t.TempDir(), "data"), InStream: in, Users: users,
-		ThrottleEvery: 20, OutSubject: name + ".out", Parallelism: 2, Interval: 30 * time.Millisecond}
+		ThrottleEvery: 5, OutSubject: name + ".out", Parallelism: 2, Interval: 30 * time.Millisecond}
 	killLoop(t, spec, 10)
 	checkClicks(t, readAll(t, out), count, users)
 }

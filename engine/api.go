@@ -77,7 +77,8 @@ type Source[T any] interface {
 	// start.
 	Open(ctx SourceContext, state []byte) error
 	// Read fills buf with up to len(buf) records and returns how many. It
-	// returns io.EOF (possibly with n > 0) when the source is exhausted;
+	// returns io.EOF itself (possibly with n > 0) when the source is
+	// exhausted — an error that merely wraps io.EOF is a failure;
 	// (0, nil) means nothing is available right now: the task then waits a
 	// little, handling control messages, and calls Read again. Read should
 	// not block for long: barriers are injected between two Reads.

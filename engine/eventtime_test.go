@@ -3,8 +3,10 @@ package engine_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"math"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -540,5 +542,30 @@ func TestSourceCheckpointListener(t *testing.T) {
 	// ended (it ends on that notice): every other one is heard.
 	if len(want) == 0 || !slices.Equal(completed, want) && !slices.Equal(completed, want[:len(want)-1]) {
 		t.Fatalf("the source heard of checkpoints %v; completed were %v", completed, want)
+	}
+}
+
+// wrappedEOFSource fails with an error that wraps io.EOF, as a network
+// client's error for a closed connection does.
+type wrappedEOFSource struct{ seqSource }
+
+func (s *wrappedEOFSource) Read(buf []rec) (int, error) {
+	if s.next >= 100 {
+		return 0, fmt.Errorf("connection closed: %w", io.EOF)
+	}
+	return s.seqSource.Read(buf[:min(len(buf), 10)])
+}
+
+// TestWrappedEOFIsAFailure: only io.EOF itself ends a source; an error
+// that wraps it fails the job instead of finishing it with records unread.
+func TestWrappedEOFIsAFailure(t *testing.T) {
+	j := engine.NewJob("eof", engine.Options{Parallelism: 1})
+	src := engine.FromSource(j, "source", func(engine.SourceContext) (engine.Source[rec], error) {
+		return &wrappedEOFSource{seqSource{n: 1000, keys: 3}}, nil
+	})
+	engine.ToSink(src, "sink", engine.Sink[rec](newMemSink()))
+	err := j.Run(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "connection closed") {
+		t.Fatalf("Run = %v, want the source's error", err)
 	}
 }

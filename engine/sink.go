@@ -337,7 +337,10 @@ func pushRead[T any](n int, err error, buf []T, push func(*T), reader string, et
 			push(&buf[i])
 		}
 	}
-	if errors.Is(err, io.EOF) {
+	// The end is io.EOF itself, never an error that wraps it: a reader's
+	// network error that wraps the EOF of a closed connection is a failure,
+	// and taking it for the end would finish the job with records unread.
+	if err == io.EOF {
 		return n, true, nil
 	}
 	return n, false, err

@@ -93,7 +93,8 @@ type PositionConverter interface {
 // a splittable source has its own, created by the newReader given to
 // FromSplitSource; all methods are called on the task's goroutine.
 type SplitReader[T any] interface {
-	// Read is Source.Read: it returns io.EOF when every split is finished.
+	// Read is Source.Read: it returns io.EOF itself when every split is
+	// finished (an error wrapping io.EOF fails the job).
 	Read(buf []T) (int, error)
 	// Splits returns every split the reader was given (finished ones
 	// too, with a position that says so), each with its position after

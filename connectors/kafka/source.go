@@ -52,7 +52,9 @@ type SourceOptions[T any] struct {
 	DiscoveryInterval time.Duration
 	// PollWait bounds how long a Read waits for records. Default 5 ms.
 	PollWait time.Duration
-	// RequestTimeout bounds the start's calls. Default DefaultRequestTimeout.
+	// RequestTimeout bounds the start's calls, and how long a reader
+	// waits for records while its fetches fail before it fails the job.
+	// Default DefaultRequestTimeout.
 	RequestTimeout time.Duration
 }
 
@@ -308,9 +310,10 @@ func (src *Source[T]) NewReader(ctx engine.SourceContext, splits []engine.Split)
 	// defaults (a refresh at most every 5 s, fetches waiting up to 5 s)
 	// would delay its first records by seconds; these bound it to about
 	// half a second, at the cost of a few small requests per second.
+	r.health = newFetchHealth()
 	cl, err := src.opts.newClient(rctx, kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.KeepControlRecords(),
 		kgo.MetadataMinAge(newPartitionDelay), kgo.FetchMaxWait(newPartitionDelay),
-		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{}))
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{}), kgo.WithHooks(r.health))
 	if err != nil {
 		return nil, err
 	}
@@ -344,6 +347,8 @@ type sourceReader[T any] struct {
 	queue         []batch
 	last          int
 	nextDiscovery time.Time
+	// health fails Read when fetches fail for longer than RequestTimeout.
+	health *fetchHealth
 	groupCommitter
 }
 
@@ -456,7 +461,19 @@ func (r *sourceReader[T]) discover() error {
 	return nil
 }
 
+// Read reads the next records. Its errors never match io.EOF: the engine
+// takes errors.Is(err, io.EOF) for the end of the source, and a fetch that
+// failed on a closed connection (or a Decode that returned io.EOF) wrapped
+// with %w would end the job successfully with partitions unread.
 func (r *sourceReader[T]) Read(buf []T) (int, error) {
+	n, err := r.read(buf)
+	if err != nil && err != io.EOF && errors.Is(err, io.EOF) {
+		err = errors.New(err.Error())
+	}
+	return n, err
+}
+
+func (r *sourceReader[T]) read(buf []T) (int, error) {
 	r.last = -1
 	if r.done() {
 		return 0, io.EOF
@@ -472,7 +489,7 @@ func (r *sourceReader[T]) Read(buf []T) (int, error) {
 			return 0, err
 		}
 		if len(r.queue) == 0 {
-			return 0, nil
+			return 0, r.health.check(r.src.opts.RequestTimeout, &r.src.opts.Connection)
 		}
 	}
 	b := &r.queue[0]

@@ -73,29 +73,34 @@ func encodeCount(v *event, r *kgo.Record) {
 	r.Value = strconv.AppendInt(nil, v.Count, 10)
 }
 
-// runCountJob runs Kafka "in" → count per key → Kafka "out", checkpointed
-// every 20 ms into dataDir. slow throttles it so that a SIGKILL finds it
-// at work.
-func runCountJob(brokers []string, dataDir string, parallelism int, slow bool) error {
-	store, err := snapshot.Open(dataDir, snapshot.Options{})
-	if err != nil {
-		return err
-	}
-	defer store.Close()
-	job := engine.NewJob("count", engine.Options{Parallelism: parallelism,
-		Checkpointing: &engine.CheckpointOptions{Options: coord.Options{Interval: 20 * time.Millisecond, Mode: engine.ExactlyOnce}, Store: store}})
-	src, err := NewSource(SourceOptions[event]{Connection: Connection{Brokers: brokers}, Topics: []string{"in"}, Decode: decodeEvent, Bounded: true})
+// countJob describes a run of the test job Kafka "in" → count per key →
+// Kafka "out", checkpointed every 20 ms into store.
+type countJob struct {
+	conn        Connection
+	store       *snapshot.Store
+	parallelism int
+	// throttleEvery > 0 sleeps 1 ms every that many records per task, so
+	// that a kill or a failing cluster finds the job at work.
+	throttleEvery int
+	// requestTimeout bounds the connector's requests (0: the default).
+	requestTimeout time.Duration
+}
+
+func (c countJob) run(ctx context.Context) error {
+	job := engine.NewJob("count", engine.Options{Parallelism: c.parallelism,
+		Checkpointing: &engine.CheckpointOptions{Options: coord.Options{Interval: 20 * time.Millisecond, Mode: engine.ExactlyOnce}, Store: c.store}})
+	src, err := NewSource(SourceOptions[event]{Connection: c.conn, Topics: []string{"in"}, Decode: decodeEvent, Bounded: true, RequestTimeout: c.requestTimeout})
 	if err != nil {
 		return err
 	}
 	s := engine.FromSplitSource(job, "in", src, src.NewReader)
 	s = engine.WithWatermarks(s, engine.WatermarkStrategy[event]{Timestamp: func(v *event) int64 { return v.TS }})
-	if slow {
-		// A counter per task: MapInPlace's function is shared by the tasks.
+	if every := c.throttleEvery; every > 0 {
+		// A counter per task: Map's function is shared by the tasks.
 		s = engine.Transform(s, "throttle", func(_ *engine.Runtime, next func(*event)) (func(*event), error) {
 			n := 0
 			return func(v *event) {
-				if n++; n%2 == 0 {
+				if n++; n%every == 0 {
 					time.Sleep(time.Millisecond)
 				}
 				next(v)
@@ -115,14 +120,29 @@ func runCountJob(brokers []string, dataDir string, parallelism int, slow bool) e
 				emit(v)
 			}, nil
 		})
-	sink, err := NewSink("count", SinkOptions[event]{Connection: Connection{Brokers: brokers}, ID: "out", Topic: "out", Encode: encodeCount,
-		TransactionTimeout: 20 * time.Second})
+	sink, err := NewSink("count", SinkOptions[event]{Connection: c.conn, ID: "out", Topic: "out", Encode: encodeCount,
+		TransactionTimeout: 20 * time.Second, RequestTimeout: c.requestTimeout})
 	if err != nil {
 		return err
 	}
 	defer sink.Close()
 	engine.ToSink(counted, "out", engine.Sink[event](sink))
-	return job.Run(context.Background())
+	return job.Run(ctx)
+}
+
+// runCountJob runs the count job on brokers, checkpointed into dataDir.
+// slow throttles it so that a SIGKILL finds it at work.
+func runCountJob(brokers []string, dataDir string, parallelism int, slow bool) error {
+	store, err := snapshot.Open(dataDir, snapshot.Options{})
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	c := countJob{conn: Connection{Brokers: brokers}, store: store, parallelism: parallelism}
+	if slow {
+		c.throttleEvery = 2
+	}
+	return c.run(context.Background())
 }
 
 // produceInput writes n records over keys non-transactionally to "in".

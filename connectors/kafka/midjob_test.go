@@ -9,9 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/streamd/streamd/engine"
-	"github.com/streamd/streamd/engine/coord"
-	"github.com/streamd/streamd/keyed"
 	"github.com/streamd/streamd/snapshot"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
@@ -24,50 +21,11 @@ import (
 // contain neither.
 const midJobUser, midJobPass = "midjob-admin", "midjob-Pw-9c1e!unique"
 
-// runMidJob is runCountJob with credentials, a short request timeout (so
-// that a cluster that stops answering fails the job within seconds, not
-// DefaultRequestTimeout) and a context that bounds it.
+// runMidJob is the count job with credentials, a short request timeout
+// (so that a cluster that stops answering fails the job within seconds,
+// not DefaultRequestTimeout), throttled, under a context that bounds it.
 func runMidJob(ctx context.Context, conn Connection, store *snapshot.Store) error {
-	job := engine.NewJob("count", engine.Options{Parallelism: 2,
-		Checkpointing: &engine.CheckpointOptions{Options: coord.Options{Interval: 20 * time.Millisecond, Mode: engine.ExactlyOnce}, Store: store}})
-	const timeout = 2 * time.Second
-	src, err := NewSource(SourceOptions[event]{Connection: conn, Topics: []string{"in"}, Decode: decodeEvent, Bounded: true, RequestTimeout: timeout})
-	if err != nil {
-		return err
-	}
-	s := engine.FromSplitSource(job, "in", src, src.NewReader)
-	s = engine.WithWatermarks(s, engine.WatermarkStrategy[event]{Timestamp: func(v *event) int64 { return v.TS }})
-	// Throttled, so that the cluster fails while the job is at work.
-	s = engine.Transform(s, "throttle", func(_ *engine.Runtime, next func(*event)) (func(*event), error) {
-		n := 0
-		return func(v *event) {
-			if n++; n%4 == 0 {
-				time.Sleep(time.Millisecond)
-			}
-			next(v)
-		}, nil
-	})
-	counted := engine.Process(engine.KeyBy(s, engine.StringKey(func(v *event) string { return v.Key })), "count",
-		func(rt *engine.Runtime) (func(*engine.KeyedContext, *event, func(*event)), error) {
-			c, err := keyed.NewValueState(rt.Backend(), rt.StateName("count"), keyed.Int64Codec, keyed.StateOptions{})
-			if err != nil {
-				return nil, err
-			}
-			return func(_ *engine.KeyedContext, v *event, emit func(*event)) {
-				n, _ := c.Get()
-				c.Put(n + 1)
-				v.Count = n + 1
-				emit(v)
-			}, nil
-		})
-	sink, err := NewSink("count", SinkOptions[event]{Connection: conn, ID: "out", Topic: "out", Encode: encodeCount,
-		TransactionTimeout: 20 * time.Second, RequestTimeout: timeout})
-	if err != nil {
-		return err
-	}
-	defer sink.Close()
-	engine.ToSink(counted, "out", engine.Sink[event](sink))
-	return job.Run(ctx)
+	return countJob{conn: conn, store: store, parallelism: 2, throttleEvery: 4, requestTimeout: 2 * time.Second}.run(ctx)
 }
 
 // TestBrokerFailsMidJob makes the cluster drop the sink's requests

@@ -144,6 +144,13 @@ type Backend struct {
 		t     *table
 		r     *pageRef
 		v     *[8]byte // lastFixed: the 8 value bytes in the page
+		// lastFixed: put8 logs the write (changes.go) by storing logv at
+		// *logp and setting len(t.log) to logn; get8 checked that the log
+		// has room (or points logp at logSink, with logn the length, when
+		// writes are not logged).
+		logp *uint64
+		logv uint64
+		logn int
 		off   int
 		vo    int
 		vcap  int
@@ -152,6 +159,7 @@ type Backend struct {
 	dir        *dir
 	tables     []*table    // dir.tables (one load less per lookup)
 	epoch      uint64      // current write epoch; Snapshot takes it and bumps it
+	noLog      bool        // writes are not logged (changes.go): before the first Snapshot, while restoring
 	newestSnap uint64      // epoch of the newest snapshot not known to be released; 0: none
 	snaps      []*Snapshot // snapshots not known to be released, by ascending epoch
 	seenRel    uint64      // value of released when snaps was last pruned
@@ -174,6 +182,10 @@ type Backend struct {
 
 	// Counters for tests.
 	compactions, rehashes, pageCopies int
+
+	firstEpoch uint64 // the epoch the backend started in
+	forget     uint64 // ForgetChangesThrough: the logs may drop entries up to this epoch
+	logSink    uint64 // put8's log store while writes are not logged
 
 	cleanIdx, cleanSlot int // CleanupExpired's cursor
 	scratch             []byte
@@ -204,6 +216,8 @@ func NewBackend(opts Options) (*Backend, error) {
 	// backend instances (before and after a restart) are unequal with
 	// overwhelming probability: see Snapshot.KeyGroupVersion.
 	b.epoch = 1<<32 + rand.Uint64N(1<<61)
+	b.firstEpoch = b.epoch
+	b.noLog = true // until the first Snapshot (changes.go)
 	b.dir = &dir{epoch: b.epoch, tables: make([]*table, opts.Range.Len())}
 	b.tables = b.dir.tables
 	b.cur.idx = -1

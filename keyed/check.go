@@ -66,6 +66,24 @@ func (b *Backend) checkTable(t *table) {
 		refs   int
 		inList bool
 	}
+	// The change log: epochs in order, none in the future, none before
+	// the log's versions; every address a record of this table.
+	prevEpoch := uint64(0)
+	for i, e := range t.log {
+		ep := logEpochOf(t, e)
+		if ep < prevEpoch || ep > b.epoch {
+			fail("change log entry %d: epoch %d after %d or beyond the current %d", i, ep, prevEpoch, b.epoch)
+		}
+		prevEpoch = ep
+		a := uint32(e)
+		pi, off := int(a>>b.pageShift), int(a&b.pageMask)
+		if pi == 0 || pi >= len(t.data) || t.data[pi].b == nil || off >= t.data[pi].used {
+			fail("change log entry %d: address %#x is not a record", i, a)
+		}
+	}
+	if t.logSince > b.epoch || t.logEpoch0 > b.epoch {
+		fail("change log since %d / from %d after the current epoch %d", t.logSince, t.logEpoch0, b.epoch)
+	}
 	recs := map[uint32]*recInfo{}
 	used, liveBytes, holes, entries := 0, 0, 0, 0
 	for pi, r := range t.data {

@@ -56,6 +56,12 @@ func slotBitsFor(n int) uint {
 // made them dead.
 func (b *Backend) compact(t *table) (dropped int) {
 	b.compactions++
+	// The records get new addresses: the change log cannot say what
+	// changed across a compaction (changes.go).
+	b.rotateLog(t)
+	saved := b.noLog
+	b.noLog = true
+	defer func() { b.noLog = saved }()
 	oldSlots, oldData := t.slots, t.data
 	hasTTL := false
 	for i := range b.states {

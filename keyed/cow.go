@@ -55,7 +55,10 @@ func (b *Backend) writableTableSlow(idx int) *table {
 	}
 	t := d.tables[idx]
 	if t == nil {
-		t = &table{epoch: b.epoch, data: make([]pageRef, 1, 8)}
+		t = &table{epoch: b.epoch, data: make([]pageRef, 1, 8), logEpoch0: b.epoch}
+		if b.noLog {
+			t.logSince = b.epoch // its first writes are not logged
+		}
 	} else {
 		nt := *t
 		nt.epoch = b.epoch
@@ -63,6 +66,10 @@ func (b *Backend) writableTableSlow(idx int) *table {
 		// (snapshots never read them) and the [][]slot is only ever
 		// replaced, never written in place.
 		nt.data = slices.Clone(t.data)
+		// nt.log shares t's array: appends go beyond t's length.
+		if b.epoch-nt.logEpoch0 >= 1<<31 {
+			b.rotateLog(&nt) // its epochs would soon not fit in 32 bits
+		}
 		t = &nt
 	}
 	d.tables[idx] = t
@@ -222,6 +229,7 @@ func (b *Backend) Snapshot() *Snapshot {
 	b.snaps = append(b.snaps, s)
 	b.newestSnap = b.epoch
 	b.epoch++
+	b.noLog = false
 	// Everything the live state has is now shared: Put's fast paths must
 	// not write in place what Get found before (see Backend.last).
 	b.last.fast = 0
@@ -242,6 +250,8 @@ type Snapshot struct {
 
 	dir      atomic.Pointer[dir] // nil once released
 	released atomic.Bool
+
+	addrs, radix []uint32 // Changes' buffers (the reader's)
 }
 
 // Range is the key groups of the snapshot's backend.

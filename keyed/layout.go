@@ -99,6 +99,15 @@ type table struct {
 	usedBytes int       // bytes of all records (live and dead) in small pages
 	holes     int       // nil references in data[1:] (freed big pages)
 	entries   int       // live entries, heads excluded (what ForEach yields)
+
+	// The change log (changes.go): every write to a record of the group
+	// appends (epoch - logEpoch0)<<32 | address. Snapshot.Changes answers
+	// for a version since >= logSince from it. Like the data pages, the
+	// backing array is shared with the snapshots' copies of the table,
+	// which read only their own length of it.
+	log       []uint64
+	logEpoch0 uint64 // the epoch entries count from
+	logSince  uint64 // the oldest version Changes answers for (0: the empty group)
 }
 
 // dir is the backend's table of key groups, copied on write like a table.

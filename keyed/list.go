@@ -130,6 +130,7 @@ func (b *Backend) appendValue(st *stateInfo, id StateID, d1, d2 []byte) {
 				w += copy(p[w:], d1)
 				copy(p[w:], d2)
 				put32(p[off+4:], n)
+				b.logAddr(t, addr)
 				return
 			}
 			v := val{a: old, b: d1}

@@ -27,6 +27,9 @@ func (b *Backend) newRecord(t *table, hw uint16, prefix, suffix []byte, v val, v
 	if size <= b.pageSize {
 		t.liveBytes += size
 	}
+	if hw&(flagHead<<stateBits) == 0 {
+		b.logAddr(t, addr)
+	}
 	return addr, p, off
 }
 
@@ -81,6 +84,7 @@ func (b *Backend) overwrite(t *table, at int, addr uint32, v val) uint32 {
 		p = b.writableData(t, int(addr>>b.pageShift))
 		v.writeTo(p[recValOff(p, off):])
 		put32(p[off+4:], n)
+		b.logAddr(t, addr)
 		return addr
 	}
 	return b.relocate(t, at, addr, v, n)
@@ -134,10 +138,16 @@ func (b *Backend) killRecord(t *table, addr uint32) {
 		b.dropData(r.b, r.epoch)
 		*r = pageRef{}
 		t.holes++
+		// The record's key is gone with its page: the log could not
+		// report its deletion.
+		b.rotateLog(t)
 		return
 	}
 	p := b.writableData(t, pi)
 	off := int(addr & b.pageMask)
 	t.liveBytes -= recSize(p, off)
 	p[off+1] |= flagDead << (stateBits - 8)
+	if recFlags(p, off)&flagHead == 0 {
+		b.logAddr(t, addr)
+	}
 }

@@ -124,12 +124,16 @@ func (b *Backend) RestoreEntry(state string, key, value []byte) error {
 		r.minValue, r.maxValue = min(r.minValue, len(value)), max(r.maxValue, len(value))
 	}
 	k := keyCtx{enc: key[:len(key)-len(uk)], hash: h, idx: kg - b.opts.Range.Start}
+	saved := b.noLog
+	b.noLog = true
 	var t *table
 	if asMap {
 		t = b.putUser(&k, id, uk, val{a: value})
 	} else {
 		t = b.putValue(&k, id, val{a: value})
 	}
+	b.noLog = saved
+	b.unlogged(t)
 	b.maybeCompact(t)
 	return nil
 }
@@ -263,6 +267,9 @@ func (b *Backend) restoredValueLens(id StateID) (lo, hi int) {
 // ForEach yields them. Key group by key group, it copies them out, then
 // removes and re-inserts each, through the copy-on-write paths.
 func (b *Backend) plainToMap(id StateID) {
+	saved := b.noLog
+	b.noLog = true
+	defer func() { b.noLog = saved }()
 	hw := hwOf(id, 0)
 	var buf []byte
 	var ends []int // per record: end of its encoded key, end of its value in buf
@@ -300,6 +307,7 @@ func (b *Backend) plainToMap(id StateID) {
 			b.count--
 			t = b.putUser(&k, id, nil, val{a: v})
 		}
+		b.unlogged(t)
 		b.maybeCompact(t)
 	}
 }

@@ -176,6 +176,7 @@ func (b *Backend) Put(id StateID, value []byte) {
 			copy(p[vo:vo+n], value)
 		}
 		put32(p[l.off+4:], n)
+		b.logAddr(t, l.addr)
 		if b.maintDue(t) {
 			b.maybeCompact(t)
 		} else {
@@ -234,20 +235,9 @@ func (b *Backend) Delete(id StateID) {
 		return
 	}
 	b.stateOf(id, false)
-	t := b.dir.tables[b.cur.idx]
-	if t == nil {
-		return
+	if t := b.deleteValue(&b.cur, id); t != nil {
+		b.maybeCompact(t)
 	}
-	at, addr, _ := b.find(t, valueHash(b.cur.hash, id), hwOf(id, 0), b.cur.enc, nil)
-	if addr == 0 {
-		return
-	}
-	t = b.writableTable(b.cur.idx)
-	b.touch(t)
-	b.removeAt(t, at, addr)
-	t.entries--
-	b.count--
-	b.maybeCompact(t)
 }
 
 // Results of get8.
@@ -299,9 +289,10 @@ func (b *Backend) get8(id StateID) (uint64, int) {
 	j := int(uint64(tag)*uint64(len(sp))>>32) &^ 7
 	var r *pageRef
 	var rec []byte
+	var a uint32
 	for ; ; j = (j + 8) & jmask {
 		s := load64(sp, j)
-		a := uint32(s >> 32)
+		a = uint32(s >> 32)
 		// a-1 < tombAddr-1: neither empty (0) nor a tombstone.
 		if uint32(s) == tag && a-1 < tombAddr-1 {
 			r = &t.data[a>>pshift]
@@ -324,11 +315,10 @@ func (b *Backend) get8(id StateID) (uint64, int) {
 	l.id, l.mods = id, b.mods
 	// put8 writes 8 bytes in place: overwrite would too when the
 	// capacity is at most 64 (8 >= vcap/4 || vcap <= 64).
-	if lc>>32 <= 64 && min(t.epoch, r.epoch) > b.newestSnap {
+	if lc>>32 <= 64 && min(t.epoch, r.epoch) > b.newestSnap && b.prepareLog(t, a) {
 		l.valid, l.fast, l.t, l.v = false, lastFixed, t, v
 	} else {
-		l.valid, l.fast, l.at = true, 0, j>>3
-		l.addr = uint32(load64(sp, j) >> 32)
+		l.valid, l.fast, l.at, l.addr = true, 0, j>>3, a
 	}
 	return binary.BigEndian.Uint64(v[:]), get8Found
 }
@@ -362,7 +352,7 @@ func (b *Backend) get8Slow(id StateID) (uint64, int) {
 	l.id, l.mods = id, b.mods
 	// put8 writes 8 bytes in place: overwrite would too when the
 	// capacity is at most 64 (8 >= vcap/4 || vcap <= 64).
-	if lc>>32 <= 64 && min(t.epoch, r.epoch) > b.newestSnap {
+	if lc>>32 <= 64 && min(t.epoch, r.epoch) > b.newestSnap && b.prepareLog(t, a) {
 		l.valid, l.fast, l.t, l.v = false, lastFixed, t, v
 	} else {
 		l.valid, l.fast, l.at, l.addr = true, 0, at, a
@@ -374,8 +364,9 @@ func (b *Backend) get8Slow(id StateID) (uint64, int) {
 // 8-byte codec, when get8 of the same state and key just found the
 // record (last.fast == lastFixed) and nothing was written since: it
 // overwrites the 8 value bytes in place (the length stays 8) and does what
-// touch does. It reports false, having done nothing, when the caller must
-// call Put (no such get8).
+// touch and logAddr do (get8 prepared the log entry: prepareLog). It
+// reports false, having done nothing, when the caller must call Put (no
+// such get8).
 func (b *Backend) put8(id StateID, x uint64) bool {
 	l := &b.last
 	if l.fast != lastFixed || l.id != id || l.mods != b.mods {
@@ -393,6 +384,8 @@ func (b *Backend) put8(id StateID, x uint64) bool {
 	binary.BigEndian.PutUint64(l.v[:], x)
 	t.version = b.epoch // touch
 	b.mods++
+	*l.logp = l.logv // logAddr, prepared by get8
+	t.log = t.log[:l.logn]
 	l.mods = b.mods // nothing moved
 	return true
 }

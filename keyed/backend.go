@@ -151,9 +151,9 @@ type Backend struct {
 		logp *uint64
 		logv uint64
 		logn int
-		off   int
-		vo    int
-		vcap  int
+		off  int
+		vo   int
+		vcap int
 	}
 
 	dir        *dir

@@ -314,8 +314,14 @@ const checkpointing100ms = "checkpointing: {interval: 100ms, mode: exactly_once,
 // benchYAML runs a YAML spec (with %d for the record count) through jobrun,
 // like `streamd run`. onStats, if set, receives the checkpoint statistics.
 func benchYAML(b *testing.B, specFmt string, onStats func([]engine.CheckpointStats)) {
+	benchYAMLScaled(b, specFmt, 1, onStats)
+}
+
+// benchYAMLScaled is benchYAML for a case of recs records per iteration:
+// the spec's %d is b.N × recs.
+func benchYAMLScaled(b *testing.B, specFmt string, recs int, onStats func([]engine.CheckpointStats)) {
 	b.ReportAllocs()
-	plan, err := job.Load("bench.yaml", []byte(sprintf(specFmt, b.N)))
+	plan, err := job.Load("bench.yaml", []byte(sprintf(specFmt, b.N*recs)))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -181,8 +181,11 @@ func benchRestore(b *testing.B) {
 		// task's operators register their states.
 		got := 0
 		m, err := restoreStore.st.Recover("bench", func(m *snapshot.Metadata) error {
-			return restoreStore.st.ReadKeyed("bench", m.Tasks[0].Keyed, 0, keyed.DefaultMaxParallelism, func(_ int, state string, key, value []byte) error {
+			return restoreStore.st.ReadKeyed("bench", m.Tasks[0].Keyed, 0, keyed.DefaultMaxParallelism, func(_ int, state string, key, value []byte, deleted bool) error {
 				got++
+				if deleted {
+					return be.RestoreDelete(state, key)
+				}
 				return be.RestoreEntry(state, key, value)
 			})
 		})

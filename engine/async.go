@@ -46,10 +46,15 @@ const asyncWorkers = 2
 const maxLaneJobs = 2 * coord.MaxConcurrentLimit
 
 // keyedSnapshot is a frozen view of a task's keyed state (keyed.Snapshot).
+// It is also a snapshot.DeltaView, unless wrapped in fullView.
 type keyedSnapshot interface {
 	snapshot.View
 	Release()
 }
+
+// fullView hides the snapshot's change log from the Store
+// (CheckpointOptions.FullCheckpoints): only View's and Release's methods.
+type fullView struct{ keyedSnapshot }
 
 // asyncJob is the asynchronous work of one task for one checkpoint.
 type asyncJob struct {
@@ -197,6 +202,7 @@ func (p *asyncPool) run(l *lane, j *asyncJob) bool {
 		}
 		ev.meta.Keyed = h
 		ev.stats.RawBytes, ev.stats.StoredBytes = h.RawBytes, h.StoredBytes
+		ev.stats.KeyedCheckpointStats.add(h)
 	}
 	ev.stats.Async = time.Since(start)
 	rt.send(ev)

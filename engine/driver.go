@@ -312,6 +312,7 @@ func (rt *jobRuntime) record(pc *pendingCheckpoint, status, reason string, end t
 			s.RawBytes += h.RawBytes
 			s.StoredBytes += h.StoredBytes
 			s.ReusedBytes += h.ReusedBytes
+			s.KeyedCheckpointStats.add(h)
 		}
 	}
 	rt.mu.Lock()

@@ -77,6 +77,13 @@ type CheckpointOptions struct {
 	// Retained is the number of completed checkpoints kept. Default
 	// DefaultRetained; at most MaxRetained.
 	Retained int
+	// FullCheckpoints writes every key group that changed since the
+	// previous checkpoint in full. Default false: incremental checkpoints,
+	// where a changed key group is written as a delta (its changed and
+	// deleted entries) on top of the previous checkpoint's, until the
+	// Store's materialization policy (snapshot.IncrementalOptions) writes
+	// it in full again.
+	FullCheckpoints bool
 }
 
 // Options configures a Job. The zero value of every field is a documented
@@ -222,10 +229,11 @@ type CheckpointStats struct {
 	// RawBytes and StoredBytes are the state written by this checkpoint
 	// before and after compression; ReusedBytes is the state referenced
 	// from earlier checkpoints (incremental).
-	RawBytes    int64       `json:"state_size_raw_bytes"`
-	StoredBytes int64       `json:"state_size_stored_bytes"`
-	ReusedBytes int64       `json:"state_size_reused_bytes"`
-	Tasks       []TaskStats `json:"tasks,omitempty"`
+	RawBytes    int64 `json:"state_size_raw_bytes"`
+	StoredBytes int64 `json:"state_size_stored_bytes"`
+	ReusedBytes int64 `json:"state_size_reused_bytes"`
+	KeyedCheckpointStats
+	Tasks []TaskStats `json:"tasks,omitempty"`
 	// Savepoint: the checkpoint was taken as a savepoint (TriggerSavepoint,
 	// StopWithSavepoint); SavepointPath is where it was written, once the
 	// export finished (OnCheckpoint, called at completion, does not have
@@ -250,6 +258,37 @@ type TaskStats struct {
 	Async       time.Duration `json:"async_duration_ns"`
 	RawBytes    int64         `json:"state_size_raw_bytes"`
 	StoredBytes int64         `json:"state_size_stored_bytes"`
+	KeyedCheckpointStats
+}
+
+// KeyedCheckpointStats say how a checkpoint stored keyed state, as Flink
+// reports an incremental checkpoint: CheckpointedSize is what it wrote
+// (its stored bytes), StateSize what it references (the stored bytes of
+// every key group's full image and delta chain, its own included).
+// Incremental is true when some key group was written as a delta.
+// Of the key groups, DeltaKeyGroups were written as deltas, FullKeyGroups
+// in full, ReusedKeyGroups referenced unchanged from an earlier
+// checkpoint; MaxDeltaChain is the longest chain of deltas a restore
+// applies on top of a full image.
+type KeyedCheckpointStats struct {
+	CheckpointedSize int64 `json:"checkpointed_size"`
+	StateSize        int64 `json:"state_size"`
+	Incremental      bool  `json:"is_incremental"`
+	DeltaKeyGroups   int   `json:"delta_key_groups"`
+	FullKeyGroups    int   `json:"full_key_groups"`
+	ReusedKeyGroups  int   `json:"reused_key_groups"`
+	MaxDeltaChain    int   `json:"max_delta_chain"`
+}
+
+// add adds the figures of one task's keyed handle.
+func (k *KeyedCheckpointStats) add(h *snapshot.KeyedHandle) {
+	k.CheckpointedSize += h.StoredBytes
+	k.StateSize += h.StoredBytes + h.ReusedBytes
+	k.DeltaKeyGroups += h.DeltaKeyGroups
+	k.FullKeyGroups += h.FullKeyGroups
+	k.ReusedKeyGroups += h.ReusedKeyGroups
+	k.MaxDeltaChain = max(k.MaxDeltaChain, h.MaxChain)
+	k.Incremental = k.Incremental || h.DeltaKeyGroups > 0
 }
 
 // autoRingCapacity is the default capacity of a ring whose slots take

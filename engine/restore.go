@@ -339,7 +339,7 @@ func (rt *jobRuntime) readKeyed(m *snapshot.Metadata) (map[*vertex][]*keyed.Back
 		owned := make(map[string]bool) // per state name, for the current part
 		for _, p := range tg.parts {
 			clear(owned)
-			err := rt.readFrom.ReadKeyed(m.Job, p.tm.Keyed, p.start, p.end, func(kg int, state string, key, value []byte) error {
+			err := rt.readFrom.ReadKeyed(m.Job, p.tm.Keyed, p.start, p.end, func(kg int, state string, key, value []byte, deleted bool) error {
 				if b == nil {
 					return nil // verify only
 				}
@@ -353,6 +353,9 @@ func (rt *jobRuntime) readKeyed(m *snapshot.Metadata) (map[*vertex][]*keyed.Back
 				}
 				if !mine {
 					return nil // the state of an operator that runs in another chain now
+				}
+				if deleted { // a delta's deletion (incremental checkpoints)
+					return b.RestoreDelete(state, key)
 				}
 				return b.RestoreEntry(state, key, value)
 			})

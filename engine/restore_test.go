@@ -122,6 +122,9 @@ func newestCheckpoint(t *testing.T, st *snapshot.Store) (*snapshot.Metadata, int
 		}
 		for _, r := range tm.Keyed.KeyGroups {
 			blocks += int64(r.Blocks)
+			for _, d := range r.Deltas {
+				blocks += int64(d.Blocks)
+			}
 		}
 	}
 	return m, blocks

@@ -126,8 +126,11 @@ type task struct {
 
 	// checkpoint bookkeeping, task goroutine only
 	lastCompleted *snapshot.KeyedHandle
-	alignID       uint64
-	alignStart    time.Time
+	// snapEpochs are the epochs of the keyed snapshots of the checkpoints
+	// in flight (forgetChanges).
+	snapEpochs []snapEpoch
+	alignID    uint64
+	alignStart time.Time
 }
 
 func (t *task) String() string {
@@ -436,6 +439,7 @@ func (t *task) handleControl(m ctrlMsg) {
 		if m.handle != nil {
 			t.lastCompleted = m.handle
 		}
+		t.forgetChanges(m.id)
 		if t.source != nil {
 			if err := t.source.completed(m.id); err != nil {
 				t.job.opts.Logger("streamd: %s: the source's completion callback of checkpoint %d failed (the job goes on): %v", t, m.id, err)
@@ -564,6 +568,10 @@ func (t *task) checkpoint(id uint64, firstBarrier time.Time) {
 	aj := asyncJob{prev: t.lastCompleted, durable: durable, ev: ev}
 	if snap != nil {
 		aj.snap = snap
+		if t.job.opts.Checkpointing.FullCheckpoints {
+			aj.snap = fullView{snap}
+		}
+		t.snapEpochs = append(t.snapEpochs, snapEpoch{id: id, epoch: snap.Epoch()})
 	}
 	t.job.async.enqueue(t.lane, aj)
 }
@@ -581,4 +589,20 @@ func (t *task) commitSink(id uint64) error {
 		return fmt.Errorf("cannot commit checkpoint %d: %w", id, err)
 	}
 	return nil
+}
+
+type snapEpoch struct{ id, epoch uint64 }
+
+// forgetChanges tells the backend, when checkpoint id is complete, that
+// the deltas to come are based on its snapshot (or a newer one): the change
+// logs may drop what was written up to it (keyed.Backend.ForgetChangesThrough).
+func (t *task) forgetChanges(id uint64) {
+	i := 0
+	for i < len(t.snapEpochs) && t.snapEpochs[i].id <= id {
+		if t.snapEpochs[i].id == id && t.backend != nil {
+			t.backend.ForgetChangesThrough(t.snapEpochs[i].epoch)
+		}
+		i++
+	}
+	t.snapEpochs = append(t.snapEpochs[:0], t.snapEpochs[i:]...)
 }

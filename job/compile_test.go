@@ -64,7 +64,7 @@ func TestParseSpec(t *testing.T) {
 		},
 		Sink: SinkSpec{Type: "file", Path: "out/", Line: 18, Column: 1},
 		Checkpointing: &CheckpointSpec{Interval: 100 * time.Millisecond, Timeout: 10 * time.Minute, Mode: "exactly_once",
-			MaxConcurrent: 1, Retained: 2, Compression: "zstd", Line: 21, Column: 1},
+			MaxConcurrent: 1, Retained: 2, Compression: "zstd", Incremental: true, Line: 21, Column: 1},
 		Restart: newRestart(RestartExponentialDelay),
 	}
 	if !reflect.DeepEqual(spec, want) {

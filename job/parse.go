@@ -833,7 +833,8 @@ func (d *decoder) checkpointing(e entry) {
 	if !ok {
 		return
 	}
-	allowed := []string{"interval", "mode", "timeout", "min_pause", "max_concurrent", "tolerable_failures", "retained", "compression", "unaligned"}
+	cp.Incremental = true
+	allowed := []string{"interval", "mode", "timeout", "min_pause", "max_concurrent", "tolerable_failures", "retained", "compression", "incremental", "unaligned"}
 	for _, x := range ents {
 		switch x.key {
 		case "interval":
@@ -863,6 +864,10 @@ func (d *decoder) checkpointing(e entry) {
 		case "retained":
 			if v, ok := d.int(x); ok {
 				cp.Retained = int(v)
+			}
+		case "incremental":
+			if v, ok := d.bool(x); ok {
+				cp.Incremental = v
 			}
 		case "unaligned":
 			if v, ok := d.bool(x); ok && v {

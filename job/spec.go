@@ -319,6 +319,7 @@ type CheckpointSpec struct {
 	TolerableFailures int           // >= 0, default 0
 	Retained          int           // 1..engine.MaxRetained, default engine.DefaultRetained
 	Compression       string        // CompressionZstd (default), CompressionS2 or CompressionNone
+	Incremental       bool          // delta checkpoints (default true); false writes changed key groups in full
 	Line              int
 	Column            int
 }

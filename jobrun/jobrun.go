@@ -153,8 +153,9 @@ func Build(plan *job.Plan, opts Options) (*Built, error) {
 				Interval: c.Interval, Timeout: c.Timeout, MinPause: c.MinPause,
 				MaxConcurrent: c.MaxConcurrent, TolerableFailures: c.TolerableFailures, Mode: mode,
 			},
-			Store:    opts.Store,
-			Retained: c.Retained,
+			Store:           opts.Store,
+			Retained:        c.Retained,
+			FullCheckpoints: !c.Incremental,
 		}
 	}
 	j := engine.NewJob(spec.Name, eo)

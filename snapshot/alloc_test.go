@@ -1,6 +1,9 @@
 package snapshot
 
-import "testing"
+import (
+	"fmt"
+	"testing"
+)
 
 // TestWriteReadAllocations: the allocations of WriteKeyed and ReadKeyed
 // depend on the number of key groups and blocks (and the growth of pooled
@@ -24,7 +27,7 @@ func TestWriteReadAllocations(t *testing.T) {
 				}
 			})
 			n := 0
-			fn := func(int, string, []byte, []byte) error { n++; return nil }
+			fn := func(int, string, []byte, []byte, bool) error { n++; return nil }
 			read = testing.AllocsPerRun(5, func() {
 				if err := s.ReadKeyed("job", h, 0, 8, fn); err != nil {
 					t.Fatal(err)
@@ -54,5 +57,47 @@ func skipAllocationBudgets(t *testing.T) {
 	t.Helper()
 	if raceEnabled || invariantsEnabled {
 		t.Skip("allocation budgets are not checked with -race or -tags invariants")
+	}
+}
+
+// TestDeltaReadAllocations: reading key groups with delta chains
+// allocates per key group and block, never per entry or operation.
+func TestDeltaReadAllocations(t *testing.T) {
+	skipAllocationBudgets(t)
+	s, _ := openStore(t, Options{Incremental: exactPolicy(IncrementalOptions{MaxChainRatio: 10})})
+	allocs := func(job string, entriesPerGroup int) float64 {
+		m := newDeltaModel(1, "a", "b")
+		m.fill(0, 8, entriesPerGroup)
+		h := mustWrite(t, s, job, 1, "sc", 0, 8, m, nil)
+		commit(t, s, job, 1, h)
+		for id := uint64(2); id <= 3; id++ {
+			for kg := 0; kg < 8; kg++ {
+				for i := 0; i < entriesPerGroup/10; i++ {
+					m.set(kg, 0, fmt.Sprintf("k%05d", i*3), fmt.Appendf(nil, "x%d", id))
+					m.del(kg, 1, fmt.Sprintf("k%05d", i*3+1))
+				}
+			}
+			h = mustWrite(t, s, job, id, "sc", 0, 8, m, h)
+			commit(t, s, job, id, h)
+		}
+		if h.MaxChain != 2 || h.DeltaKeyGroups != 8 {
+			t.Fatalf("%d entries: chains of %d, %d delta key groups; want 2, 8", entriesPerGroup, h.MaxChain, h.DeltaKeyGroups)
+		}
+		n := 0
+		fn := func(int, string, []byte, []byte, bool) error { n++; return nil }
+		a := testing.AllocsPerRun(5, func() {
+			if err := s.ReadKeyed(job, h, 0, 8, fn); err != nil {
+				t.Fatal(err)
+			}
+		})
+		if n == 0 {
+			t.Fatal("read nothing")
+		}
+		return a
+	}
+	small, big := allocs("small", 100), allocs("big", 10000) // 100x the entries and operations
+	t.Logf("ReadKeyed of delta chains: %.0f → %.0f allocs for 100x the entries", small, big)
+	if big > small+4 {
+		t.Errorf("allocations grow with the number of entries: %.0f → %.0f", small, big)
 	}
 }

@@ -12,10 +12,15 @@ import (
 	"github.com/klauspost/compress/zstd"
 )
 
-// blockFormatV1 is the first byte of every block: magic and format version
-// in one. A block starting with any other byte is corrupt (or from a newer
-// streamd, which this one cannot read — the same thing to recovery).
+// blockFormatV1 is the first byte of every full block (a key group's base
+// image): magic and format version in one. A block starting with any
+// byte but this or blockFormatDeltaV1 is corrupt (or from a newer streamd,
+// which this one cannot read — the same thing to recovery).
 const blockFormatV1 byte = 0xB1
+
+// blockFormatDeltaV1 is the first byte of every delta block: the header
+// of version 1, entries that each carry their operation (AppendDeltaEntry).
+const blockFormatDeltaV1 byte = 0xB2
 
 // blockTrailerBytes is the size of the crc32c at the end of a block.
 const blockTrailerBytes = 4
@@ -23,6 +28,10 @@ const blockTrailerBytes = 4
 // minEntryBytes is the encoded size of the smallest entry (state 0, empty
 // key, empty value): three one-byte uvarints.
 const minEntryBytes = 3
+
+// minDeltaEntryBytes is the encoded size of the smallest delta entry (the
+// deletion of an empty key of state 0): two one-byte uvarints.
+const minDeltaEntryBytes = 2
 
 // zstdSlackBytes is the room beyond the raw length given to the zstd decoder.
 const zstdSlackBytes = 64
@@ -61,6 +70,8 @@ var (
 type Entry struct {
 	State      int // index into the enclosing block's state table
 	Key, Value []byte
+	// Deleted is set for a deletion in a delta block (Value is nil).
+	Deleted bool
 }
 
 // AppendEntry appends the encoding of one entry to dst:
@@ -115,12 +126,81 @@ func DecodeEntry(src []byte) (e Entry, n int, err error) {
 	return Entry{State: int(state), Key: key, Value: value}, n, nil
 }
 
+// AppendDeltaEntry appends the encoding of one operation of a delta
+// block to dst:
+//
+//	uvarint state<<1 | deleted | uvarint len(key) | key [| uvarint len(value) | value]
+//
+// A deletion (deleted true) has no value: value is ignored.
+func AppendDeltaEntry(dst []byte, state int, key, value []byte, deleted bool) []byte {
+	op := uint64(state) << 1
+	if deleted {
+		op |= 1
+	}
+	dst = binary.AppendUvarint(dst, op)
+	dst = binary.AppendUvarint(dst, uint64(len(key)))
+	dst = append(dst, key...)
+	if deleted {
+		return dst
+	}
+	dst = binary.AppendUvarint(dst, uint64(len(value)))
+	return append(dst, value...)
+}
+
+// deltaEntrySizeBound returns an upper bound of the encoded size of a
+// delta entry.
+func deltaEntrySizeBound(state, keyBytes, valueBytes int, deleted bool) int {
+	n := uvarintLen(uint64(state)<<1|1) + uvarintLen(uint64(keyBytes)) + keyBytes
+	if !deleted {
+		n += uvarintLen(uint64(valueBytes)) + valueBytes
+	}
+	return n
+}
+
+// DecodeDeltaEntry decodes the delta entry (AppendDeltaEntry) at the start
+// of src and returns it with the number of bytes it occupied. A deletion
+// has Deleted set and a nil Value. A truncated or malformed entry is a
+// corruption error.
+func DecodeDeltaEntry(src []byte) (e Entry, n int, err error) {
+	op, k := binary.Uvarint(src)
+	if k <= 0 || op>>1 > MaxStatesPerBlock {
+		return Entry{}, 0, corruptf("delta entry: bad operation")
+	}
+	n = k
+	keyLen, k := binary.Uvarint(src[n:])
+	if k <= 0 || keyLen > uint64(len(src)-n-k) {
+		return Entry{}, 0, corruptf("delta entry: bad key length")
+	}
+	n += k
+	key := src[n : n+int(keyLen) : n+int(keyLen)]
+	n += int(keyLen)
+	if op&1 == 1 {
+		return Entry{State: int(op >> 1), Key: key, Deleted: true}, n, nil
+	}
+	valueLen, k := binary.Uvarint(src[n:])
+	if k <= 0 || valueLen > uint64(len(src)-n-k) {
+		return Entry{}, 0, corruptf("delta entry: bad value length")
+	}
+	n += k
+	value := src[n : n+int(valueLen) : n+int(valueLen)]
+	n += int(valueLen)
+	return Entry{State: int(op >> 1), Key: key, Value: value}, n, nil
+}
+
+// decodeEntryOf decodes one entry of a full (delta false) or a delta block.
+func decodeEntryOf(delta bool, src []byte) (Entry, int, error) {
+	if delta {
+		return DecodeDeltaEntry(src)
+	}
+	return DecodeEntry(src)
+}
+
 // checkEntries walks raw and verifies that it holds exactly count well-formed
-// entries whose state ids are below numStates.
-func checkEntries(raw []byte, count, numStates int) error {
+// entries (delta entries if delta) whose state ids are below numStates.
+func checkEntries(raw []byte, delta bool, count, numStates int) error {
 	seen := 0
 	for off := 0; off < len(raw); seen++ {
-		e, n, err := DecodeEntry(raw[off:])
+		e, n, err := decodeEntryOf(delta, raw[off:])
 		if err != nil {
 			return withContext(err, "entry "+strconv.Itoa(seen))
 		}
@@ -151,6 +231,19 @@ func checkEntries(raw []byte, count, numStates int) error {
 // later checkpoint references it (incremental checkpoints) after the job's
 // set of states has changed.
 func AppendBlock(dst []byte, c Compression, states []string, entries []byte) ([]byte, error) {
+	return appendBlockChecked(dst, false, c, states, entries)
+}
+
+// AppendDeltaBlock appends one delta block to dst: the layout of
+// AppendBlock with first byte 0xB2 (delta, format version 1), whose
+// entries are operations encoded with AppendDeltaEntry. The operations of
+// one key group's delta apply in order (a checkpoint writes its deletions
+// first, then its inserted and changed entries).
+func AppendDeltaBlock(dst []byte, c Compression, states []string, entries []byte) ([]byte, error) {
+	return appendBlockChecked(dst, true, c, states, entries)
+}
+
+func appendBlockChecked(dst []byte, delta bool, c Compression, states []string, entries []byte) ([]byte, error) {
 	if c >= numCompressions {
 		return dst, invalidf("block: unknown compression %d", uint8(c))
 	}
@@ -167,11 +260,14 @@ func AppendBlock(dst []byte, c Compression, states []string, entries []byte) ([]
 	}
 	count := 0
 	for off := 0; off < len(entries); count++ {
-		e, n, err := DecodeEntry(entries[off:])
+		e, n, err := decodeEntryOf(delta, entries[off:])
 		if err != nil || e.State >= len(states) {
 			return dst, invalidf("block: entry %d is malformed or names a state outside the table", count)
 		}
 		off += n
+	}
+	if delta {
+		return appendDeltaBlock(dst, c, count, states, entries), nil
 	}
 	return appendBlock(dst, c, count, states, entries), nil
 }
@@ -179,8 +275,17 @@ func AppendBlock(dst []byte, c Compression, states []string, entries []byte) ([]
 // appendBlock is AppendBlock without the validation; the writer calls it
 // with entries it encoded itself.
 func appendBlock(dst []byte, c Compression, count int, states []string, entries []byte) []byte {
+	return appendBlockFormat(dst, blockFormatV1, c, count, states, entries)
+}
+
+// appendDeltaBlock is AppendDeltaBlock without the validation.
+func appendDeltaBlock(dst []byte, c Compression, count int, states []string, entries []byte) []byte {
+	return appendBlockFormat(dst, blockFormatDeltaV1, c, count, states, entries)
+}
+
+func appendBlockFormat(dst []byte, format byte, c Compression, count int, states []string, entries []byte) []byte {
 	start := len(dst)
-	dst = append(dst, blockFormatV1, byte(c))
+	dst = append(dst, format, byte(c))
 	dst = binary.AppendUvarint(dst, uint64(len(entries)))
 	dst = binary.AppendUvarint(dst, uint64(count))
 	dst = binary.AppendUvarint(dst, uint64(len(states)))
@@ -216,6 +321,7 @@ func appendBlock(dst []byte, c Compression, count int, states []string, entries 
 // blockView is a parsed, checksum-verified block whose payload has not been
 // decompressed yet.
 type blockView struct {
+	delta       bool // a delta block (blockFormatDeltaV1)
 	compression Compression
 	rawLen      int
 	count       int
@@ -235,7 +341,13 @@ func parseBlock(src []byte) (blockView, error) {
 	if computed := crc32.Checksum(body, castagnoli); computed != stored {
 		return b, corruptf("block checksum mismatch (stored %08x, computed %08x)", stored, computed)
 	}
-	if body[0] != blockFormatV1 {
+	minBytes := uint64(minEntryBytes)
+	switch body[0] {
+	case blockFormatV1:
+	case blockFormatDeltaV1:
+		b.delta = true
+		minBytes = minDeltaEntryBytes
+	default:
 		return b, corruptf("unknown block format version 0x%02x", body[0])
 	}
 	b.compression = Compression(body[1])
@@ -249,7 +361,7 @@ func parseBlock(src []byte) (blockView, error) {
 	}
 	off += n
 	count, n := binary.Uvarint(body[off:])
-	if n <= 0 || count > rawLen/minEntryBytes {
+	if n <= 0 || count > rawLen/minBytes {
 		return b, corruptf("block: bad entry count")
 	}
 	off += n
@@ -326,6 +438,9 @@ func (b *blockView) decompress(scratch []byte) (raw, newScratch []byte, err erro
 
 // Block is a decoded block.
 type Block struct {
+	// Delta is set for a delta block: its entries are operations
+	// (DecodeDeltaEntry), not state entries (DecodeEntry).
+	Delta bool
 	// Compression is the compression the payload was stored with.
 	Compression Compression
 	// States is the block's state-name table; Entry.State indexes it.
@@ -338,7 +453,7 @@ type Block struct {
 }
 
 // DecodeBlock verifies src (checksum, format version, header, payload,
-// every entry) and decodes it. scratch is used for the decompressed entries
+// every entry) and decodes it, a full block or a delta block (Block.Delta). scratch is used for the decompressed entries
 // if it is large enough. Every failure is a corruption error.
 func DecodeBlock(scratch []byte, src []byte) (Block, error) {
 	bv, err := parseBlock(src)
@@ -349,7 +464,7 @@ func DecodeBlock(scratch []byte, src []byte) (Block, error) {
 	if err != nil {
 		return Block{}, err
 	}
-	if err := checkEntries(raw, bv.count, bv.numStates); err != nil {
+	if err := checkEntries(raw, bv.delta, bv.count, bv.numStates); err != nil {
 		return Block{}, err
 	}
 	states := make([]string, 0, bv.numStates)
@@ -358,5 +473,5 @@ func DecodeBlock(scratch []byte, src []byte) (Block, error) {
 		name, table = nextStateName(table)
 		states = append(states, string(name))
 	}
-	return Block{Compression: bv.compression, States: states, Count: bv.count, Entries: raw}, nil
+	return Block{Delta: bv.delta, Compression: bv.compression, States: states, Count: bv.count, Entries: raw}, nil
 }

@@ -144,7 +144,7 @@ func TestBlockHeaderChecks(t *testing.T) {
 			t.Errorf("%s: DecodeBlock = %v, want corruption mentioning %q", name, err, want)
 		}
 	}
-	f("version", func(b []byte) []byte { b[0] = 0xB2; return b }, "unknown block format version 0xb2")
+	f("version", func(b []byte) []byte { b[0] = 0xB3; return b }, "unknown block format version 0xb3")
 	f("compression", func(b []byte) []byte { b[1] = 3; return b }, "unknown compression")
 	f("raw length", func(b []byte) []byte { b[2]++; return b }, "")
 	f("count", func(b []byte) []byte { b[3]++; return b }, "entries")
@@ -213,6 +213,22 @@ func TestGoldenFormats(t *testing.T) {
 			t.Errorf("%s golden block decodes to %s, %d entries", c, b.Compression, b.Count)
 		}
 	}
+	// Delta blocks, every compression.
+	draw := encodeDeltaEntries(40, 2)
+	for _, c := range []Compression{CompressionNone, CompressionS2, CompressionZstd} {
+		var enc []byte
+		if c == CompressionNone || *rewrite {
+			enc, _ = AppendDeltaBlock(nil, c, states, draw)
+		}
+		want := golden(t, "block_delta_v1_"+c.String()+".golden", enc)
+		b, err := DecodeBlock(nil, want)
+		if err != nil {
+			t.Fatalf("%s golden delta block: %v", c, err)
+		}
+		if !b.Delta || b.Compression != c || !bytes.Equal(b.Entries, draw) || strings.Join(b.States, ",") != "count,last-seen" {
+			t.Errorf("%s golden delta block decodes to delta %v, %s, %d entries", c, b.Delta, b.Compression, b.Count)
+		}
+	}
 	// Version 1 (written by builds before state belonged to operators)
 	// is still read, and migrated: each task's operators are its chain's
 	// names.
@@ -229,14 +245,106 @@ func TestGoldenFormats(t *testing.T) {
 			t.Errorf("v1 task %q migrates to operators %q", tm.Vertex, tm.Operators)
 		}
 	}
-	m := sampleMetadataV2()
-	want := golden(t, "metadata_v2.golden", EncodeMetadata(nil, m))
+	// Version 2 (before delta chains) is still read: no deltas, no key
+	// group counts.
+	v2 := golden(t, "metadata_v2.golden", nil)
+	got, err = DecodeMetadata(v2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.FormatVersion != 2 || len(got.Operators) != 3 || !bytes.Equal(EncodeMetadata(nil, got), EncodeMetadata(nil, sampleMetadataV2())) {
+		t.Errorf("golden v2 metadata decodes to %+v", got)
+	}
+	m := sampleMetadataV3()
+	want := golden(t, "metadata_v3.golden", EncodeMetadata(nil, m))
 	got, err = DecodeMetadata(want)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.Equal(EncodeMetadata(nil, got), want) || got.FormatVersion != 2 || len(got.Operators) != 3 {
+	if !bytes.Equal(EncodeMetadata(nil, got), want) || got.FormatVersion != 3 || len(got.Operators) != 3 ||
+		len(got.Tasks[1].Keyed.KeyGroups[0].Deltas) != 2 || got.Tasks[1].Keyed.MaxChain != 2 {
 		t.Errorf("golden metadata does not round-trip: %+v", got)
+	}
+	if p := got.problems(); len(p) > 0 {
+		t.Errorf("golden v3 metadata has problems: %v", p)
+	}
+}
+
+// encodeDeltaEntries encodes n delta operations over the given number of
+// states: every third a deletion.
+func encodeDeltaEntries(n, states int) []byte {
+	var raw []byte
+	for i := 0; i < n; i++ {
+		raw = AppendDeltaEntry(raw, i%states, fmt.Appendf(nil, "key-%08d", i), fmt.Appendf(nil, "%d", i*i), i%3 == 0)
+	}
+	return raw
+}
+
+func TestDeltaEntryRoundTrip(t *testing.T) {
+	f := func(state int, key, value []byte, deleted bool) {
+		t.Helper()
+		enc := AppendDeltaEntry([]byte("prefix"), state, key, value, deleted)
+		e, n, err := DecodeDeltaEntry(enc[len("prefix"):])
+		wantValue := value
+		if deleted {
+			wantValue = nil
+		}
+		if err != nil || n != len(enc)-len("prefix") || e.State != state || e.Deleted != deleted ||
+			!bytes.Equal(e.Key, key) || !bytes.Equal(e.Value, wantValue) || (deleted && e.Value != nil) {
+			t.Fatalf("DecodeDeltaEntry(AppendDeltaEntry(%d, %q, %q, %v)) = %+v, %d, %v", state, key, value, deleted, e, n, err)
+		}
+		if bound := deltaEntrySizeBound(state, len(key), len(value), deleted); bound < n {
+			t.Fatalf("deltaEntrySizeBound = %d < %d", bound, n)
+		}
+		for cut := 0; cut < n; cut++ {
+			if _, _, err := DecodeDeltaEntry(enc[len("prefix") : len("prefix")+cut]); !IsCorruption(err) {
+				t.Fatalf("DecodeDeltaEntry of %d of %d bytes = %v, want corruption", cut, n, err)
+			}
+		}
+	}
+	f(0, nil, nil, false)
+	f(0, nil, nil, true)
+	f(1, []byte("k"), []byte("v"), false)
+	f(1, []byte("k"), []byte("ignored"), true)
+	f(300, bytes.Repeat([]byte{0xAB}, 200), bytes.Repeat([]byte{0}, 70000), false)
+	if _, _, err := DecodeDeltaEntry(AppendDeltaEntry(nil, MaxStatesPerBlock+1, nil, nil, true)); !IsCorruption(err) {
+		t.Errorf("state id above the limit: %v", err)
+	}
+	// A full block's entries are not a delta block's and vice versa: the
+	// block format byte says which.
+	full, _ := AppendBlock(nil, CompressionNone, []string{"a", "b"}, encodeEntries(10, 2))
+	delta, _ := AppendDeltaBlock(nil, CompressionNone, []string{"a", "b"}, encodeDeltaEntries(10, 2))
+	if b, err := DecodeBlock(nil, full); err != nil || b.Delta {
+		t.Errorf("full block decodes as delta %v, %v", b.Delta, err)
+	}
+	if b, err := DecodeBlock(nil, delta); err != nil || !b.Delta || b.Count != 10 {
+		t.Errorf("delta block decodes as delta %v with %d entries, %v", b.Delta, b.Count, err)
+	}
+	if _, err := AppendDeltaBlock(nil, CompressionNone, []string{"a"}, encodeDeltaEntries(10, 2)); err == nil {
+		t.Error("AppendDeltaBlock accepted a state id outside the table")
+	}
+}
+
+// TestDeltaBlockEveryByteFlip: the checksum catches every single-byte
+// change, and every truncation, of a delta block of each compression.
+func TestDeltaBlockEveryByteFlip(t *testing.T) {
+	for _, c := range []Compression{CompressionZstd, CompressionS2, CompressionNone} {
+		block, err := AppendDeltaBlock(nil, c, []string{"a", "b"}, encodeDeltaEntries(50, 2))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range block {
+			bad := bytes.Clone(block)
+			bad[i] ^= 0x10
+			if _, err := DecodeBlock(nil, bad); !IsCorruption(err) {
+				t.Fatalf("%s: flipping byte %d: DecodeBlock = %v", c, i, err)
+			}
+		}
+		for n := 0; n < len(block); n++ {
+			if _, err := DecodeBlock(nil, block[:n]); !IsCorruption(err) {
+				t.Fatalf("%s: block cut to %d bytes: DecodeBlock = %v", c, n, err)
+			}
+		}
 	}
 }
 

@@ -20,13 +20,16 @@ func goldenSeeds(f *testing.F, pattern string) {
 }
 
 // FuzzDecodeBlock: DecodeBlock never panics and reports every failure as
-// corruption; whatever decodes re-encodes to a block that decodes to the
-// same content; and arbitrary bytes cut into entries round-trip through
-// AppendBlock with every compression.
+// corruption, for full and delta blocks; whatever decodes re-encodes to a
+// block of the same kind that decodes to the same content; and arbitrary
+// bytes cut into entries (and into delta operations) round-trip through
+// AppendBlock (AppendDeltaBlock) with every compression.
 func FuzzDecodeBlock(f *testing.F) {
 	for _, c := range []Compression{CompressionNone, CompressionS2, CompressionZstd} {
 		for _, n := range []int{0, 1, 30} {
 			b, _ := AppendBlock(nil, c, []string{"a", "bb"}, encodeEntries(n, 2))
+			f.Add(b)
+			b, _ = AppendDeltaBlock(nil, c, []string{"a", "bb"}, encodeDeltaEntries(n, 2))
 			f.Add(b)
 		}
 	}
@@ -39,13 +42,46 @@ func FuzzDecodeBlock(f *testing.F) {
 				t.Fatalf("DecodeBlock error is not corruption: %v", err)
 			}
 		} else {
-			enc, err := AppendBlock(nil, b.Compression, b.States, b.Entries)
+			appendFn := AppendBlock
+			if b.Delta {
+				appendFn = AppendDeltaBlock
+			}
+			enc, err := appendFn(nil, b.Compression, b.States, b.Entries)
 			if err != nil {
 				t.Fatalf("a decoded block does not re-encode: %v", err)
 			}
 			again, err := DecodeBlock(nil, enc)
-			if err != nil || again.Count != b.Count || !bytes.Equal(again.Entries, b.Entries) || len(again.States) != len(b.States) {
+			if err != nil || again.Delta != b.Delta || again.Count != b.Count || !bytes.Equal(again.Entries, b.Entries) ||
+				len(again.States) != len(b.States) {
 				t.Fatalf("re-encoded block decodes to %+v, %v", again, err)
+			}
+			for off, i := 0, 0; off < len(b.Entries); i++ {
+				e, n, err := decodeEntryOf(b.Delta, b.Entries[off:])
+				if err != nil || e.State >= len(b.States) || (e.Deleted && (!b.Delta || e.Value != nil)) {
+					t.Fatalf("entry %d of a block that decoded: %+v, %v", i, e, err)
+				}
+				off += n
+			}
+		}
+		// data as delta operations: every fourth a deletion.
+		var draw []byte
+		ops := 0
+		for rest := data; len(rest) > 0; ops++ {
+			k := min(len(rest), int(rest[0]%16))
+			key := rest[:k]
+			rest = rest[k:]
+			v := min(len(rest), ops%5*3)
+			draw = AppendDeltaEntry(draw, ops%3, key, rest[:v], ops%4 == 0)
+			rest = rest[v:]
+		}
+		for _, c := range []Compression{CompressionNone, CompressionS2, CompressionZstd} {
+			enc, err := AppendDeltaBlock(nil, c, []string{"x", "", "z"}, draw)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := DecodeBlock(nil, enc)
+			if err != nil || !got.Delta || got.Count != ops || !bytes.Equal(got.Entries, draw) {
+				t.Fatalf("%s: %d delta operations do not round-trip: %d, %v", c, ops, got.Count, err)
 			}
 		}
 
@@ -97,11 +133,38 @@ func FuzzDecodeEntry(f *testing.F) {
 	})
 }
 
+// FuzzDecodeDeltaEntry: DecodeDeltaEntry never panics, never reads past
+// its input, and what decodes re-encodes to the same operation.
+func FuzzDecodeDeltaEntry(f *testing.F) {
+	f.Add(AppendDeltaEntry(nil, 3, []byte("key"), []byte("value"), false))
+	f.Add(AppendDeltaEntry(nil, 3, []byte("key"), nil, true))
+	f.Add([]byte{0x81})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		e, n, err := DecodeDeltaEntry(data)
+		if err != nil {
+			if !IsCorruption(err) {
+				t.Fatalf("not corruption: %v", err)
+			}
+			return
+		}
+		if n > len(data) || n < minDeltaEntryBytes || (e.Deleted && e.Value != nil) {
+			t.Fatalf("consumed %d of %d bytes: %+v", n, len(data), e)
+		}
+		enc := AppendDeltaEntry(nil, e.State, e.Key, e.Value, e.Deleted)
+		e2, n2, err := DecodeDeltaEntry(enc)
+		if err != nil || n2 != len(enc) || e2.State != e.State || e2.Deleted != e.Deleted ||
+			!bytes.Equal(e2.Key, e.Key) || !bytes.Equal(e2.Value, e.Value) {
+			t.Fatalf("re-encoded delta entry differs")
+		}
+	})
+}
+
 // FuzzDecodeMetadata: DecodeMetadata never panics and reports every failure
 // as corruption; whatever decodes re-encodes to bytes that decode to the
 // same metadata (encode∘decode is idempotent).
 func FuzzDecodeMetadata(f *testing.F) {
 	f.Add(EncodeMetadata(nil, sampleMetadata()))
+	f.Add(EncodeMetadata(nil, sampleMetadataV3()))
 	f.Add(EncodeMetadata(nil, &Metadata{Job: "j", CheckpointID: 1}))
 	goldenSeeds(f, "metadata_*.golden")
 	f.Add([]byte{metadataMagic, 1})

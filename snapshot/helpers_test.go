@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -78,7 +80,11 @@ func (v *memView) want(start, end int) string {
 func readAll(t testing.TB, s *Store, job string, h *KeyedHandle, start, end int) string {
 	t.Helper()
 	var b strings.Builder
-	err := s.ReadKeyed(job, h, start, end, func(kg int, state string, key, value []byte) error {
+	err := s.ReadKeyed(job, h, start, end, func(kg int, state string, key, value []byte, deleted bool) error {
+		if deleted {
+			fmt.Fprintf(&b, "%d %s %x deleted\n", kg, state, key)
+			return nil
+		}
 		fmt.Fprintf(&b, "%d %s %x=%x\n", kg, state, key, value)
 		return nil
 	})
@@ -199,3 +205,282 @@ func mustWrite(t testing.TB, s *Store, job string, ckpt uint64, scope string, st
 }
 
 type pebbleOptions = pebble.Options
+
+// modelKey names one entry of a deltaModel's key group.
+type modelKey struct {
+	state int
+	key   string
+}
+
+// modelChange is one logged change of a deltaModel key group: the entry
+// it changed and the version it produced.
+type modelChange struct {
+	version uint64
+	k       modelKey
+}
+
+// deltaModel is a reference DeltaView for tests: an in-memory model of a
+// key-grouped map with a version per key group and a log of the changes
+// behind each version. Changes reports the entries changed since a version
+// from the log (ok=false for a version it never produced, or one older
+// than a truncated log); ChangedEntries counts the logged changes since
+// (an upper bound: repeated changes of one entry count each time).
+type deltaModel struct {
+	states   []string
+	base     uint64 // the first version this model gives a key group
+	groups   map[int]map[modelKey][]byte
+	versions map[int]uint64
+	log      map[int][]modelChange
+	// truncated marks key groups whose log lost its start: Changes can
+	// tell only from versions still in the log.
+	truncated map[int]bool
+
+	// Knobs.
+	noEstimate bool // ChangedEntries says ok=false
+	refuse     bool // Changes says ok=false (ChangedEntries still ok)
+	pad        bool // Changes also reports an unchanged entry and the deletion of an absent one
+	// changesCalls counts the calls of Changes.
+	changesCalls int
+}
+
+func newDeltaModel(base uint64, states ...string) *deltaModel {
+	return &deltaModel{states: states, base: base, groups: map[int]map[modelKey][]byte{},
+		versions: map[int]uint64{}, log: map[int][]modelChange{}, truncated: map[int]bool{}}
+}
+
+func (m *deltaModel) bump(kg int, k modelKey) {
+	if m.versions[kg] == 0 {
+		m.versions[kg] = m.base
+	} else {
+		m.versions[kg]++
+	}
+	m.log[kg] = append(m.log[kg], modelChange{m.versions[kg], k})
+}
+
+// set inserts or changes an entry.
+func (m *deltaModel) set(kg, state int, key string, value []byte) {
+	if m.groups[kg] == nil {
+		m.groups[kg] = map[modelKey][]byte{}
+	}
+	k := modelKey{state, key}
+	m.groups[kg][k] = bytes.Clone(value)
+	m.bump(kg, k)
+}
+
+// del deletes an entry (logged even if it does not exist).
+func (m *deltaModel) del(kg, state int, key string) {
+	k := modelKey{state, key}
+	delete(m.groups[kg], k)
+	m.bump(kg, k)
+}
+
+// touch changes kg's version without changing an entry.
+func (m *deltaModel) touch(kg int) {
+	if m.versions[kg] == 0 {
+		m.versions[kg] = m.base
+	} else {
+		m.versions[kg]++
+	}
+}
+
+// truncate forgets kg's log before its current version.
+func (m *deltaModel) truncate(kg int) {
+	m.log[kg] = nil
+	m.truncated[kg] = true
+}
+
+// fill puts n entries into each key group of [start, end).
+func (m *deltaModel) fill(start, end, n int) {
+	for kg := start; kg < end; kg++ {
+		for i := 0; i < n; i++ {
+			m.set(kg, i%len(m.states), fmt.Sprintf("k%05d", i), fmt.Appendf(nil, "v%d-%d", kg, i))
+		}
+	}
+}
+
+// churn makes n random changes in key groups [start, end) among keys
+// k00000…k(keys-1): every fifth a deletion, the rest new values.
+func (m *deltaModel) churn(rng *rand.Rand, start, end, keys, n int) {
+	for i := 0; i < n; i++ {
+		kg := start + rng.IntN(end-start)
+		state := rng.IntN(len(m.states))
+		key := fmt.Sprintf("k%05d", rng.IntN(keys))
+		if rng.IntN(5) == 0 {
+			m.del(kg, state, key)
+		} else {
+			m.set(kg, state, key, fmt.Appendf(nil, "w%d", rng.Uint32()))
+		}
+	}
+}
+
+func (m *deltaModel) States() []string              { return m.states }
+func (m *deltaModel) KeyGroupVersion(kg int) uint64 { return m.versions[kg] }
+func (m *deltaModel) Len(kg int) int                { return len(m.groups[kg]) }
+
+func (m *deltaModel) sortedKeys(kg int) []modelKey {
+	keys := make([]modelKey, 0, len(m.groups[kg]))
+	for k := range m.groups[kg] {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(a, b modelKey) int {
+		if a.state != b.state {
+			return a.state - b.state
+		}
+		return strings.Compare(a.key, b.key)
+	})
+	return keys
+}
+
+func (m *deltaModel) ForEach(kg int, fn func(state int, key, value []byte) error) error {
+	for _, k := range m.sortedKeys(kg) {
+		if err := fn(k.state, []byte(k.key), m.groups[kg][k]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// since returns the log of kg after version since, ok=false when the
+// model cannot tell.
+func (m *deltaModel) since(kg int, since uint64) ([]modelChange, bool) {
+	if since == m.versions[kg] {
+		return nil, true
+	}
+	log := m.log[kg]
+	if since == 0 && !m.truncated[kg] {
+		return log, true
+	}
+	for i, c := range log {
+		if c.version == since {
+			return log[i+1:], true
+		}
+	}
+	return nil, false
+}
+
+func (m *deltaModel) ChangedEntries(kg int, since uint64) (int, bool) {
+	if m.noEstimate {
+		return 0, false
+	}
+	log, ok := m.since(kg, since)
+	if !ok {
+		return 0, false
+	}
+	if m.pad {
+		return len(log) + 2, true
+	}
+	return len(log), true
+}
+
+func (m *deltaModel) Changes(kg int, since uint64, fn func(state int, key, value []byte, deleted bool) error) (bool, error) {
+	m.changesCalls++
+	log, ok := m.since(kg, since)
+	if !ok || m.refuse {
+		return false, nil
+	}
+	seen := map[modelKey]bool{}
+	var changed []modelKey
+	for _, c := range log {
+		if !seen[c.k] {
+			seen[c.k] = true
+			changed = append(changed, c.k)
+		}
+	}
+	if m.pad {
+		if err := fn(0, []byte("never-existed"), []byte("ignored"), true); err != nil {
+			return true, err
+		}
+	}
+	for _, k := range changed {
+		if _, ok := m.groups[kg][k]; !ok {
+			if err := fn(k.state, []byte(k.key), nil, true); err != nil {
+				return true, err
+			}
+		}
+	}
+	for _, k := range changed {
+		if v, ok := m.groups[kg][k]; ok {
+			if err := fn(k.state, []byte(k.key), v, false); err != nil {
+				return true, err
+			}
+		}
+	}
+	if m.pad {
+		if keys := m.sortedKeys(kg); len(keys) > 0 {
+			if err := fn(keys[0].state, []byte(keys[0].key), m.groups[kg][keys[0]], false); err != nil {
+				return true, err
+			}
+		}
+	}
+	return true, nil
+}
+
+// render renders the entries of key groups [start, end), sorted, as
+// readState does.
+func (m *deltaModel) render(start, end int) string {
+	var b strings.Builder
+	for kg := start; kg < end; kg++ {
+		keys := m.sortedKeys(kg)
+		slices.SortStableFunc(keys, func(a, b modelKey) int { return strings.Compare(m.states[a.state], m.states[b.state]) })
+		for _, k := range keys {
+			fmt.Fprintf(&b, "%d %s %q=%q\n", kg, m.states[k.state], k.key, m.groups[kg][k])
+		}
+	}
+	return b.String()
+}
+
+// readState restores key groups [start, end) of h through ReadKeyed into
+// maps — applying each key group's base and deltas in the order they
+// arrive, as a backend does — and renders them as deltaModel.render does.
+func readState(t testing.TB, s *Store, job string, h *KeyedHandle, start, end int) string {
+	t.Helper()
+	got, err := tryReadState(s, job, h, start, end)
+	if err != nil {
+		t.Fatalf("ReadKeyed: %v", err)
+	}
+	return got
+}
+
+func tryReadState(s *Store, job string, h *KeyedHandle, start, end int) (string, error) {
+	type sk struct{ state, key string }
+	groups := map[int]map[sk]string{}
+	err := s.ReadKeyed(job, h, start, end, func(kg int, state string, key, value []byte, deleted bool) error {
+		g := groups[kg]
+		if g == nil {
+			g = map[sk]string{}
+			groups[kg] = g
+		}
+		if deleted {
+			if value != nil {
+				return fmt.Errorf("deletion of %q with a value", key)
+			}
+			delete(g, sk{state, string(key)})
+		} else {
+			g[sk{state, string(key)}] = string(value)
+		}
+		return nil
+	})
+	if err != nil {
+		return "", err
+	}
+	var b strings.Builder
+	for kg := start; kg < end; kg++ {
+		keys := make([]sk, 0, len(groups[kg]))
+		for k := range groups[kg] {
+			keys = append(keys, k)
+		}
+		slices.SortFunc(keys, func(a, b sk) int {
+			if c := strings.Compare(a.state, b.state); c != 0 {
+				return c
+			}
+			return strings.Compare(a.key, b.key)
+		})
+		for _, k := range keys {
+			fmt.Fprintf(&b, "%d %s %q=%q\n", kg, k.state, k.key, groups[kg][k])
+		}
+	}
+	return b.String(), nil
+}
+
+// viewOnly hides the DeltaView methods of a View.
+type viewOnly struct{ View }

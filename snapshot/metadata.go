@@ -8,13 +8,15 @@ import (
 )
 
 // MetadataFormatVersion is the version of the metadata encoding this build
-// writes; CommitCheckpoint stores it in Metadata.FormatVersion. This build
-// also reads version 1 (before state belonged to operators), migrating it:
-// a task's Operators are its Vertex split at " -> " (the engine named
-// chains so), and Operators is empty, which tells the engine to apply
-// version 1's rule (restore only into the same chains). Decoding any other
-// version is a corruption error.
-const MetadataFormatVersion uint32 = 2
+// writes; CommitCheckpoint stores it in Metadata.FormatVersion. Version 3
+// added delta chains (KeyGroupRef.Deltas) and the key group counts of a
+// handle (KeyedHandle.FullKeyGroups …). This build also reads version 2
+// (no deltas, counts 0) and version 1 (before state belonged to
+// operators), migrating it: a task's Operators are its Vertex split at
+// " -> " (the engine named chains so), and Operators is empty, which tells
+// the engine to apply version 1's rule (restore only into the same
+// chains). Decoding any other version is a corruption error.
+const MetadataFormatVersion uint32 = 3
 
 // minMetadataFormatVersion is the oldest version this build reads.
 const minMetadataFormatVersion = 1
@@ -26,10 +28,14 @@ const chainSeparator = " -> "
 // metadataMagic is the first byte of encoded metadata.
 const metadataMagic byte = 0xCE
 
-// KeyGroupRef says where the blocks of one key group are: at the keys
-// b/<job>/<Writer>/<scope>/<KeyGroup>/<0…Blocks-1>. Writer is the checkpoint
-// that wrote them, which for a key group reused by an incremental checkpoint
-// is an older checkpoint than the one referencing it.
+// KeyGroupRef says where the blocks of one key group are: its base image
+// at the keys b/<job>/<Writer>/<scope>/<KeyGroup>/<0…Blocks-1>, then the
+// deltas to apply to it in order, each at the same keys of its own writer.
+// Writer is the checkpoint that wrote the base, which for a key group
+// reused by an incremental checkpoint is an older checkpoint than the one
+// referencing it. A checkpoint writes, per key group, either a base or a
+// delta, never both, so a writer's blocks of a key group are one or the
+// other; the writers of a chain strictly increase.
 type KeyGroupRef struct {
 	KeyGroup int
 	// Version is the key group's version (View.KeyGroupVersion) when it was
@@ -44,6 +50,47 @@ type KeyGroupRef struct {
 	RawBytes, StoredBytes int64
 	// Entries is the number of entries in all blocks.
 	Entries int64
+	// Deltas are applied to the base in order: each one's deletions and
+	// upserts (DeltaRef). Empty for a key group written in full (and in
+	// metadata of format versions 1 and 2).
+	Deltas []DeltaRef
+}
+
+// DeltaRef describes one delta of a key group's chain: the blocks
+// b/<job>/<Writer>/<scope>/<kg>/<0…Blocks-1> in the delta block format,
+// holding the operations that turn the key group's previous state (the
+// base and the deltas before this one) into its state at checkpoint
+// Writer.
+type DeltaRef struct {
+	// Writer is the id of the checkpoint that wrote the delta.
+	Writer uint64
+	// Blocks is the number of blocks, at least 1 (a checkpoint that finds
+	// nothing to write adds no delta).
+	Blocks int
+	// RawBytes and StoredBytes are the sizes of the encoded operations
+	// before compression and of the stored block values.
+	RawBytes, StoredBytes int64
+	// Entries is the number of operations; Deletes how many of them are
+	// deletions.
+	Entries, Deletes int64
+}
+
+// chainStoredBytes returns the stored size of r's base and deltas.
+func (r *KeyGroupRef) chainStoredBytes() int64 {
+	n := r.StoredBytes
+	for i := range r.Deltas {
+		n += r.Deltas[i].StoredBytes
+	}
+	return n
+}
+
+// deltaStoredBytes returns the stored size of r's deltas.
+func (r *KeyGroupRef) deltaStoredBytes() int64 {
+	var n int64
+	for i := range r.Deltas {
+		n += r.Deltas[i].StoredBytes
+	}
+	return n
 }
 
 // KeyedHandle describes the keyed state of one task (or, after a rescale,
@@ -63,11 +110,22 @@ type KeyedHandle struct {
 	Checkpoint uint64
 	// KeyGroups lists the key groups in ascending order.
 	KeyGroups []KeyGroupRef
-	// RawBytes and StoredBytes count what THIS checkpoint wrote.
+	// RawBytes and StoredBytes count what THIS checkpoint wrote, full
+	// images and deltas (Flink's checkpointed size).
 	RawBytes, StoredBytes int64
 	// ReusedBytes counts the stored bytes of blocks referenced from older
-	// checkpoints instead of written again.
+	// checkpoints instead of written again: the bases and older deltas of
+	// the key groups written as a delta, and the whole chains of the key
+	// groups that did not change. StoredBytes + ReusedBytes is the stored
+	// size of the state (Flink's state size).
 	ReusedBytes int64
+	// FullKeyGroups, DeltaKeyGroups and ReusedKeyGroups count the key
+	// groups this checkpoint wrote in full, wrote as a delta (or found
+	// changed with nothing to write), and referenced unchanged. MaxChain is
+	// the longest delta chain of KeyGroups. All 0 in metadata of format
+	// versions 1 and 2.
+	FullKeyGroups, DeltaKeyGroups, ReusedKeyGroups int
+	MaxChain                                       int
 }
 
 // TaskMeta is the part of a checkpoint that belongs to one task.
@@ -136,7 +194,8 @@ type Metadata struct {
 //	         ignored)
 //	…        fields in declaration order: strings and byte slices as uvarint
 //	         length + bytes, unsigned integers as uvarints, signed ones as
-//	         zigzag varints, bools as one byte, Keyed as a presence byte
+//	         zigzag varints, bools as one byte, Keyed as a presence byte,
+//	         a key group's Deltas as a uvarint count and each delta's fields
 //	uint32   crc32c (Castagnoli, little endian) of every byte before it
 //
 // Empty byte slices decode as nil.
@@ -171,6 +230,10 @@ func EncodeMetadata(dst []byte, m *Metadata) []byte {
 			dst = binary.AppendVarint(dst, h.RawBytes)
 			dst = binary.AppendVarint(dst, h.StoredBytes)
 			dst = binary.AppendVarint(dst, h.ReusedBytes)
+			dst = binary.AppendVarint(dst, int64(h.FullKeyGroups))
+			dst = binary.AppendVarint(dst, int64(h.DeltaKeyGroups))
+			dst = binary.AppendVarint(dst, int64(h.ReusedKeyGroups))
+			dst = binary.AppendVarint(dst, int64(h.MaxChain))
 			dst = binary.AppendUvarint(dst, uint64(len(h.KeyGroups)))
 			for j := range h.KeyGroups {
 				r := &h.KeyGroups[j]
@@ -181,6 +244,16 @@ func EncodeMetadata(dst []byte, m *Metadata) []byte {
 				dst = binary.AppendVarint(dst, r.RawBytes)
 				dst = binary.AppendVarint(dst, r.StoredBytes)
 				dst = binary.AppendVarint(dst, r.Entries)
+				dst = binary.AppendUvarint(dst, uint64(len(r.Deltas)))
+				for k := range r.Deltas {
+					d := &r.Deltas[k]
+					dst = binary.AppendUvarint(dst, d.Writer)
+					dst = binary.AppendVarint(dst, int64(d.Blocks))
+					dst = binary.AppendVarint(dst, d.RawBytes)
+					dst = binary.AppendVarint(dst, d.StoredBytes)
+					dst = binary.AppendVarint(dst, d.Entries)
+					dst = binary.AppendVarint(dst, d.Deletes)
+				}
 			}
 		}
 		dst = binary.AppendUvarint(dst, uint64(len(t.Operators)))
@@ -219,8 +292,10 @@ func appendBool(dst []byte, b bool) []byte {
 
 // Minimum encoded sizes, used to bound allocations while decoding.
 const (
-	minTaskBytes = 9 // 4 one-byte varints + 3 empty slices + presence + empty vertex
-	minRefBytes  = 7
+	minTaskBytes   = 9 // 4 one-byte varints + 3 empty slices + presence + empty vertex
+	minRefBytes    = 7 // version 3: 8 (the delta count)
+	minDeltaBytes  = 6
+	maxDecodeDelta = MaxDeltaChain // a longer chain does not decode
 )
 
 // DecodeMetadata verifies data (checksum, magic, format version) and decodes
@@ -269,7 +344,7 @@ func DecodeMetadata(data []byte) (*Metadata, error) {
 		t.Sink = d.bytes("sink")
 		t.Operator = d.bytes("operator")
 		if d.bool("keyed") {
-			t.Keyed = d.keyedHandle()
+			t.Keyed = d.keyedHandle(version)
 		}
 		if version == 1 {
 			t.Operators = strings.Split(t.Vertex, chainSeparator)
@@ -305,15 +380,23 @@ func DecodeMetadata(data []byte) (*Metadata, error) {
 	return m, nil
 }
 
-// keyedHandle decodes a KeyedHandle.
-func (d *metaDecoder) keyedHandle() *KeyedHandle {
+// keyedHandle decodes a KeyedHandle of metadata format version.
+func (d *metaDecoder) keyedHandle(version uint64) *KeyedHandle {
 	h := &KeyedHandle{}
 	h.Scope = d.string("scope")
 	h.Checkpoint = d.uvarint("handle checkpoint")
 	h.RawBytes = d.varint("handle raw bytes")
 	h.StoredBytes = d.varint("handle stored bytes")
 	h.ReusedBytes = d.varint("handle reused bytes")
-	numRefs := d.count("key groups", minRefBytes)
+	refBytes := minRefBytes
+	if version >= 3 {
+		h.FullKeyGroups = d.int("full key groups")
+		h.DeltaKeyGroups = d.int("delta key groups")
+		h.ReusedKeyGroups = d.int("reused key groups")
+		h.MaxChain = d.int("longest delta chain")
+		refBytes++
+	}
+	numRefs := d.count("key groups", refBytes)
 	if numRefs > 0 {
 		h.KeyGroups = make([]KeyGroupRef, numRefs)
 	}
@@ -326,6 +409,25 @@ func (d *metaDecoder) keyedHandle() *KeyedHandle {
 		r.RawBytes = d.varint("key group raw bytes")
 		r.StoredBytes = d.varint("key group stored bytes")
 		r.Entries = d.varint("entries")
+		if version < 3 {
+			continue
+		}
+		numDeltas := d.count("deltas", minDeltaBytes)
+		if numDeltas > maxDecodeDelta {
+			d.fail("deltas")
+		}
+		if numDeltas > 0 && d.err == nil {
+			r.Deltas = make([]DeltaRef, numDeltas)
+		}
+		for k := 0; k < numDeltas && d.err == nil; k++ {
+			dr := &r.Deltas[k]
+			dr.Writer = d.uvarint("delta writer")
+			dr.Blocks = d.int("delta blocks")
+			dr.RawBytes = d.varint("delta raw bytes")
+			dr.StoredBytes = d.varint("delta stored bytes")
+			dr.Entries = d.varint("delta entries")
+			dr.Deletes = d.varint("delta deletes")
+		}
 	}
 	return h
 }
@@ -454,8 +556,17 @@ func (h *KeyedHandle) problems(ckpt uint64, maxParallelism int) []string {
 	if len(h.Scope) > MaxScopeBytes {
 		add("scope of %d bytes exceeds the limit of %d", len(h.Scope), MaxScopeBytes)
 	}
+	if h.FullKeyGroups < 0 || h.DeltaKeyGroups < 0 || h.ReusedKeyGroups < 0 ||
+		h.FullKeyGroups+h.DeltaKeyGroups+h.ReusedKeyGroups > len(h.KeyGroups) {
+		add("key group counts %d full, %d delta, %d reused do not fit %d key groups",
+			h.FullKeyGroups, h.DeltaKeyGroups, h.ReusedKeyGroups, len(h.KeyGroups))
+	}
+	if h.MaxChain < 0 || h.MaxChain > MaxDeltaChain {
+		add("longest delta chain %d is outside [0, %d]", h.MaxChain, MaxDeltaChain)
+	}
 	prev := -1
-	for _, r := range h.KeyGroups {
+	for i := range h.KeyGroups {
+		r := &h.KeyGroups[i]
 		switch {
 		case r.KeyGroup <= prev:
 			add("key group %d follows key group %d", r.KeyGroup, prev)
@@ -467,6 +578,12 @@ func (h *KeyedHandle) problems(ckpt uint64, maxParallelism int) []string {
 			add("key group %d has no blocks but %d entries", r.KeyGroup, r.Entries)
 		case r.Blocks > 0 && (r.Writer == 0 || r.Writer > ckpt):
 			add("key group %d was written by checkpoint %d, not in [1, %d]", r.KeyGroup, r.Writer, ckpt)
+		case len(r.Deltas) > MaxDeltaChain:
+			add("key group %d has %d deltas, more than the limit of %d", r.KeyGroup, len(r.Deltas), MaxDeltaChain)
+		default:
+			if s := r.chainProblem(ckpt); s != "" {
+				add("key group %d: %s", r.KeyGroup, s)
+			}
 		}
 		if len(p) > 10 {
 			add("…")
@@ -475,4 +592,26 @@ func (h *KeyedHandle) problems(ckpt uint64, maxParallelism int) []string {
 		prev = r.KeyGroup
 	}
 	return p
+}
+
+// chainProblem says what is wrong with r's deltas as part of checkpoint
+// ckpt ("" when nothing): writers strictly increasing, above the base's,
+// at most ckpt; at least one block and one operation each; sizes that
+// cannot be negative are not.
+func (r *KeyGroupRef) chainProblem(ckpt uint64) string {
+	last := r.Writer
+	for i := range r.Deltas {
+		d := &r.Deltas[i]
+		switch {
+		case d.Writer <= last || d.Writer > ckpt:
+			return fmt.Sprintf("delta %d was written by checkpoint %d, not in [%d, %d]", i+1, d.Writer, last+1, ckpt)
+		case d.Blocks < 1 || d.RawBytes < 0 || d.StoredBytes < 0 || d.Deletes < 0:
+			return fmt.Sprintf("delta %d (written by checkpoint %d) has %d blocks or negative sizes", i+1, d.Writer, d.Blocks)
+		case d.Entries < int64(d.Blocks) || d.Deletes > d.Entries:
+			return fmt.Sprintf("delta %d (written by checkpoint %d) has %d operations (%d deletions) in %d blocks",
+				i+1, d.Writer, d.Entries, d.Deletes, d.Blocks)
+		}
+		last = d.Writer
+	}
+	return ""
 }

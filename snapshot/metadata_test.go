@@ -43,8 +43,22 @@ func sampleMetadataV2() *Metadata {
 	return m
 }
 
+// sampleMetadataV3 adds what format version 3 records: delta chains and
+// the key group counts of a handle.
+func sampleMetadataV3() *Metadata {
+	m := sampleMetadataV2()
+	h := m.Tasks[1].Keyed
+	h.KeyGroups[0].Deltas = []DeltaRef{
+		{Writer: 41, Blocks: 1, RawBytes: 120, StoredBytes: 90, Entries: 6, Deletes: 2},
+		{Writer: 42, Blocks: 2, RawBytes: 300, StoredBytes: 200, Entries: 15},
+	}
+	h.KeyGroups[0].Writer = 40
+	h.FullKeyGroups, h.DeltaKeyGroups, h.ReusedKeyGroups, h.MaxChain = 1, 1, 1, 2
+	return m
+}
+
 func TestMetadataRoundTrip(t *testing.T) {
-	for _, m := range []*Metadata{sampleMetadataV2(), sampleMetadata(), {Job: "j", CheckpointID: 1}} {
+	for _, m := range []*Metadata{sampleMetadataV3(), sampleMetadataV2(), sampleMetadata(), {Job: "j", CheckpointID: 1}} {
 		enc := EncodeMetadata([]byte("prefix"), m)
 		got, err := DecodeMetadata(enc[len("prefix"):])
 		if err != nil {
@@ -67,7 +81,7 @@ func TestMetadataRoundTrip(t *testing.T) {
 }
 
 func TestMetadataCorruption(t *testing.T) {
-	enc := EncodeMetadata(nil, sampleMetadata())
+	enc := EncodeMetadata(nil, sampleMetadataV3())
 	for i := range enc {
 		bad := bytes.Clone(enc)
 		bad[i] ^= 0x04
@@ -88,9 +102,9 @@ func TestMetadataCorruption(t *testing.T) {
 			t.Errorf("%s: DecodeMetadata = %v, want corruption mentioning %q", name, err, want)
 		}
 	}
-	v3 := bytes.Clone(body)
-	v3[1] = 3
-	f("version 3", v3, "unknown format version 3")
+	v4 := bytes.Clone(body)
+	v4[1] = 4
+	f("version 4", v4, "unknown format version 4")
 	v0 := bytes.Clone(body)
 	v0[1] = 0
 	f("version 0", v0, "unknown format version 0")

@@ -92,7 +92,130 @@ const (
 	DefaultDiskHeadroomBytes = 64 << 20
 	// MaxDiskHeadroomBytes bounds Options.DiskHeadroomBytes.
 	MaxDiskHeadroomBytes = 1 << 40
+
+	// MaxDeltaChain bounds IncrementalOptions.MaxChain and the deltas of
+	// one key group in any metadata this build accepts.
+	MaxDeltaChain = 1024
+	// MaxChainRatioLimit bounds IncrementalOptions.MaxChainRatio.
+	MaxChainRatioLimit = 100
 )
+
+// Defaults of IncrementalOptions. They are first guesses, to be tuned
+// with the 10 M-key benchmark (issue 17); see IncrementalOptions for what
+// each one trades.
+const (
+	// DefaultMaxChain is the default IncrementalOptions.MaxChain.
+	DefaultMaxChain = 32
+	// DefaultMaxChainRatio is the default IncrementalOptions.MaxChainRatio.
+	DefaultMaxChainRatio = 1.0
+	// DefaultMaxDeltaFraction is the default
+	// IncrementalOptions.MaxDeltaFraction.
+	DefaultMaxDeltaFraction = 0.5
+	// DefaultJitter is the default IncrementalOptions.Jitter.
+	DefaultJitter = 0.5
+	// DefaultDeltaCompression is the default
+	// IncrementalOptions.DeltaCompression (unless Options.Compression is
+	// CompressionNone).
+	DefaultDeltaCompression = CompressionS2
+)
+
+// IncrementalOptions is the policy of delta (incremental) checkpoints:
+// when WriteKeyed writes a changed key group as a delta on top of its
+// previous chain, and when it writes it in full (materializes it). A key
+// group is written as a delta only when the View is a DeltaView, the
+// previous handle has a non-empty base for it, and none of the thresholds
+// below is reached; otherwise in full. MaxChain and MaxChainRatio are
+// lowered per key group by a deterministic jitter (Jitter), so that the
+// key groups of a uniformly updated state do not all materialize in the
+// same checkpoint.
+//
+// What the thresholds trade: a long or large chain makes each checkpoint
+// cheaper (a materialization rewrites the whole key group) but makes a
+// restore read more (the base and every delta: at most
+// (1 + MaxChainRatio) x the base's stored bytes, plus one seek per delta)
+// and the metadata larger (about 12 bytes per delta, in every checkpoint's
+// metadata). With the defaults, a key group of which a fraction f changes
+// per checkpoint materializes about every min(32, 1/f) checkpoints (fewer
+// with its jitter), so a checkpoint writes on average about 2f to 3f of
+// the key group's size while f >= 1/32, and about 1/32 + f below that.
+type IncrementalOptions struct {
+	// Disabled turns delta checkpoints off: every changed key group is
+	// written in full, as before incremental checkpoints. Default false
+	// (on).
+	Disabled bool
+	// MaxChain is the number of deltas a key group's chain may hold; a
+	// change beyond it is written in full. Default DefaultMaxChain (32);
+	// 1 to MaxDeltaChain.
+	MaxChain int
+	// MaxChainRatio bounds the stored bytes of a chain's deltas, this one's
+	// estimate included, as a multiple of its base's stored bytes; beyond
+	// it the key group is written in full. It bounds what a restore reads
+	// (and the disk a chain holds) relative to a full image. Default
+	// DefaultMaxChainRatio (1.0); above 0, at most MaxChainRatioLimit.
+	MaxChainRatio float64
+	// MaxDeltaFraction: a key group whose changed entries (an upper bound,
+	// DeltaView.ChangedEntries) exceed this fraction of its entries
+	// (DeltaView.Len) is written in full, since the delta would be nearly
+	// as large. Default DefaultMaxDeltaFraction (0.5); above 0, at most 1.
+	MaxDeltaFraction float64
+	// Jitter lowers MaxChain and MaxChainRatio of each key group by a
+	// fraction in [0, Jitter), fixed by the scope, the key group and the
+	// checkpoint that wrote its base, so that materializations spread over
+	// checkpoints instead of coming all at once. Default DefaultJitter
+	// (0.5); below 1; a negative value turns it off.
+	Jitter float64
+	// DeltaCompression is the compression of delta blocks. Default (nil):
+	// DefaultDeltaCompression (S2: deltas are small, written at every
+	// checkpoint and soon replaced by a materialization, so speed matters
+	// more than ratio), or none when Options.Compression is none.
+	DeltaCompression *Compression
+}
+
+// ensureDefaults fills in unset fields; c is Options.Compression.
+func (o *IncrementalOptions) ensureDefaults(c Compression) {
+	if o.MaxChain == 0 {
+		o.MaxChain = DefaultMaxChain
+	}
+	if o.MaxChainRatio == 0 {
+		o.MaxChainRatio = DefaultMaxChainRatio
+	}
+	if o.MaxDeltaFraction == 0 {
+		o.MaxDeltaFraction = DefaultMaxDeltaFraction
+	}
+	if o.Jitter == 0 {
+		o.Jitter = DefaultJitter
+	}
+	if o.DeltaCompression == nil {
+		dc := DefaultDeltaCompression
+		if c == CompressionNone {
+			dc = CompressionNone
+		}
+		o.DeltaCompression = &dc
+	}
+}
+
+// validate appends the problems of o to errs.
+func (o *IncrementalOptions) validate(errs []error) []error {
+	if o.MaxChain < 1 || o.MaxChain > MaxDeltaChain {
+		errs = append(errs, invalidf("Options.Incremental.MaxChain: %d is outside [1, %d]", o.MaxChain, MaxDeltaChain))
+	}
+	if !(o.MaxChainRatio > 0 && o.MaxChainRatio <= MaxChainRatioLimit) {
+		errs = append(errs, invalidf("Options.Incremental.MaxChainRatio: %v is outside (0, %d]", o.MaxChainRatio, MaxChainRatioLimit))
+	}
+	if !(o.MaxDeltaFraction > 0 && o.MaxDeltaFraction <= 1) {
+		errs = append(errs, invalidf("Options.Incremental.MaxDeltaFraction: %v is outside (0, 1]", o.MaxDeltaFraction))
+	}
+	if !(o.Jitter < 1) { // NaN too
+		errs = append(errs, invalidf("Options.Incremental.Jitter: %v is not below 1", o.Jitter))
+	}
+	switch {
+	case o.DeltaCompression == nil:
+		errs = append(errs, invalidf("Options.Incremental.DeltaCompression: must not be nil (call EnsureDefaults)"))
+	case *o.DeltaCompression >= numCompressions:
+		errs = append(errs, invalidf("Options.Incremental.DeltaCompression: unknown compression %d", uint8(*o.DeltaCompression)))
+	}
+	return errs
+}
 
 // Options configures a Store. The zero value is usable: EnsureDefaults fills
 // in every unset field.
@@ -135,6 +258,9 @@ type Options struct {
 	// FS.Lock (tests use Pebble's crashable in-memory FS, vfs.NewCrashableMem,
 	// and wrappers of it that crash or fail at an operation).
 	FS vfs.FS
+	// Incremental is the policy of delta checkpoints (on by default):
+	// see IncrementalOptions.
+	Incremental IncrementalOptions
 	// PebbleOptions, if set, may adjust the Pebble options after streamd
 	// has set its own (memtable size, format version, logger, FS). It must
 	// not disable the WAL: the durability of unsynced block writes rests on
@@ -168,6 +294,7 @@ func (o *Options) EnsureDefaults() {
 	if o.FS == nil {
 		o.FS = vfs.Default
 	}
+	o.Incremental.ensureDefaults(o.Compression)
 }
 
 // Validate reports every problem with o at once (errors.Join), each wrapping
@@ -190,6 +317,7 @@ func (o *Options) Validate() error {
 	if o.DiskHeadroomBytes > MaxDiskHeadroomBytes {
 		errs = append(errs, invalidf("Options.DiskHeadroomBytes: %d exceeds %d", o.DiskHeadroomBytes, int64(MaxDiskHeadroomBytes)))
 	}
+	errs = o.Incremental.validate(errs)
 	return errors.Join(errs...)
 }
 

@@ -9,17 +9,25 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 )
 
-// ReadKeyed streams every entry of the key groups of h that lie in
-// [start, end), in ascending key group order and in the order they were
-// written; key groups outside the range are skipped (that is how a
-// rescaled task restores only its own). Every block is checksum-verified
-// and decompressed first. key and value are only valid during the call to
-// fn; an error from fn stops the walk and is returned as it is.
+// ReadKeyed streams the key groups of h that lie in [start, end), in
+// ascending key group order; key groups outside the range are skipped
+// (that is how a rescaled task restores only its own). For each key group
+// it streams its base image — every entry, with deleted false — and then
+// each delta of its chain in order, as written: the delta's deletions
+// (deleted true, value nil), then its inserted or changed entries (deleted
+// false). Applying them in the order they arrive — an entry replaces one
+// of the same state and key, a deletion removes it and is a no-op when
+// there is none — gives the key group's state at the checkpoint. Every
+// block is checksum-verified and decompressed first. key and value are
+// only valid during the call to fn; an error from fn stops the walk and is
+// returned as it is.
 //
-// A damaged block, a missing one, or totals that do not match the handle
-// give an error for which IsCorruption is true, naming the job, checkpoint,
-// scope, key group and block. A nil h has no entries.
-func (s *Store) ReadKeyed(job string, h *KeyedHandle, start, end int, fn func(kg int, state string, key, value []byte) error) error {
+// A damaged block, a missing one, a block of the wrong kind (a delta
+// block where the base belongs, or the reverse), or totals that do not
+// match the handle give an error for which IsCorruption is true, naming
+// the job, checkpoint, scope, key group, the delta (its position in the
+// chain and its writer) and block. A nil h has no entries.
+func (s *Store) ReadKeyed(job string, h *KeyedHandle, start, end int, fn func(kg int, state string, key, value []byte, deleted bool) error) error {
 	if err := s.enter(); err != nil {
 		return err
 	}
@@ -40,17 +48,18 @@ func (s *Store) ReadKeyed(job string, h *KeyedHandle, start, end int, fn func(kg
 		if ref.KeyGroup < start || ref.KeyGroup >= end {
 			continue
 		}
-		if seq, err := r.readRef(job, h.Scope, ref, fn); err != nil {
-			return r.refError(err, job, h.Checkpoint, h.Scope, ref, seq)
+		if err := r.readRef(job, h.Checkpoint, h.Scope, ref, fn); err != nil {
+			return err
 		}
 	}
 	return nil
 }
 
-// Verify checks that every block m references exists, passes its checksum,
-// decompresses and decodes, and that the totals match the handles. It also
-// checks the metadata's own consistency. Every finding is a corruption
-// error; an I/O error is not.
+// Verify checks that every block m references — bases and every delta of
+// their chains — exists, passes its checksum, decompresses and decodes,
+// is of its kind (full or delta), and that the totals of each base and
+// delta match the handles. It also checks the metadata's own consistency.
+// Every finding is a corruption error; an I/O error is not.
 func (s *Store) Verify(m *Metadata) error {
 	if err := s.enter(); err != nil {
 		return err
@@ -70,9 +79,8 @@ func (s *Store) Verify(m *Metadata) error {
 			continue
 		}
 		for j := range h.KeyGroups {
-			ref := &h.KeyGroups[j]
-			if seq, err := r.readRef(m.Job, h.Scope, ref, nil); err != nil {
-				return r.refError(err, m.Job, m.CheckpointID, h.Scope, ref, seq)
+			if err := r.readRef(m.Job, m.CheckpointID, h.Scope, &h.KeyGroups[j], nil); err != nil {
+				return err
 			}
 		}
 	}
@@ -213,18 +221,47 @@ func (s *Store) putReader(r *reader) {
 	s.readers.Put(r)
 }
 
-// readRef reads every block of ref, passing the entries to fn (if not nil).
-// On failure it returns the block number (-1 when the failure is not about
-// one block) with an error that lacks the rest of the context.
-func (r *reader) readRef(job, scope string, ref *KeyGroupRef, fn func(kg int, state string, key, value []byte) error) (int, error) {
-	if ref.Blocks == 0 {
+// readRef reads every block of ref — its base, then each delta — passing
+// the entries to fn (if not nil). ckpt is the checkpoint that references
+// ref (0 if unknown), for the errors, which carry every context.
+func (r *reader) readRef(job string, ckpt uint64, scope string, ref *KeyGroupRef,
+	fn func(kg int, state string, key, value []byte, deleted bool) error) error {
+	base := part{writer: ref.Writer, blocks: ref.Blocks, raw: ref.RawBytes, stored: ref.StoredBytes, entries: ref.Entries}
+	if seq, err := r.readPart(job, scope, ref.KeyGroup, &base, fn); err != nil {
+		return r.refError(err, job, ckpt, scope, ref, 0, seq)
+	}
+	for i := range ref.Deltas {
+		d := &ref.Deltas[i]
+		p := part{delta: true, writer: d.Writer, blocks: d.Blocks, raw: d.RawBytes, stored: d.StoredBytes,
+			entries: d.Entries, deletes: d.Deletes}
+		if seq, err := r.readPart(job, scope, ref.KeyGroup, &p, fn); err != nil {
+			return r.refError(err, job, ckpt, scope, ref, i+1, seq)
+		}
+	}
+	return nil
+}
+
+// part is what a key group's base, or one of its deltas, says of its blocks.
+type part struct {
+	delta                         bool
+	writer                        uint64
+	blocks                        int
+	raw, stored, entries, deletes int64
+}
+
+// readPart reads the blocks of one part of key group kg. On failure it
+// returns the block number (-1 when the failure is not about one block)
+// with an error that lacks the rest of the context.
+func (r *reader) readPart(job, scope string, kg int, p *part,
+	fn func(kg int, state string, key, value []byte, deleted bool) error) (int, error) {
+	if p.blocks == 0 {
 		return -1, nil
 	}
-	var rawBytes, storedBytes, entries int64
-	r.key = blockKey(r.key[:0], job, ref.Writer, scope, ref.KeyGroup, 0)
+	var rawBytes, storedBytes, entries, deletes int64
+	r.key = blockKey(r.key[:0], job, p.writer, scope, kg, 0)
 	valid := r.iter.SeekGE(r.key)
-	for seq := 0; seq < ref.Blocks; seq++ {
-		r.key = blockKey(r.key[:0], job, ref.Writer, scope, ref.KeyGroup, seq)
+	for seq := 0; seq < p.blocks; seq++ {
+		r.key = blockKey(r.key[:0], job, p.writer, scope, kg, seq)
 		if !valid || !bytes.Equal(r.iter.Key(), r.key) {
 			if err := r.iter.Error(); err != nil {
 				return seq, ioErrorf(err, "cannot read block")
@@ -240,6 +277,9 @@ func (r *reader) readRef(job, scope string, ref *KeyGroupRef, fn func(kg int, st
 		if err != nil {
 			return seq, err
 		}
+		if bv.delta != p.delta {
+			return seq, corruptf("%s", blockKindMismatch(p.delta))
+		}
 		var raw []byte
 		raw, r.scratch, err = bv.decompress(r.scratch)
 		if err != nil {
@@ -248,7 +288,7 @@ func (r *reader) readRef(job, scope string, ref *KeyGroupRef, fn func(kg int, st
 		r.loadNames(bv.table)
 		n := 0
 		for off := 0; off < len(raw); n++ {
-			e, k, err := DecodeEntry(raw[off:])
+			e, k, err := decodeEntryOf(p.delta, raw[off:])
 			if err == nil && e.State >= len(r.names) {
 				err = corruptf("entry %d names state %d of %d", n, e.State, len(r.names))
 			}
@@ -256,8 +296,11 @@ func (r *reader) readRef(job, scope string, ref *KeyGroupRef, fn func(kg int, st
 				return seq, err
 			}
 			off += k
+			if e.Deleted {
+				deletes++
+			}
 			if fn != nil {
-				if err := fn(ref.KeyGroup, r.names[e.State], e.Key, e.Value); err != nil {
+				if err := fn(kg, r.names[e.State], e.Key, e.Value, e.Deleted); err != nil {
 					return seq, callerError{err}
 				}
 			}
@@ -270,11 +313,23 @@ func (r *reader) readRef(job, scope string, ref *KeyGroupRef, fn func(kg int, st
 		entries += int64(n)
 		valid = r.iter.Next()
 	}
-	if rawBytes != ref.RawBytes || storedBytes != ref.StoredBytes || entries != ref.Entries {
-		return -1, corruptf("blocks hold %d entries, %d raw bytes, %d stored bytes; the checkpoint says %d, %d, %d",
-			entries, rawBytes, storedBytes, ref.Entries, ref.RawBytes, ref.StoredBytes)
+	if rawBytes != p.raw || storedBytes != p.stored || entries != p.entries || deletes != p.deletes {
+		what := "blocks hold"
+		if p.delta {
+			what = "delta blocks hold"
+		}
+		return -1, corruptf("%s %d entries (%d deletions), %d raw bytes, %d stored bytes; the checkpoint says %d (%d), %d, %d",
+			what, entries, deletes, rawBytes, storedBytes, p.entries, p.deletes, p.raw, p.stored)
 	}
 	return -1, nil
+}
+
+// blockKindMismatch describes a block of the wrong kind for its part.
+func blockKindMismatch(wantDelta bool) string {
+	if wantDelta {
+		return "a delta's block is a full block"
+	}
+	return "a base's block is a delta block"
 }
 
 // loadNames decodes a block's state table into r.names, interning the
@@ -299,20 +354,34 @@ type callerError struct{ err error }
 
 func (e callerError) Error() string { return e.err.Error() }
 
-// refError adds the context of a key group (and block, if seq >= 0) to an
-// error of readRef.
-func (r *reader) refError(err error, job string, ckpt uint64, scope string, ref *KeyGroupRef, seq int) error {
+// refError adds the context of a key group — its base (delta 0) or delta
+// number delta of its chain, and the block, if seq >= 0 — to an error of
+// readPart.
+func (r *reader) refError(err error, job string, ckpt uint64, scope string, ref *KeyGroupRef, delta, seq int) error {
 	if ce, ok := err.(callerError); ok {
 		return ce.err
 	}
+	return withContext(err, refContext(job, ckpt, scope, ref, delta, seq))
+}
+
+// refContext names a block (seq >= 0) or a part of a key group in an
+// error: "job J, checkpoint C, scope S, key group K[, delta D of N][,
+// block B] (written by checkpoint W)".
+func refContext(job string, ckpt uint64, scope string, ref *KeyGroupRef, delta, seq int) string {
 	ckptText := "checkpoint ?"
 	if ckpt != 0 {
 		ckptText = fmt.Sprintf("checkpoint %d", ckpt)
+	}
+	writer := ref.Writer
+	deltaText := ""
+	if delta > 0 {
+		writer = ref.Deltas[delta-1].Writer
+		deltaText = fmt.Sprintf(", delta %d of %d", delta, len(ref.Deltas))
 	}
 	blockText := ""
 	if seq >= 0 {
 		blockText = fmt.Sprintf(", block %d", seq)
 	}
-	return withContext(err, fmt.Sprintf("job %s, %s, scope %q, key group %d%s (written by checkpoint %d)",
-		job, ckptText, scope, ref.KeyGroup, blockText, ref.Writer))
+	return fmt.Sprintf("job %s, %s, scope %q, key group %d%s%s (written by checkpoint %d)",
+		job, ckptText, scope, ref.KeyGroup, deltaText, blockText, writer)
 }

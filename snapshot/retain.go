@@ -10,7 +10,9 @@ import (
 
 // Retain keeps the newest keep completed checkpoints of job and deletes
 // the metadata of older ones, then deletes every block that no retained
-// checkpoint references: blocks of deleted checkpoints, and blocks of
+// checkpoint references — a reference is to a key group's base or to any
+// delta of its chain, so a retained checkpoint keeps every block its
+// chains need, however old: blocks of deleted checkpoints, and blocks of
 // checkpoints that never completed and are older than the newest completed
 // one. It never deletes a block a retained checkpoint references (an
 // incremental checkpoint references blocks of older ones), nor blocks of
@@ -125,12 +127,19 @@ func (s *Store) Retain(job string, keep int) error {
 // a writer up to newest that neither a retained checkpoint nor an in-flight
 // checkpoint's pin references.
 func (s *Store) deleteUnreferencedLocked(b *pebble.Batch, job string, newest uint64, retained []*Metadata) error {
-	// live[writer] = the kgPrefix of every referenced (scope, key group).
+	// live[writer] = the kgPrefix of every referenced (scope, key group):
+	// the bases and every delta of the chains.
 	live := make(map[uint64][][]byte)
 	addHandle := func(h *KeyedHandle) {
-		for _, r := range h.KeyGroups {
+		for i := range h.KeyGroups {
+			r := &h.KeyGroups[i]
 			if r.Blocks > 0 {
 				live[r.Writer] = append(live[r.Writer], kgPrefix(nil, job, r.Writer, h.Scope, r.KeyGroup))
+			}
+			for _, d := range r.Deltas {
+				if d.Blocks > 0 {
+					live[d.Writer] = append(live[d.Writer], kgPrefix(nil, job, d.Writer, h.Scope, r.KeyGroup))
+				}
 			}
 		}
 	}

@@ -17,12 +17,13 @@ import (
 
 // Savepoints. A savepoint is a directory that is a data dir of its own — a
 // Store holding exactly one completed checkpoint of one job, its metadata
-// and every block it references copied verbatim from the store it was
+// and every block it references (the bases and every delta of their
+// chains, under their original keys) copied verbatim from the store it was
 // taken from, and the record of completed checkpoints naming it — plus a
 // descriptor file, SAVEPOINT, written last (atomically, synced: see
 // internal/atomicfile): one checksummed line that says what it holds, e.g.
 //
-//	streamd-savepoint v1 job=counts checkpoint=42 completed=2026-12-07T03:37:25.123456789Z metadata_format=2 blocks=128 stored_bytes=1048576 crc=1a2b3c4d
+//	streamd-savepoint v1 job=counts checkpoint=42 completed=2026-12-07T03:37:25.123456789Z metadata_format=3 blocks=128 stored_bytes=1048576 crc=1a2b3c4d
 //
 // A directory without a valid descriptor is not a savepoint: an export that
 // failed or crashed midway never looks like one. A savepoint is outside
@@ -422,40 +423,51 @@ func (s *Store) exportInto(job string, id uint64, dir string) (SavepointDescript
 		}
 		for j := range h.KeyGroups {
 			ref := &h.KeyGroups[j]
-			var stored int64
-			for seq := 0; seq < ref.Blocks; seq++ {
-				key = blockKey(key[:0], job, ref.Writer, h.Scope, ref.KeyGroup, seq)
-				ctx := fmt.Sprintf("job %s, checkpoint %d, scope %q, key group %d, block %d (written by checkpoint %d)",
-					job, id, h.Scope, ref.KeyGroup, seq, ref.Writer)
-				if !it.SeekGE(key) || !slices.Equal(it.Key(), key) {
-					if err := it.Error(); err != nil {
+			// The base (part 0), then every delta of the chain.
+			for pi := 0; pi <= len(ref.Deltas); pi++ {
+				writer, blocks, want, delta := ref.Writer, ref.Blocks, ref.StoredBytes, false
+				if pi > 0 {
+					dr := &ref.Deltas[pi-1]
+					writer, blocks, want, delta = dr.Writer, dr.Blocks, dr.StoredBytes, true
+				}
+				var stored int64
+				for seq := 0; seq < blocks; seq++ {
+					key = blockKey(key[:0], job, writer, h.Scope, ref.KeyGroup, seq)
+					ctx := refContext(job, id, h.Scope, ref, pi, seq)
+					if !it.SeekGE(key) || !slices.Equal(it.Key(), key) {
+						if err := it.Error(); err != nil {
+							return d, ioErrorf(err, "cannot read block: %s", ctx)
+						}
+						return d, corruptf("%s: block is missing", ctx)
+					}
+					val, err := it.ValueAndErr()
+					if err != nil {
 						return d, ioErrorf(err, "cannot read block: %s", ctx)
 					}
-					return d, corruptf("%s: block is missing", ctx)
-				}
-				val, err := it.ValueAndErr()
-				if err != nil {
-					return d, ioErrorf(err, "cannot read block: %s", ctx)
-				}
-				if _, err := parseBlock(val); err != nil {
-					return d, withContext(err, ctx)
-				}
-				if err := batch.Set(key, val, nil); err != nil {
-					return d, ioErrorf(err, "cannot write savepoint %s", dir)
-				}
-				stored += int64(len(val))
-				d.Blocks++
-				if batch.Len() >= exportBatchBytes {
-					if err := commit(pebble.NoSync); err != nil {
-						return d, err
+					bv, err := parseBlock(val)
+					if err != nil {
+						return d, withContext(err, ctx)
+					}
+					if bv.delta != delta {
+						return d, corruptf("%s: %s", ctx, blockKindMismatch(delta))
+					}
+					if err := batch.Set(key, val, nil); err != nil {
+						return d, ioErrorf(err, "cannot write savepoint %s", dir)
+					}
+					stored += int64(len(val))
+					d.Blocks++
+					if batch.Len() >= exportBatchBytes {
+						if err := commit(pebble.NoSync); err != nil {
+							return d, err
+						}
 					}
 				}
+				if stored != want {
+					return d, corruptf("%s: blocks hold %d stored bytes; the checkpoint says %d",
+						refContext(job, id, h.Scope, ref, pi, -1), stored, want)
+				}
+				d.StoredBytes += stored
 			}
-			if stored != ref.StoredBytes {
-				return d, corruptf("job %s, checkpoint %d, scope %q, key group %d: blocks hold %d stored bytes; the checkpoint says %d",
-					job, id, h.Scope, ref.KeyGroup, stored, ref.StoredBytes)
-			}
-			d.StoredBytes += stored
 		}
 	}
 	// The metadata last, synced: that sync makes the blocks durable too

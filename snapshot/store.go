@@ -38,6 +38,28 @@ type View interface {
 	ForEach(kg int, fn func(state int, key, value []byte) error) error
 }
 
+// DeltaView is a View that can also say how a key group changed since an
+// earlier version of it (incremental checkpoints).
+type DeltaView interface {
+	View
+	// Len returns the number of entries of key group kg (as ForEach yields).
+	Len(kg int) int
+	// ChangedEntries returns an upper bound of the entries Changes(kg, since)
+	// would report, cheaply (no walk), or ok=false when Changes cannot tell.
+	ChangedEntries(kg int, since uint64) (n int, ok bool)
+	// Changes reports how key group kg differs from its state at version
+	// since (a KeyGroupVersion the same view's backend returned earlier):
+	// first deleted entries (fn with deleted=true and a nil value), then
+	// inserted or changed entries (deleted=false). It may report an entry
+	// that did not change, or the deletion of an entry the old version did
+	// not have; applying the deletions, then the upserts, to the entries
+	// of version since gives exactly the entries ForEach yields now. It
+	// returns ok=false without calling fn when it cannot tell; the caller
+	// then writes the key group in full. key and value are valid during
+	// the call only; an error from fn is returned as it is.
+	Changes(kg int, since uint64, fn func(state int, key, value []byte, deleted bool) error) (ok bool, err error)
+}
+
 // lockFileName is the file in the data dir that Open locks with flock.
 const lockFileName = "LOCK"
 

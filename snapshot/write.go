@@ -27,9 +27,17 @@ const FailpointAsync = "snapshot-async"
 //
 // A key group whose version (v.KeyGroupVersion) equals its version in prev
 // — the handle of the same scope in the newest completed checkpoint, or nil
-// — is not written again: the new handle references prev's blocks
-// (incremental checkpoint). If prev's checkpoint has been deleted by
-// retention in the meantime, WriteKeyed writes everything instead.
+// — is not written again: the new handle references prev's blocks, its
+// base and deltas (incremental checkpoint). If prev's checkpoint has been
+// deleted by retention in the meantime, WriteKeyed writes everything
+// instead.
+//
+// A key group that changed is written as a delta when v is a DeltaView,
+// prev has a non-empty base for it, and the policy (Options.Incremental)
+// allows: the operations DeltaView.Changes reports since prev's version go
+// into delta blocks, and the new handle's chain is prev's base and deltas
+// plus this delta. Otherwise — or when Changes cannot tell after all — it
+// is written in full: a new base, no deltas.
 //
 // WriteKeyed runs off the task's goroutine and may be called concurrently
 // for different tasks (also of the same scope: their key group ranges are
@@ -86,6 +94,10 @@ func (s *Store) WriteKeyed(job string, ckpt uint64, scope string, start, end int
 		return nil, err
 	}
 	prevIndex := newRefIndex(prev)
+	dv, _ := v.(DeltaView)
+	if s.opts.Incremental.Disabled {
+		dv = nil
+	}
 
 	w := s.getWriter()
 	defer func() {
@@ -99,22 +111,47 @@ func (s *Store) WriteKeyed(job string, ckpt uint64, scope string, start, end int
 	h := &KeyedHandle{Scope: scope, Checkpoint: ckpt, KeyGroups: make([]KeyGroupRef, 0, end-start)}
 	for kg := start; kg < end; kg++ {
 		version := v.KeyGroupVersion(kg)
-		if ref, ok := prevIndex.find(kg); ok && ref.Version == version {
-			if ref.Blocks > 0 && ref.Writer >= ckpt {
-				panic(fmt.Sprintf("snapshot: invariant violated: checkpoint %d would reuse key group %d written by checkpoint %d",
-					ckpt, kg, ref.Writer))
-			}
+		ref, found := prevIndex.find(kg)
+		if found && (ref.Version == version || dv != nil) && (ref.Blocks > 0 || len(ref.Deltas) > 0) && ref.lastWriter() >= ckpt {
+			panic(fmt.Sprintf("snapshot: invariant violated: checkpoint %d would reference key group %d written by checkpoint %d",
+				ckpt, kg, ref.lastWriter()))
+		}
+		if found && ref.Version == version {
 			h.KeyGroups = append(h.KeyGroups, ref)
-			h.ReusedBytes += ref.StoredBytes
+			h.ReusedBytes += ref.chainStoredBytes()
+			h.ReusedKeyGroups++
+			h.MaxChain = max(h.MaxChain, len(ref.Deltas))
 			continue
 		}
-		ref := w.writeKeyGroup(kg, version, v)
+		if found && dv != nil && s.opts.Incremental.wantDelta(dv, scope, kg, &ref) {
+			d, ok := w.writeDelta(kg, ref.Version, dv)
+			if w.err != nil {
+				break
+			}
+			if ok {
+				next := ref
+				next.Version = version
+				if d.Blocks > 0 {
+					// A new slice: prev's handle is a value shared with others.
+					next.Deltas = append(ref.Deltas[:len(ref.Deltas):len(ref.Deltas)], d)
+				}
+				h.KeyGroups = append(h.KeyGroups, next)
+				h.RawBytes += d.RawBytes
+				h.StoredBytes += d.StoredBytes
+				h.ReusedBytes += ref.chainStoredBytes()
+				h.DeltaKeyGroups++
+				h.MaxChain = max(h.MaxChain, len(next.Deltas))
+				continue
+			}
+		}
+		ref = w.writeKeyGroup(kg, version, v)
 		if w.err != nil {
 			break
 		}
 		h.KeyGroups = append(h.KeyGroups, ref)
 		h.RawBytes += ref.RawBytes
 		h.StoredBytes += ref.StoredBytes
+		h.FullKeyGroups++
 	}
 	w.finish()
 	if w.err != nil {
@@ -135,10 +172,75 @@ func (h *KeyedHandle) totalStoredBytes() int64 {
 		return 0
 	}
 	var n int64
-	for _, r := range h.KeyGroups {
-		n += r.StoredBytes
+	for i := range h.KeyGroups {
+		n += h.KeyGroups[i].chainStoredBytes()
 	}
 	return n
+}
+
+// lastWriter returns the writer of r's newest part: its last delta's, or
+// its base's.
+func (r *KeyGroupRef) lastWriter() uint64 {
+	if n := len(r.Deltas); n > 0 {
+		return r.Deltas[n-1].Writer
+	}
+	return r.Writer
+}
+
+// wantDelta decides whether key group kg, whose chain in the previous
+// checkpoint is ref and which changed since, is written as a delta (true)
+// or in full: in full when its base is empty, when its chain is as long
+// as its (jittered) MaxChain, when dv cannot bound the changes, when they
+// may exceed MaxDeltaFraction of its entries, or when the chain's deltas
+// with this one's estimate would exceed its (jittered) MaxChainRatio of
+// the base's stored bytes. The estimate is the changed entries at the
+// base's stored bytes per entry.
+func (o *IncrementalOptions) wantDelta(dv DeltaView, scope string, kg int, ref *KeyGroupRef) bool {
+	if ref.Blocks == 0 || ref.Entries == 0 {
+		return false
+	}
+	factor := o.jitterFactor(scope, kg, ref.Writer)
+	maxChain := max(1, int(float64(o.MaxChain)*factor))
+	if len(ref.Deltas) >= maxChain {
+		return false
+	}
+	changed, ok := dv.ChangedEntries(kg, ref.Version)
+	if !ok || changed < 0 {
+		return false
+	}
+	if float64(changed) > o.MaxDeltaFraction*float64(dv.Len(kg)) {
+		return false
+	}
+	estimate := float64(changed) * float64(ref.StoredBytes) / float64(ref.Entries)
+	return float64(ref.deltaStoredBytes())+estimate <= o.MaxChainRatio*factor*float64(ref.StoredBytes)
+}
+
+// jitterFactor returns the factor in (1-Jitter, 1] that scales the
+// materialization thresholds of a key group: a hash of the scope, the key
+// group and the checkpoint that wrote its base, so that it is the same
+// for every decision about one chain, differs between key groups, and
+// changes when the key group materializes.
+func (o *IncrementalOptions) jitterFactor(scope string, kg int, baseWriter uint64) float64 {
+	if o.Jitter <= 0 {
+		return 1
+	}
+	h := uint64(14695981039346656037) // FNV-1a of the scope
+	for i := 0; i < len(scope); i++ {
+		h ^= uint64(scope[i])
+		h *= 1099511628211
+	}
+	h = mix64(h ^ mix64(uint64(kg)+0x9e3779b97f4a7c15) ^ mix64(baseWriter^0xbf58476d1ce4e5b9))
+	u := float64(h>>11) / (1 << 53) // [0, 1)
+	return 1 - o.Jitter*u
+}
+
+// mix64 is splitmix64's finalizer.
+func mix64(x uint64) uint64 {
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	return x ^ x>>31
 }
 
 // refIndex finds a key group in a handle's list.
@@ -188,11 +290,13 @@ func (x *refIndex) find(kg int) (KeyGroupRef, bool) {
 // It keeps its first error (sticky): after it, every step is a no-op.
 // Writers are pooled by the Store; their buffers survive between calls.
 type writer struct {
-	s           *Store
-	compression Compression
-	blockSize   int
-	batch       *pebble.Batch
-	addFn       func(state int, key, value []byte) error // w.add, bound once
+	s                *Store
+	compression      Compression // of full blocks
+	deltaCompression Compression // of delta blocks
+	blockSize        int
+	batch            *pebble.Batch
+	addFn            func(state int, key, value []byte) error               // w.add, bound once
+	changeFn         func(state int, key, value []byte, deleted bool) error // w.addChange, bound once
 
 	// Per call.
 	job    string
@@ -211,19 +315,28 @@ type writer struct {
 	sstPath   string
 	sstBlocks int // blocks written to sst
 
-	// Per key group.
-	kg  int
-	ref *KeyGroupRef
+	// Per part of a key group being written: its base or a delta.
+	kg        int
+	delta     bool       // writing a delta (delta blocks, operations)
+	part      partTotals // what the part's flushed blocks hold
+	sawUpsert bool       // a delta's upserts began: no deletion may follow
 
 	// Per block.
-	raw   []byte   // encoded entries
-	count int      // entries in raw
-	table []string // the block's state table
-	local []int32  // View state id -> index in table, or -1
-	used  []int    // View state ids in table, to reset local
+	raw     []byte   // encoded entries
+	count   int      // entries in raw
+	deletes int      // deletions among them (delta blocks)
+	table   []string // the block's state table
+	local   []int32  // View state id -> index in table, or -1
+	used    []int    // View state ids in table, to reset local
 
 	block []byte // encoded block
 	key   []byte
+}
+
+// partTotals adds up the blocks of one part of a key group.
+type partTotals struct {
+	blocks                        int
+	raw, stored, entries, deletes int64
 }
 
 // pendingEnd locates one pending block: its key is pendBuf[previous
@@ -235,19 +348,21 @@ func (s *Store) getWriter() *writer {
 		return w
 	}
 	w := &writer{
-		s:           s,
-		compression: s.opts.Compression,
-		blockSize:   s.opts.BlockSizeBytes,
-		batch:       s.db.NewBatch(pebble.WithMaxRetainedSizeBytes(2 * ingestThresholdBytes)),
+		s:                s,
+		compression:      s.opts.Compression,
+		deltaCompression: *s.opts.Incremental.DeltaCompression,
+		blockSize:        s.opts.BlockSizeBytes,
+		batch:            s.db.NewBatch(pebble.WithMaxRetainedSizeBytes(2 * ingestThresholdBytes)),
 	}
 	w.addFn = w.add
+	w.changeFn = w.addChange
 	return w
 }
 
 func (s *Store) putWriter(w *writer) {
 	w.abortSST()
 	w.batch.Reset()
-	w.job, w.scope, w.states, w.err, w.ref = "", "", nil, nil, nil
+	w.job, w.scope, w.states, w.err = "", "", nil, nil
 	w.pendBuf, w.pendEnds = w.pendBuf[:0], w.pendEnds[:0]
 	clear(w.table)
 	w.table = w.table[:0]
@@ -275,6 +390,7 @@ func (w *writer) begin(job string, ckpt uint64, scope string, states []string) {
 func (w *writer) resetBlock() {
 	w.raw = w.raw[:0]
 	w.count = 0
+	w.deletes = 0
 	for _, id := range w.used {
 		w.local[id] = -1
 	}
@@ -283,11 +399,15 @@ func (w *writer) resetBlock() {
 	w.table = w.table[:0]
 }
 
+// beginPart starts writing key group kg: its base, or a delta.
+func (w *writer) beginPart(kg int, delta bool) {
+	w.kg, w.delta, w.part, w.sawUpsert = kg, delta, partTotals{}, false
+	w.resetBlock()
+}
+
 // writeKeyGroup writes every entry of key group kg; on failure it sets w.err.
 func (w *writer) writeKeyGroup(kg int, version uint64, v View) KeyGroupRef {
-	ref := KeyGroupRef{KeyGroup: kg, Version: version, Writer: w.ckpt}
-	w.kg, w.ref = kg, &ref
-	w.resetBlock()
+	w.beginPart(kg, false)
 	if err := v.ForEach(kg, w.addFn); err != nil && w.err == nil {
 		w.err = fmt.Errorf("snapshot: cannot read key group %d of scope %q (job %s, checkpoint %d): %w",
 			kg, w.scope, w.job, w.ckpt, err)
@@ -295,8 +415,39 @@ func (w *writer) writeKeyGroup(kg int, version uint64, v View) KeyGroupRef {
 	if w.err == nil && w.count > 0 {
 		w.flushBlock()
 	}
-	w.ref = nil
-	return ref
+	p := w.part
+	return KeyGroupRef{KeyGroup: kg, Version: version, Writer: w.ckpt,
+		Blocks: p.blocks, RawBytes: p.raw, StoredBytes: p.stored, Entries: p.entries}
+}
+
+// writeDelta writes the changes of key group kg since version since as a
+// delta. ok is false when dv cannot tell (nothing was written; the caller
+// writes the key group in full) or on failure, which sets w.err. A delta
+// without operations has Blocks == 0.
+func (w *writer) writeDelta(kg int, since uint64, dv DeltaView) (d DeltaRef, ok bool) {
+	w.beginPart(kg, true)
+	ok, err := dv.Changes(kg, since, w.changeFn)
+	if err != nil && w.err == nil {
+		w.err = fmt.Errorf("snapshot: cannot read the changes of key group %d of scope %q since version %d (job %s, checkpoint %d): %w",
+			kg, w.scope, since, w.job, w.ckpt, err)
+	}
+	if w.err != nil {
+		return DeltaRef{}, false
+	}
+	if !ok {
+		if w.part.entries > 0 || w.count > 0 {
+			panic(fmt.Sprintf("snapshot: invariant violated: DeltaView.Changes of key group %d returned ok=false after reporting changes", kg))
+		}
+		return DeltaRef{}, false
+	}
+	if w.count > 0 {
+		if w.flushBlock(); w.err != nil {
+			return DeltaRef{}, false
+		}
+	}
+	p := w.part
+	return DeltaRef{Writer: w.ckpt, Blocks: p.blocks, RawBytes: p.raw, StoredBytes: p.stored,
+		Entries: p.entries, Deletes: p.deletes}, true
 }
 
 // add is the View.ForEach callback.
@@ -308,18 +459,64 @@ func (w *writer) add(state int, key, value []byte) error {
 		panic(fmt.Sprintf("snapshot: invariant violated: View.ForEach passed state id %d, View.States() has %d states",
 			state, len(w.states)))
 	}
-	size := entrySizeBound(len(w.states), len(key), len(value))
+	if !w.room(state, entrySizeBound(len(w.states), len(key), len(value))) {
+		return w.err
+	}
+	w.raw = AppendEntry(w.raw, int(w.localID(state)), key, value)
+	w.count++
+	return nil
+}
+
+// addChange is the DeltaView.Changes callback.
+func (w *writer) addChange(state int, key, value []byte, deleted bool) error {
+	if w.err != nil {
+		return w.err
+	}
+	if state < 0 || state >= len(w.states) {
+		panic(fmt.Sprintf("snapshot: invariant violated: DeltaView.Changes passed state id %d, View.States() has %d states",
+			state, len(w.states)))
+	}
+	if deleted {
+		if w.sawUpsert {
+			panic(fmt.Sprintf("snapshot: invariant violated: DeltaView.Changes of key group %d reported a deletion after an upsert", w.kg))
+		}
+		value = nil
+	} else {
+		w.sawUpsert = true
+	}
+	if !w.room(state, deltaEntrySizeBound(len(w.states), len(key), len(value), deleted)) {
+		return w.err
+	}
+	w.raw = AppendDeltaEntry(w.raw, int(w.localID(state)), key, value, deleted)
+	w.count++
+	if deleted {
+		w.deletes++
+	}
+	return nil
+}
+
+// room makes room in the current block for an entry of state of at most
+// size bytes, flushing the block if the entry does not fit. It returns
+// false (with w.err set) when the entry exceeds the limit or the flush
+// failed.
+func (w *writer) room(state, size int) bool {
 	if size > MaxBlockRawBytes {
 		w.err = fmt.Errorf("snapshot: cannot write key group %d of scope %q (job %s, checkpoint %d): "+
 			"an entry of state %q is %d bytes, more than the limit of %d: %w",
 			w.kg, w.scope, w.job, w.ckpt, w.states[state], size, MaxBlockRawBytes, ErrInvalidArgument)
-		return w.err
+		return false
 	}
 	if w.count > 0 && len(w.raw)+size > w.blockSize {
 		if w.flushBlock(); w.err != nil {
-			return w.err
+			return false
 		}
 	}
+	return true
+}
+
+// localID returns the index of state in the current block's state table,
+// adding it.
+func (w *writer) localID(state int) int32 {
 	local := w.local[state]
 	if local < 0 {
 		local = int32(len(w.table))
@@ -327,31 +524,38 @@ func (w *writer) add(state int, key, value []byte) error {
 		w.local[state] = local
 		w.used = append(w.used, state)
 	}
-	w.raw = AppendEntry(w.raw, int(local), key, value)
-	w.count++
-	return nil
+	return local
 }
 
 // flushBlock encodes the pending entries as the next block of the current
-// key group and stores it.
+// part (base or delta) and stores it.
 func (w *writer) flushBlock() {
-	seq := w.ref.Blocks
-	w.block = appendBlock(w.block[:0], w.compression, w.count, w.table, w.raw)
+	seq := w.part.blocks
+	if w.delta {
+		w.block = appendDeltaBlock(w.block[:0], w.deltaCompression, w.count, w.table, w.raw)
+	} else {
+		w.block = appendBlock(w.block[:0], w.compression, w.count, w.table, w.raw)
+	}
 	if invariantsEnabled {
-		if _, err := DecodeBlock(nil, w.block); err != nil {
-			panic("snapshot: invariant violated: a block just encoded does not decode: " + err.Error())
+		if b, err := DecodeBlock(nil, w.block); err != nil || b.Delta != w.delta {
+			panic(fmt.Sprintf("snapshot: invariant violated: a block just encoded does not decode as written (delta %v): %v", w.delta, err))
 		}
 	}
 	w.key = blockKey(w.key[:0], w.job, w.ckpt, w.scope, w.kg, seq)
 	if err := w.put(w.key, w.block); err != nil {
-		w.err = ioErrorf(err, "cannot write block %d of key group %d of scope %q (job %s, checkpoint %d)",
-			seq, w.kg, w.scope, w.job, w.ckpt)
+		what := "block"
+		if w.delta {
+			what = "delta block"
+		}
+		w.err = ioErrorf(err, "cannot write %s %d of key group %d of scope %q (job %s, checkpoint %d)",
+			what, seq, w.kg, w.scope, w.job, w.ckpt)
 		return
 	}
-	w.ref.Blocks++
-	w.ref.RawBytes += int64(len(w.raw))
-	w.ref.StoredBytes += int64(len(w.block))
-	w.ref.Entries += int64(w.count)
+	w.part.blocks++
+	w.part.raw += int64(len(w.raw))
+	w.part.stored += int64(len(w.block))
+	w.part.entries += int64(w.count)
+	w.part.deletes += int64(w.deletes)
 	w.resetBlock()
 	failpoint.Hit(FailpointAsync)
 }

@@ -192,12 +192,22 @@ func inspectCheckpoint(store *snapshot.Store, job string, id uint64, stdout, std
 		var splits []engine.Split
 		var parts []string
 		if t.Keyed != nil {
-			blocks, entries := 0, int64(0)
+			blocks, entries, deltas, changes := 0, int64(0), 0, int64(0)
 			for _, r := range t.Keyed.KeyGroups {
 				blocks += r.Blocks
 				entries += r.Entries
+				for _, d := range r.Deltas {
+					deltas++
+					blocks += d.Blocks
+					changes += d.Entries
+				}
 			}
-			parts = append(parts, fmt.Sprintf("key groups [%d, %d): %d entries in %d blocks", t.KeyGroupStart, t.KeyGroupEnd, entries, blocks))
+			text := fmt.Sprintf("key groups [%d, %d): %d entries in %d blocks", t.KeyGroupStart, t.KeyGroupEnd, entries, blocks)
+			if deltas > 0 {
+				text = fmt.Sprintf("key groups [%d, %d): %d entries in full images, %d changes in %d deltas (longest chain %d), %d blocks",
+					t.KeyGroupStart, t.KeyGroupEnd, entries, changes, deltas, t.Keyed.MaxChain, blocks)
+			}
+			parts = append(parts, text)
 		}
 		switch {
 		case engine.IsSplitList(t.Source):

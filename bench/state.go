@@ -181,10 +181,10 @@ func benchRestore(b *testing.B) {
 		// task's operators register their states.
 		got := 0
 		m, err := restoreStore.st.Recover("bench", func(m *snapshot.Metadata) error {
-			return restoreStore.st.ReadKeyed("bench", m.Tasks[0].Keyed, 0, keyed.DefaultMaxParallelism, func(_ int, state string, key, value []byte, deleted bool) error {
+			return restoreStore.st.ReadKeyed("bench", m.Tasks[0].Keyed, 0, keyed.DefaultMaxParallelism, func(_ int, state string, key, value []byte, op uint8) error {
 				got++
-				if deleted {
-					return be.RestoreDelete(state, key)
+				if op != snapshot.OpPut {
+					b.Fatalf("a full image holds operation %d", op)
 				}
 				return be.RestoreEntry(state, key, value)
 			})

@@ -8,6 +8,7 @@ import (
 
 	"github.com/streamd/streamd/engine/coord"
 	"github.com/streamd/streamd/internal/invariants"
+	"github.com/streamd/streamd/keyed"
 	"github.com/streamd/streamd/snapshot"
 )
 
@@ -51,6 +52,15 @@ type keyedSnapshot interface {
 	snapshot.View
 	Release()
 }
+
+// keyed.Snapshot is what the Store writes incrementally, and keyed's
+// change operations are snapshot's (a difference underflows, which does
+// not compile).
+var _ snapshot.DeltaView = (*keyed.Snapshot)(nil)
+
+const _ = keyed.ChangePut - snapshot.OpPut + (snapshot.OpPut - keyed.ChangePut) +
+	keyed.ChangeDelete - snapshot.OpDelete + (snapshot.OpDelete - keyed.ChangeDelete) +
+	keyed.ChangeAppend - snapshot.OpAppend + (snapshot.OpAppend - keyed.ChangeAppend)
 
 // fullView hides the snapshot's change log from the Store
 // (CheckpointOptions.FullCheckpoints): only View's and Release's methods.

@@ -339,7 +339,7 @@ func (rt *jobRuntime) readKeyed(m *snapshot.Metadata) (map[*vertex][]*keyed.Back
 		owned := make(map[string]bool) // per state name, for the current part
 		for _, p := range tg.parts {
 			clear(owned)
-			err := rt.readFrom.ReadKeyed(m.Job, p.tm.Keyed, p.start, p.end, func(kg int, state string, key, value []byte, deleted bool) error {
+			err := rt.readFrom.ReadKeyed(m.Job, p.tm.Keyed, p.start, p.end, func(kg int, state string, key, value []byte, op uint8) error {
 				if b == nil {
 					return nil // verify only
 				}
@@ -354,10 +354,7 @@ func (rt *jobRuntime) readKeyed(m *snapshot.Metadata) (map[*vertex][]*keyed.Back
 				if !mine {
 					return nil // the state of an operator that runs in another chain now
 				}
-				if deleted { // a delta's deletion (incremental checkpoints)
-					return b.RestoreDelete(state, key)
-				}
-				return b.RestoreEntry(state, key, value)
+				return restoreOp(b, state, key, value, op)
 			})
 			if err != nil {
 				return fmt.Errorf("cannot restore key groups [%d, %d) of %s task %d from checkpoint %d: %w", p.start, p.end, tg.v.name, tg.index, m.CheckpointID, err)
@@ -431,4 +428,16 @@ func (j *Job) stateOwner(v *vertex, state string, oldOps []string) (bool, error)
 		}
 	}
 	return true, nil
+}
+
+// restoreOp applies one entry of a checkpoint's keyed state to b: an entry
+// of a full image, or an operation of a delta (incremental checkpoints).
+func restoreOp(b *keyed.Backend, state string, key, value []byte, op uint8) error {
+	switch op {
+	case snapshot.OpDelete:
+		return b.RestoreDelete(state, key)
+	case snapshot.OpAppend:
+		return b.RestoreAppend(state, key, value)
+	}
+	return b.RestoreEntry(state, key, value)
 }

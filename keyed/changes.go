@@ -53,14 +53,60 @@ import (
 // length.
 const minLogEntries = 1024
 
+// A log entry is 64 bits: the address of the record written (bits 0–31),
+// the epoch of the write counted from the log's logEpoch0 (bits 32–61,
+// logEpochBits), and two flags. An in-place append to a list value (no
+// TTL: its timestamp would change too) is an entry with logAppend set,
+// followed by a length word (logLength set, the same epoch) holding the
+// value's length before the append: Changes reports a record that only
+// grew by appends since a version as OpAppend of what was appended, so a
+// list that gained one element costs its checkpoint that element.
+const (
+	logEpochBits = 30
+	logEpochMask = 1<<logEpochBits - 1
+	logAppend    = 1 << 62
+	logLength    = 1 << 63
+)
+
+// The operations Changes reports (snapshot.OpPut, OpDelete, OpAppend).
+const (
+	ChangePut    uint8 = 0
+	ChangeDelete uint8 = 1
+	ChangeAppend uint8 = 2
+)
+
+// logEntry is the log entry of a write at the current epoch.
+func (b *Backend) logEntry(t *table, addr uint32) uint64 {
+	return (b.epoch-t.logEpoch0)<<32 | uint64(addr)
+}
+
+// logRel returns the relative epoch of log entry e.
+func logRel(e uint64) uint64 { return e >> 32 & logEpochMask }
+
 // logAddr records a write to the record at addr of t (writable).
 func (b *Backend) logAddr(t *table, addr uint32) {
 	if n := len(t.log); n < cap(t.log) && !b.noLog {
 		t.log = t.log[:n+1]
-		t.log[n] = (b.epoch-t.logEpoch0)<<32 | uint64(addr)
+		t.log[n] = b.logEntry(t, addr)
 		return
 	}
 	b.logAddrSlow(t, addr)
+}
+
+// logAppendTo records an in-place append to the value of the record at
+// addr of t, whose value had oldLen bytes before it.
+func (b *Backend) logAppendTo(t *table, addr uint32, oldLen int) {
+	if b.noLog {
+		return
+	}
+	if len(t.log)+2 > cap(t.log) {
+		b.growLog(t)
+		if len(t.log)+2 > cap(t.log) {
+			t.log = append(t.log, 0, 0)[:len(t.log)] // room for the pair
+		}
+	}
+	e := b.logEntry(t, addr)
+	t.log = append(t.log, e|logAppend, e&^0xFFFFFFFF|logLength|uint64(uint32(oldLen)))
 }
 
 // prepareLog prepares put8's logAddr of the record at addr of t (b.last's
@@ -76,7 +122,7 @@ func (b *Backend) prepareLog(t *table, addr uint32) bool {
 	if n == cap(t.log) {
 		return false
 	}
-	l.logp, l.logv, l.logn = &t.log[:n+1][n], (b.epoch-t.logEpoch0)<<32|uint64(addr), n+1
+	l.logp, l.logv, l.logn = &t.log[:n+1][n], b.logEntry(t, addr), n+1
 	return true
 }
 
@@ -86,7 +132,7 @@ func (b *Backend) logAddrSlow(t *table, addr uint32) {
 		return
 	}
 	b.growLog(t)
-	t.log = append(t.log, (b.epoch-t.logEpoch0)<<32|uint64(addr))
+	t.log = append(t.log, b.logEntry(t, addr))
 }
 
 // growLog makes room in t's log for at least one more entry: it drops the entries
@@ -98,15 +144,15 @@ func (b *Backend) growLog(t *table) {
 	if n > 0 && b.forget >= t.logEpoch0 {
 		thr := b.forget - t.logEpoch0 // entries with a relative epoch <= thr may go
 		i := n
-		if thr < 1<<32 {
-			i = sort.Search(n, func(i int) bool { return t.log[i]>>32 > thr })
+		if thr < logEpochMask {
+			i = sort.Search(n, func(i int) bool { return logRel(t.log[i]) > thr })
 		}
 		if i > 0 && i >= n/2 {
-			t.logSince = max(t.logSince, t.logEpoch0+t.log[i-1]>>32)
+			t.logSince = max(t.logSince, t.logEpoch0+logRel(t.log[i-1]))
 			keep := t.log[i:]
 			base := b.epoch
 			if len(keep) > 0 {
-				base = t.logEpoch0 + keep[0]>>32
+				base = t.logEpoch0 + logRel(keep[0])
 			}
 			shift := (base - t.logEpoch0) << 32
 			nl := make([]uint64, len(keep), max(2*len(keep), 64))
@@ -167,15 +213,15 @@ func (s *Snapshot) logRange(kg int, since uint64) (t *table, from int, ok bool) 
 	case since == t.version:
 		return t, len(t.log), true
 	case since > t.version, since < t.logSince, since != 0 && since < s.b.firstEpoch,
-		s.epoch-t.logEpoch0 >= 1<<32:
+		s.epoch-t.logEpoch0 > logEpochMask:
 		// A version that is newer than the group, older than the log,
-		// or from another backend; or a log too old to count in 32 bits.
+		// or from another backend; or a log too old to count its epochs.
 		return nil, 0, false
 	case since < t.logEpoch0:
 		return t, 0, true
 	}
 	thr := since - t.logEpoch0
-	return t, sort.Search(len(t.log), func(i int) bool { return t.log[i]>>32 > thr }), true
+	return t, sort.Search(len(t.log), func(i int) bool { return logRel(t.log[i]) > thr }), true
 }
 
 // ChangedEntries returns an upper bound of the entries Changes(kg, since)
@@ -192,17 +238,19 @@ func (s *Snapshot) ChangedEntries(kg int, since uint64) (n int, ok bool) {
 // Changes reports how key group kg differs from its state at version since
 // (a KeyGroupVersion an earlier snapshot of the same backend reported for
 // kg; 0 for a group that did not exist then): first the deleted entries
-// (fn with deleted true and a nil value), then the inserted or changed ones,
-// in the form ForEach yields them. An entry may be reported although its
-// value did not change (rewritten, or moved), and a deletion may name an
-// entry that the old version did not have (created and deleted since);
-// applying the deletions, then the upserts, to the entries of version
-// since gives exactly the entries ForEach yields. It returns false without
+// (fn with ChangeDelete and a nil value), then the inserted or changed
+// ones (ChangePut, in the form ForEach yields them), then the entries that
+// only grew by appends since (ChangeAppend with what was appended: a list
+// state's new elements; the entry existed at since). An entry may be
+// reported although its value did not change (rewritten, or moved), and
+// a deletion may name an entry that the old version did not have (created
+// and deleted since); applying the deletions, then the rest, to the
+// entries of version since gives exactly the entries ForEach yields. It returns false without
 // calling fn when it cannot tell (the change log does not reach back to
 // since, or since is not a version of this backend's): write the group in
 // full then. It stops at and returns fn's first error. Like ForEach, it is
 // for the snapshot's one reader, and the slices are valid until Release.
-func (s *Snapshot) Changes(kg int, since uint64, fn func(state int, key, value []byte, deleted bool) error) (bool, error) {
+func (s *Snapshot) Changes(kg int, since uint64, fn func(state int, key, value []byte, op uint8) error) (bool, error) {
 	t, from, ok := s.logRange(kg, since)
 	if !ok {
 		return false, nil
@@ -210,22 +258,47 @@ func (s *Snapshot) Changes(kg int, since uint64, fn func(state int, key, value [
 	if t == nil || from == len(t.log) {
 		return true, nil
 	}
-	addrs := s.addrs[:0]
-	for _, e := range t.log[from:] {
-		addrs = append(addrs, uint32(e))
+	// addrs: the records written otherwise than by appends; appends:
+	// address<<32 | length before the append, of the others.
+	addrs, appends := s.addrs[:0], s.appends[:0]
+	log := t.log[from:]
+	for i := 0; i < len(log); i++ {
+		e := log[i]
+		switch {
+		case e&logAppend != 0 && i+1 < len(log) && log[i+1]&logLength != 0:
+			appends = append(appends, uint64(uint32(e))<<32|uint64(uint32(log[i+1])))
+			i++
+		case e&(logAppend|logLength) != 0:
+			return false, fmt.Errorf("keyed: key group %d: the change log has an unpaired append entry at %d", kg, from+i)
+		default:
+			addrs = append(addrs, uint32(e))
+		}
 	}
 	addrs = sortUnique(addrs, &s.radix)
-	s.addrs = addrs
+	slices.Sort(appends) // by address, then the smallest length: the length at since
+	s.addrs, s.appends = addrs, appends
 	shift, mask := s.b.pageShift, s.b.pageMask
-	for _, a := range addrs {
+	valid := func(a uint32) bool {
 		pi := int(a >> shift)
-		if pi >= len(t.data) || int(a&mask) >= t.data[pi].used {
+		return pi < len(t.data) && int(a&mask) < t.data[pi].used
+	}
+	for _, a := range addrs {
+		if !valid(a) {
 			// Never: a logged record outlives its log (rotateLog).
 			return false, fmt.Errorf("keyed: key group %d: the change log names address %#x, which the snapshot does not have", kg, a)
 		}
 	}
+	for _, x := range appends {
+		if !valid(uint32(x >> 32)) {
+			return false, fmt.Errorf("keyed: key group %d: the change log names address %#x, which the snapshot does not have", kg, x>>32)
+		}
+	}
 	for pass := range 2 {
 		deleted := pass == 0
+		op := ChangePut
+		if deleted {
+			op = ChangeDelete
+		}
 		for _, a := range addrs {
 			p, off := t.data[a>>shift].b, int(a&mask)
 			flags := recFlags(p, off)
@@ -236,9 +309,30 @@ func (s *Snapshot) Changes(kg int, since uint64, fn func(state int, key, value [
 			if !deleted {
 				value = recValue(p, off)
 			}
-			if err := fn(int(recState(p, off)), recKey(p, off), value, deleted); err != nil {
+			if err := fn(int(recState(p, off)), recKey(p, off), value, op); err != nil {
 				return true, err
 			}
+		}
+	}
+	// Records only appended to since: what was appended. A record also
+	// written otherwise (moved, killed, overwritten) is in addrs, reported
+	// whole above.
+	for i, x := range appends {
+		a := uint32(x >> 32)
+		if i > 0 && uint32(appends[i-1]>>32) == a {
+			continue // a later append to the same record: the first has the length at since
+		}
+		if _, found := slices.BinarySearch(addrs, a); found {
+			continue
+		}
+		p, off := t.data[a>>shift].b, int(a&mask)
+		v := recValue(p, off)
+		oldLen := int(uint32(x))
+		if recFlags(p, off)&(flagDead|flagHead) != 0 || oldLen > len(v) {
+			return true, fmt.Errorf("keyed: key group %d: the record at %#x, appended to since the version asked for, is dead or shorter than before", kg, a)
+		}
+		if err := fn(int(recState(p, off)), recKey(p, off), v[oldLen:], ChangeAppend); err != nil {
+			return true, err
 		}
 	}
 	return true, nil
@@ -336,6 +430,63 @@ func (b *Backend) RestoreDelete(state string, key []byte) error {
 	return nil
 }
 
+// RestoreAppend appends suffix to the value of one entry as Snapshot.Changes
+// reported it (ChangeAppend: a list state's elements added since the
+// version the delta applies to), for applying an incremental checkpoint.
+// The entry must exist (else an error wrapping ErrCorrupt: the delta does
+// not apply to what was restored). Errors otherwise as RestoreEntry's; a
+// failed call changes nothing.
+func (b *Backend) RestoreAppend(state string, key, suffix []byte) error {
+	pk, uk, err := SplitEntryKey(key)
+	if err != nil {
+		return fmt.Errorf("cannot restore an append to an entry of state %q: %w", state, err)
+	}
+	h := HashKey(pk)
+	kg := KeyGroupOf(h, b.opts.MaxParallelism)
+	if !b.opts.Range.Contains(kg) {
+		return fmt.Errorf("%w: cannot restore an append to an entry of state %q: key group %d is outside this backend's range %v",
+			ErrKeyGroupOutOfRange, state, kg, b.opts.Range)
+	}
+	id, ok := b.byName[state]
+	var t *table
+	var at int
+	var addr uint32
+	k := keyCtx{enc: key[:len(key)-len(uk)], hash: h, idx: kg - b.opts.Range.Start}
+	if ok && len(uk) == 0 {
+		if t = b.dir.tables[k.idx]; t != nil {
+			at, addr, _ = b.find(t, valueHash(h, id), hwOf(id, 0), k.enc, nil)
+		}
+	}
+	if addr == 0 {
+		return fmt.Errorf("%w: cannot restore an append to an entry of state %q: the entry does not exist", ErrCorrupt, state)
+	}
+	p, off := b.rec(t, addr)
+	old := recValue(p, off)
+	n := len(old) + len(suffix)
+	limit := MaxValueBytes + ttlOverhead(&b.states[id])
+	if b.states[id].ops == opsNone {
+		limit = MaxValueBytes + ttlBytes // the TTL is not known yet (RestoreEntry)
+	}
+	if n > limit {
+		return fmt.Errorf("%w: cannot restore an append to an entry of state %q: %d bytes", ErrValueTooLarge, state, n)
+	}
+	if b.states[id].ops == opsNone {
+		r := &b.restored[id]
+		r.minValue, r.maxValue = min(r.minValue, n), max(r.maxValue, n)
+	}
+	saved := b.noLog
+	b.noLog = true
+	t = b.writableTable(k.idx)
+	b.touch(t)
+	// old aliases the record; overwrite copies it onto itself or into the
+	// new record, reading it before anything is written over it.
+	b.overwrite(t, at, addr, val{a: old, b: suffix})
+	b.noLog = saved
+	b.unlogged(t)
+	b.maybeCompact(t)
+	return nil
+}
+
 // deleteValue removes the non-map record of state id and key k; it returns
 // the table when it wrote.
 func (b *Backend) deleteValue(k *keyCtx, id StateID) *table {
@@ -356,4 +507,4 @@ func (b *Backend) deleteValue(k *keyCtx, id StateID) *table {
 }
 
 // logEpochOf returns the epoch of log entry e of t (for checks and tests).
-func logEpochOf(t *table, e uint64) uint64 { return t.logEpoch0 + e>>32 }
+func logEpochOf(t *table, e uint64) uint64 { return t.logEpoch0 + logRel(e) }

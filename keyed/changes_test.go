@@ -1,6 +1,7 @@
 package keyed
 
 import (
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"sync"
@@ -28,7 +29,7 @@ func kgOfEntry(tb testing.TB, b *Backend, key string) int {
 	return KeyGroupOf(HashKey(pk), b.opts.MaxParallelism)
 }
 
-type deltaStats struct{ ok, full, unchanged, reported int }
+type deltaStats struct{ ok, full, unchanged, reported, appends int }
 
 // checkDelta checks Changes of every key group of f against base.
 func checkDelta(tb testing.TB, b *Backend, base, f *frozenSnap, st *deltaStats) {
@@ -68,15 +69,25 @@ func checkDelta(tb testing.TB, b *Backend, base, f *frozenSnap, st *deltaStats) 
 		bound, bok := f.s.ChangedEntries(kg, since)
 		got := have[kg]
 		reported, upserts := 0, false
-		ok, err := f.s.Changes(kg, since, func(state int, key, value []byte, deleted bool) error {
+		ok, err := f.s.Changes(kg, since, func(state int, key, value []byte, op uint8) error {
 			reported++
 			k := mkey{state, string(key)}
-			if deleted {
+			switch op {
+			case ChangeDelete:
 				if upserts {
 					return fmt.Errorf("a deletion of %q after an upsert", key)
 				}
 				delete(got, k)
 				return restored.RestoreDelete(names[state], key)
+			case ChangeAppend:
+				upserts = true
+				st.appends++
+				old, ok := got[k]
+				if !ok {
+					return fmt.Errorf("an append to %q, which the base does not have", key)
+				}
+				got[k] = old + string(value)
+				return restored.RestoreAppend(names[state], key, value)
 			}
 			upserts = true
 			got[k] = string(value)
@@ -168,9 +179,13 @@ func TestChangesProperty(t *testing.T) {
 			total.ok += st.ok
 			total.full += st.full
 			total.unchanged += st.unchanged
+			total.appends += st.appends
 		})
 	}
-	t.Logf("key groups: %d deltas, %d full, %d unchanged", total.ok, total.full, total.unchanged)
+	t.Logf("key groups: %d deltas, %d full, %d unchanged; %d list appends reported as such", total.ok, total.full, total.unchanged, total.appends)
+	if total.appends == 0 {
+		t.Fatal("no list append was ever reported as an append")
+	}
 }
 
 // TestChangesSteady: a steady workload of fixed-size overwrites, inserts
@@ -208,7 +223,7 @@ func TestChangesSteady(t *testing.T) {
 		s := b.Snapshot()
 		reported := 0
 		for kg := range 4 {
-			ok, err := s.Changes(kg, prev.KeyGroupVersion(kg), func(int, []byte, []byte, bool) error {
+			ok, err := s.Changes(kg, prev.KeyGroupVersion(kg), func(int, []byte, []byte, uint8) error {
 				reported++
 				return nil
 			})
@@ -258,7 +273,7 @@ func TestChangesConcurrent(t *testing.T) {
 		var wg sync.WaitGroup
 		wg.Go(func() {
 			for kg := range 8 {
-				if _, err := s.Changes(kg, versions[kg], func(int, []byte, []byte, bool) error { return nil }); err != nil {
+				if _, err := s.Changes(kg, versions[kg], func(int, []byte, []byte, uint8) error { return nil }); err != nil {
 					t.Error(err)
 				}
 			}
@@ -301,7 +316,7 @@ func TestChangesForeignVersion(t *testing.T) {
 	defer s1.Release()
 	s2 := b2.Snapshot()
 	defer s2.Release()
-	if ok, _ := s1.Changes(0, s2.KeyGroupVersion(0)-1, func(int, []byte, []byte, bool) error { return nil }); ok {
+	if ok, _ := s1.Changes(0, s2.KeyGroupVersion(0)-1, func(int, []byte, []byte, uint8) error { return nil }); ok {
 		t.Fatal("Changes answered a version of another backend")
 	}
 	if _, ok := s1.ChangedEntries(0, 0); ok {
@@ -315,4 +330,70 @@ func setIntKey(b *Backend, x uint64) {
 		k[i] = byte(x >> (56 - 8*i))
 	}
 	b.SetCurrentKey(k[:])
+}
+
+// TestChangesListAppend: a list that gained one element since the base is
+// reported as an append of that element, not the whole list; a restored
+// backend that applies it holds the whole list.
+func TestChangesListAppend(t *testing.T) {
+	b, err := NewBackend(Options{MaxParallelism: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := NewListState(b, "l", Int64Codec, StateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	setIntKey(b, 7)
+	for i := range 1000 {
+		l.Add(int64(i))
+	}
+	base := b.Snapshot()
+	baseVersion := base.KeyGroupVersion(0)
+	restored, err := NewBackend(Options{MaxParallelism: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := base.ForEach(0, func(state int, key, value []byte) error {
+		return restored.RestoreEntry(base.States()[state], key, value)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	base.Release()
+	l.Add(1000) // fits the list's capacity: an append in place
+	s := b.Snapshot()
+	defer s.Release()
+	var ops []uint8
+	var sizes []int
+	ok, err := s.Changes(0, baseVersion, func(state int, key, value []byte, op uint8) error {
+		ops, sizes = append(ops, op), append(sizes, len(value))
+		if op == ChangeAppend {
+			return restored.RestoreAppend(s.States()[state], key, value)
+		}
+		return restored.RestoreEntry(s.States()[state], key, value)
+	})
+	if err != nil || !ok {
+		t.Fatalf("Changes = %v, %v", ok, err)
+	}
+	if len(ops) != 1 || ops[0] != ChangeAppend || sizes[0] > 16 {
+		t.Fatalf("reported ops %v of %v bytes; want one append of one element", ops, sizes)
+	}
+	rl, err := NewListState(restored, "l", Int64Codec, StateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	setIntKey(restored, 7)
+	n := 0
+	for v := range rl.All() {
+		if v != int64(n) {
+			t.Fatalf("restored element %d = %d", n, v)
+		}
+		n++
+	}
+	if n != 1001 {
+		t.Fatalf("restored list has %d elements, want 1001", n)
+	}
+	if err := restored.RestoreAppend("l", AppendEntryKey(nil, []byte("no-such-key"), nil), []byte{1}); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("RestoreAppend to a missing entry = %v, want ErrCorrupt", err)
+	}
 }

@@ -75,6 +75,15 @@ func (b *Backend) checkTable(t *table) {
 			fail("change log entry %d: epoch %d after %d or beyond the current %d", i, ep, prevEpoch, b.epoch)
 		}
 		prevEpoch = ep
+		if e&logLength != 0 {
+			if i == 0 || t.log[i-1]&logAppend == 0 || logRel(t.log[i-1]) != logRel(e) {
+				fail("change log entry %d: a length word that does not follow its append entry", i)
+			}
+			continue
+		}
+		if e&logAppend != 0 && (i+1 >= len(t.log) || t.log[i+1]&logLength == 0) {
+			fail("change log entry %d: an append entry without its length word", i)
+		}
 		a := uint32(e)
 		pi, off := int(a>>b.pageShift), int(a&b.pageMask)
 		if pi == 0 || pi >= len(t.data) || t.data[pi].b == nil || off >= t.data[pi].used {

@@ -67,8 +67,8 @@ func (b *Backend) writableTableSlow(idx int) *table {
 		// replaced, never written in place.
 		nt.data = slices.Clone(t.data)
 		// nt.log shares t's array: appends go beyond t's length.
-		if b.epoch-nt.logEpoch0 >= 1<<31 {
-			b.rotateLog(&nt) // its epochs would soon not fit in 32 bits
+		if b.epoch-nt.logEpoch0 >= logEpochMask/2 {
+			b.rotateLog(&nt) // its epochs would soon not fit in logEpochBits
 		}
 		t = &nt
 	}
@@ -252,6 +252,7 @@ type Snapshot struct {
 	released atomic.Bool
 
 	addrs, radix []uint32 // Changes' buffers (the reader's)
+	appends      []uint64
 }
 
 // Range is the key groups of the snapshot's backend.

@@ -130,7 +130,11 @@ func (b *Backend) appendValue(st *stateInfo, id StateID, d1, d2 []byte) {
 				w += copy(p[w:], d1)
 				copy(p[w:], d2)
 				put32(p[off+4:], n)
-				b.logAddr(t, addr)
+				if st.ttlMs > 0 {
+					b.logAddr(t, addr) // the timestamp changed too
+				} else {
+					b.logAppendTo(t, addr, len(old))
+				}
 				return
 			}
 			v := val{a: old, b: d1}

@@ -27,7 +27,7 @@ func TestWriteReadAllocations(t *testing.T) {
 				}
 			})
 			n := 0
-			fn := func(int, string, []byte, []byte, bool) error { n++; return nil }
+			fn := func(int, string, []byte, []byte, uint8) error { n++; return nil }
 			read = testing.AllocsPerRun(5, func() {
 				if err := s.ReadKeyed("job", h, 0, 8, fn); err != nil {
 					t.Fatal(err)
@@ -84,7 +84,7 @@ func TestDeltaReadAllocations(t *testing.T) {
 			t.Fatalf("%d entries: chains of %d, %d delta key groups; want 2, 8", entriesPerGroup, h.MaxChain, h.DeltaKeyGroups)
 		}
 		n := 0
-		fn := func(int, string, []byte, []byte, bool) error { n++; return nil }
+		fn := func(int, string, []byte, []byte, uint8) error { n++; return nil }
 		a := testing.AllocsPerRun(5, func() {
 			if err := s.ReadKeyed(job, h, 0, 8, fn); err != nil {
 				t.Fatal(err)

@@ -101,7 +101,7 @@ func BenchmarkReadKeyed(b *testing.B) {
 				b.Fatal(err)
 			}
 			var n int
-			fn := func(int, string, []byte, []byte, bool) error { n++; return nil }
+			fn := func(int, string, []byte, []byte, uint8) error { n++; return nil }
 			b.SetBytes(h.RawBytes)
 			b.ReportAllocs()
 			for b.Loop() {

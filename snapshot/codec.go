@@ -70,8 +70,9 @@ var (
 type Entry struct {
 	State      int // index into the enclosing block's state table
 	Key, Value []byte
-	// Deleted is set for a deletion in a delta block (Value is nil).
-	Deleted bool
+	// Op is the operation of an entry of a delta block: OpPut (the
+	// only one of a full block), OpDelete (Value is nil) or OpAppend.
+	Op uint8
 }
 
 // AppendEntry appends the encoding of one entry to dst:
@@ -126,21 +127,30 @@ func DecodeEntry(src []byte) (e Entry, n int, err error) {
 	return Entry{State: int(state), Key: key, Value: value}, n, nil
 }
 
-// AppendDeltaEntry appends the encoding of one operation of a delta
-// block to dst:
+// The operations of a delta (DeltaView.Changes, ReadKeyed).
+const (
+	// OpPut sets the entry to the value: every entry of a full image,
+	// and an inserted or changed entry of a delta.
+	OpPut uint8 = 0
+	// OpDelete removes the entry (no value).
+	OpDelete uint8 = 1
+	// OpAppend appends the value to the entry's value: the elements added
+	// to a list state's entry since the previous checkpoint.
+	OpAppend uint8 = 2
+	numOps         = 3
+)
+
+// AppendDeltaEntry appends the encoding of one operation (OpPut, OpDelete,
+// OpAppend) of a delta block to dst:
 //
-//	uvarint state<<1 | deleted | uvarint len(key) | key [| uvarint len(value) | value]
+//	uvarint state<<2 | op | uvarint len(key) | key [| uvarint len(value) | value]
 //
-// A deletion (deleted true) has no value: value is ignored.
-func AppendDeltaEntry(dst []byte, state int, key, value []byte, deleted bool) []byte {
-	op := uint64(state) << 1
-	if deleted {
-		op |= 1
-	}
-	dst = binary.AppendUvarint(dst, op)
+// A deletion has no value: value is ignored.
+func AppendDeltaEntry(dst []byte, state int, key, value []byte, op uint8) []byte {
+	dst = binary.AppendUvarint(dst, uint64(state)<<2|uint64(op))
 	dst = binary.AppendUvarint(dst, uint64(len(key)))
 	dst = append(dst, key...)
-	if deleted {
+	if op == OpDelete {
 		return dst
 	}
 	dst = binary.AppendUvarint(dst, uint64(len(value)))
@@ -149,9 +159,9 @@ func AppendDeltaEntry(dst []byte, state int, key, value []byte, deleted bool) []
 
 // deltaEntrySizeBound returns an upper bound of the encoded size of a
 // delta entry.
-func deltaEntrySizeBound(state, keyBytes, valueBytes int, deleted bool) int {
-	n := uvarintLen(uint64(state)<<1|1) + uvarintLen(uint64(keyBytes)) + keyBytes
-	if !deleted {
+func deltaEntrySizeBound(state, keyBytes, valueBytes int, op uint8) int {
+	n := uvarintLen(uint64(state)<<2|3) + uvarintLen(uint64(keyBytes)) + keyBytes
+	if op != OpDelete {
 		n += uvarintLen(uint64(valueBytes)) + valueBytes
 	}
 	return n
@@ -159,11 +169,11 @@ func deltaEntrySizeBound(state, keyBytes, valueBytes int, deleted bool) int {
 
 // DecodeDeltaEntry decodes the delta entry (AppendDeltaEntry) at the start
 // of src and returns it with the number of bytes it occupied. A deletion
-// has Deleted set and a nil Value. A truncated or malformed entry is a
-// corruption error.
+// has a nil Value. A truncated or malformed entry (or an unknown
+// operation) is a corruption error.
 func DecodeDeltaEntry(src []byte) (e Entry, n int, err error) {
 	op, k := binary.Uvarint(src)
-	if k <= 0 || op>>1 > MaxStatesPerBlock {
+	if k <= 0 || op>>2 > MaxStatesPerBlock || op&3 >= numOps {
 		return Entry{}, 0, corruptf("delta entry: bad operation")
 	}
 	n = k
@@ -174,8 +184,8 @@ func DecodeDeltaEntry(src []byte) (e Entry, n int, err error) {
 	n += k
 	key := src[n : n+int(keyLen) : n+int(keyLen)]
 	n += int(keyLen)
-	if op&1 == 1 {
-		return Entry{State: int(op >> 1), Key: key, Deleted: true}, n, nil
+	if uint8(op&3) == OpDelete {
+		return Entry{State: int(op >> 2), Key: key, Op: OpDelete}, n, nil
 	}
 	valueLen, k := binary.Uvarint(src[n:])
 	if k <= 0 || valueLen > uint64(len(src)-n-k) {
@@ -184,7 +194,7 @@ func DecodeDeltaEntry(src []byte) (e Entry, n int, err error) {
 	n += k
 	value := src[n : n+int(valueLen) : n+int(valueLen)]
 	n += int(valueLen)
-	return Entry{State: int(op >> 1), Key: key, Value: value}, n, nil
+	return Entry{State: int(op >> 2), Key: key, Value: value, Op: uint8(op & 3)}, n, nil
 }
 
 // decodeEntryOf decodes one entry of a full (delta false) or a delta block.

@@ -275,25 +275,26 @@ func TestGoldenFormats(t *testing.T) {
 func encodeDeltaEntries(n, states int) []byte {
 	var raw []byte
 	for i := 0; i < n; i++ {
-		raw = AppendDeltaEntry(raw, i%states, fmt.Appendf(nil, "key-%08d", i), fmt.Appendf(nil, "%d", i*i), i%3 == 0)
+		raw = AppendDeltaEntry(raw, i%states, fmt.Appendf(nil, "key-%08d", i), fmt.Appendf(nil, "%d", i*i), uint8(i%3))
 	}
 	return raw
 }
 
 func TestDeltaEntryRoundTrip(t *testing.T) {
-	f := func(state int, key, value []byte, deleted bool) {
+	f := func(state int, key, value []byte, op uint8) {
 		t.Helper()
-		enc := AppendDeltaEntry([]byte("prefix"), state, key, value, deleted)
+		deleted := op == OpDelete
+		enc := AppendDeltaEntry([]byte("prefix"), state, key, value, op)
 		e, n, err := DecodeDeltaEntry(enc[len("prefix"):])
 		wantValue := value
 		if deleted {
 			wantValue = nil
 		}
-		if err != nil || n != len(enc)-len("prefix") || e.State != state || e.Deleted != deleted ||
+		if err != nil || n != len(enc)-len("prefix") || e.State != state || e.Op != op ||
 			!bytes.Equal(e.Key, key) || !bytes.Equal(e.Value, wantValue) || (deleted && e.Value != nil) {
-			t.Fatalf("DecodeDeltaEntry(AppendDeltaEntry(%d, %q, %q, %v)) = %+v, %d, %v", state, key, value, deleted, e, n, err)
+			t.Fatalf("DecodeDeltaEntry(AppendDeltaEntry(%d, %q, %q, %v)) = %+v, %d, %v", state, key, value, op, e, n, err)
 		}
-		if bound := deltaEntrySizeBound(state, len(key), len(value), deleted); bound < n {
+		if bound := deltaEntrySizeBound(state, len(key), len(value), op); bound < n {
 			t.Fatalf("deltaEntrySizeBound = %d < %d", bound, n)
 		}
 		for cut := 0; cut < n; cut++ {
@@ -302,12 +303,16 @@ func TestDeltaEntryRoundTrip(t *testing.T) {
 			}
 		}
 	}
-	f(0, nil, nil, false)
-	f(0, nil, nil, true)
-	f(1, []byte("k"), []byte("v"), false)
-	f(1, []byte("k"), []byte("ignored"), true)
-	f(300, bytes.Repeat([]byte{0xAB}, 200), bytes.Repeat([]byte{0}, 70000), false)
-	if _, _, err := DecodeDeltaEntry(AppendDeltaEntry(nil, MaxStatesPerBlock+1, nil, nil, true)); !IsCorruption(err) {
+	f(0, nil, nil, OpPut)
+	f(0, nil, nil, OpDelete)
+	f(1, []byte("k"), []byte("v"), OpPut)
+	f(1, []byte("k"), []byte("ignored"), OpDelete)
+	f(2, []byte("k"), []byte("more elements"), OpAppend)
+	f(300, bytes.Repeat([]byte{0xAB}, 200), bytes.Repeat([]byte{0}, 70000), OpPut)
+	if _, _, err := DecodeDeltaEntry([]byte{3, 0}); !IsCorruption(err) {
+		t.Errorf("operation 3: %v, want corruption", err)
+	}
+	if _, _, err := DecodeDeltaEntry(AppendDeltaEntry(nil, MaxStatesPerBlock+1, nil, nil, OpDelete)); !IsCorruption(err) {
 		t.Errorf("state id above the limit: %v", err)
 	}
 	// A full block's entries are not a delta block's and vice versa: the

@@ -81,7 +81,7 @@ func TestCorruptionWalk(t *testing.T) {
 									t.Fatalf("%s: Verify = %q, want it to contain %q", name, err, want)
 								}
 							}
-							rerr := s.ReadKeyed("job", m2.Tasks[0].Keyed, 0, 4, func(int, string, []byte, []byte, bool) error { return nil })
+							rerr := s.ReadKeyed("job", m2.Tasks[0].Keyed, 0, 4, func(int, string, []byte, []byte, uint8) error { return nil })
 							if !IsCorruption(rerr) {
 								t.Fatalf("%s: ReadKeyed = %v, want corruption", name, rerr)
 							}

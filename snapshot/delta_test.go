@@ -774,7 +774,7 @@ func TestDeltaChainProblems(t *testing.T) {
 // TestChangesContract: a view that breaks the DeltaView contract is a bug,
 // and panics with a message naming the broken invariant.
 func TestChangesContract(t *testing.T) {
-	f := func(name string, changes func(fn func(int, []byte, []byte, bool) error) (bool, error)) {
+	f := func(name string, changes func(fn func(int, []byte, []byte, uint8) error) (bool, error)) {
 		t.Run(name, func(t *testing.T) {
 			s, _ := openStore(t, Options{})
 			m := newDeltaModel(1, "a")
@@ -790,17 +790,17 @@ func TestChangesContract(t *testing.T) {
 			_, _ = s.WriteKeyed("job", 2, "agg", 0, 1, brokenChanges{m, changes}, h1)
 		})
 	}
-	f("ok=false after reporting", func(fn func(int, []byte, []byte, bool) error) (bool, error) {
-		_ = fn(0, []byte("k"), []byte("v"), false)
+	f("ok=false after reporting", func(fn func(int, []byte, []byte, uint8) error) (bool, error) {
+		_ = fn(0, []byte("k"), []byte("v"), OpPut)
 		return false, nil
 	})
-	f("deletion after upsert", func(fn func(int, []byte, []byte, bool) error) (bool, error) {
-		_ = fn(0, []byte("k"), []byte("v"), false)
-		_ = fn(0, []byte("j"), nil, true)
+	f("deletion after upsert", func(fn func(int, []byte, []byte, uint8) error) (bool, error) {
+		_ = fn(0, []byte("k"), []byte("v"), OpPut)
+		_ = fn(0, []byte("j"), nil, OpDelete)
 		return true, nil
 	})
-	f("state out of range", func(fn func(int, []byte, []byte, bool) error) (bool, error) {
-		return true, fn(1, []byte("k"), nil, true)
+	f("state out of range", func(fn func(int, []byte, []byte, uint8) error) (bool, error) {
+		return true, fn(1, []byte("k"), nil, OpDelete)
 	})
 
 	// An error from Changes fails the checkpoint, naming the key group.
@@ -811,7 +811,7 @@ func TestChangesContract(t *testing.T) {
 	commit(t, s, "job", 1, h1)
 	change(m, 0, 1, 2)
 	boom := errors.New("boom")
-	_, err := s.WriteKeyed("job", 2, "agg", 0, 1, brokenChanges{m, func(func(int, []byte, []byte, bool) error) (bool, error) {
+	_, err := s.WriteKeyed("job", 2, "agg", 0, 1, brokenChanges{m, func(func(int, []byte, []byte, uint8) error) (bool, error) {
 		return true, boom
 	}}, h1)
 	if !errors.Is(err, boom) || !strings.Contains(err.Error(), "cannot read the changes of key group 0") {
@@ -822,9 +822,9 @@ func TestChangesContract(t *testing.T) {
 // brokenChanges is a deltaModel whose Changes is replaced.
 type brokenChanges struct {
 	*deltaModel
-	changes func(fn func(int, []byte, []byte, bool) error) (bool, error)
+	changes func(fn func(int, []byte, []byte, uint8) error) (bool, error)
 }
 
-func (b brokenChanges) Changes(kg int, since uint64, fn func(state int, key, value []byte, deleted bool) error) (bool, error) {
+func (b brokenChanges) Changes(kg int, since uint64, fn func(state int, key, value []byte, op uint8) error) (bool, error) {
 	return b.changes(fn)
 }

@@ -64,8 +64,8 @@
 // the job's states change. An entry (AppendEntry) is state id, key and
 // value, length-prefixed with uvarints. A delta block (AppendDeltaBlock,
 // format byte 0xB2 where a full block has 0xB1; the same header, checksum
-// and compression) holds operations (AppendDeltaEntry): state<<1|deleted,
-// key, and the value unless it is a deletion. Metadata (EncodeMetadata) is
+// and compression) holds operations (AppendDeltaEntry): state<<2|op (put,
+// delete, append), key, and the value unless it is a deletion. Metadata (EncodeMetadata) is
 // a binary encoding, versioned by MetadataFormatVersion (3: delta chains
 // and key group counts; 1 and 2 still decode). Compression is chosen per
 // store (zstd fastest by default, S2, or none; delta blocks S2 by default,

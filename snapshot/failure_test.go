@@ -274,7 +274,7 @@ func TestCorruptSSTableIsCorruption(t *testing.T) {
 	}
 	s2, logs := openStoreIn(t, dir, Options{})
 	withTimeout(t, "ReadKeyed", func() {
-		err = s2.ReadKeyed("job", h, 0, 16, func(int, string, []byte, []byte, bool) error { return nil })
+		err = s2.ReadKeyed("job", h, 0, 16, func(int, string, []byte, []byte, uint8) error { return nil })
 	})
 	if !IsCorruption(err) {
 		t.Fatalf("ReadKeyed of a damaged sstable = %v, want corruption", err)

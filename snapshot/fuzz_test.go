@@ -57,7 +57,7 @@ func FuzzDecodeBlock(f *testing.F) {
 			}
 			for off, i := 0, 0; off < len(b.Entries); i++ {
 				e, n, err := decodeEntryOf(b.Delta, b.Entries[off:])
-				if err != nil || e.State >= len(b.States) || (e.Deleted && (!b.Delta || e.Value != nil)) {
+				if err != nil || e.State >= len(b.States) || (e.Op != OpPut && !b.Delta) || (e.Op == OpDelete && e.Value != nil) {
 					t.Fatalf("entry %d of a block that decoded: %+v, %v", i, e, err)
 				}
 				off += n
@@ -71,7 +71,7 @@ func FuzzDecodeBlock(f *testing.F) {
 			key := rest[:k]
 			rest = rest[k:]
 			v := min(len(rest), ops%5*3)
-			draw = AppendDeltaEntry(draw, ops%3, key, rest[:v], ops%4 == 0)
+			draw = AppendDeltaEntry(draw, ops%3, key, rest[:v], uint8(ops%3))
 			rest = rest[v:]
 		}
 		for _, c := range []Compression{CompressionNone, CompressionS2, CompressionZstd} {
@@ -136,8 +136,8 @@ func FuzzDecodeEntry(f *testing.F) {
 // FuzzDecodeDeltaEntry: DecodeDeltaEntry never panics, never reads past
 // its input, and what decodes re-encodes to the same operation.
 func FuzzDecodeDeltaEntry(f *testing.F) {
-	f.Add(AppendDeltaEntry(nil, 3, []byte("key"), []byte("value"), false))
-	f.Add(AppendDeltaEntry(nil, 3, []byte("key"), nil, true))
+	f.Add(AppendDeltaEntry(nil, 3, []byte("key"), []byte("value"), OpPut))
+	f.Add(AppendDeltaEntry(nil, 3, []byte("key"), nil, OpDelete))
 	f.Add([]byte{0x81})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		e, n, err := DecodeDeltaEntry(data)
@@ -147,12 +147,12 @@ func FuzzDecodeDeltaEntry(f *testing.F) {
 			}
 			return
 		}
-		if n > len(data) || n < minDeltaEntryBytes || (e.Deleted && e.Value != nil) {
+		if n > len(data) || n < minDeltaEntryBytes || (e.Op == OpDelete && e.Value != nil) {
 			t.Fatalf("consumed %d of %d bytes: %+v", n, len(data), e)
 		}
-		enc := AppendDeltaEntry(nil, e.State, e.Key, e.Value, e.Deleted)
+		enc := AppendDeltaEntry(nil, e.State, e.Key, e.Value, e.Op)
 		e2, n2, err := DecodeDeltaEntry(enc)
-		if err != nil || n2 != len(enc) || e2.State != e.State || e2.Deleted != e.Deleted ||
+		if err != nil || n2 != len(enc) || e2.State != e.State || e2.Op != e.Op ||
 			!bytes.Equal(e2.Key, e.Key) || !bytes.Equal(e2.Value, e.Value) {
 			t.Fatalf("re-encoded delta entry differs")
 		}

@@ -80,7 +80,8 @@ func (v *memView) want(start, end int) string {
 func readAll(t testing.TB, s *Store, job string, h *KeyedHandle, start, end int) string {
 	t.Helper()
 	var b strings.Builder
-	err := s.ReadKeyed(job, h, start, end, func(kg int, state string, key, value []byte, deleted bool) error {
+	err := s.ReadKeyed(job, h, start, end, func(kg int, state string, key, value []byte, op uint8) error {
+		deleted := op == OpDelete
 		if deleted {
 			fmt.Fprintf(&b, "%d %s %x deleted\n", kg, state, key)
 			return nil
@@ -372,7 +373,7 @@ func (m *deltaModel) ChangedEntries(kg int, since uint64) (int, bool) {
 	return len(log), true
 }
 
-func (m *deltaModel) Changes(kg int, since uint64, fn func(state int, key, value []byte, deleted bool) error) (bool, error) {
+func (m *deltaModel) Changes(kg int, since uint64, fn func(state int, key, value []byte, op uint8) error) (bool, error) {
 	m.changesCalls++
 	log, ok := m.since(kg, since)
 	if !ok || m.refuse {
@@ -387,27 +388,27 @@ func (m *deltaModel) Changes(kg int, since uint64, fn func(state int, key, value
 		}
 	}
 	if m.pad {
-		if err := fn(0, []byte("never-existed"), []byte("ignored"), true); err != nil {
+		if err := fn(0, []byte("never-existed"), []byte("ignored"), OpDelete); err != nil {
 			return true, err
 		}
 	}
 	for _, k := range changed {
 		if _, ok := m.groups[kg][k]; !ok {
-			if err := fn(k.state, []byte(k.key), nil, true); err != nil {
+			if err := fn(k.state, []byte(k.key), nil, OpDelete); err != nil {
 				return true, err
 			}
 		}
 	}
 	for _, k := range changed {
 		if v, ok := m.groups[kg][k]; ok {
-			if err := fn(k.state, []byte(k.key), v, false); err != nil {
+			if err := fn(k.state, []byte(k.key), v, OpPut); err != nil {
 				return true, err
 			}
 		}
 	}
 	if m.pad {
 		if keys := m.sortedKeys(kg); len(keys) > 0 {
-			if err := fn(keys[0].state, []byte(keys[0].key), m.groups[kg][keys[0]], false); err != nil {
+			if err := fn(keys[0].state, []byte(keys[0].key), m.groups[kg][keys[0]], OpPut); err != nil {
 				return true, err
 			}
 		}
@@ -444,7 +445,8 @@ func readState(t testing.TB, s *Store, job string, h *KeyedHandle, start, end in
 func tryReadState(s *Store, job string, h *KeyedHandle, start, end int) (string, error) {
 	type sk struct{ state, key string }
 	groups := map[int]map[sk]string{}
-	err := s.ReadKeyed(job, h, start, end, func(kg int, state string, key, value []byte, deleted bool) error {
+	err := s.ReadKeyed(job, h, start, end, func(kg int, state string, key, value []byte, op uint8) error {
+		deleted := op == OpDelete
 		g := groups[kg]
 		if g == nil {
 			g = map[sk]string{}

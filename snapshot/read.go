@@ -12,12 +12,13 @@ import (
 // ReadKeyed streams the key groups of h that lie in [start, end), in
 // ascending key group order; key groups outside the range are skipped
 // (that is how a rescaled task restores only its own). For each key group
-// it streams its base image — every entry, with deleted false — and then
-// each delta of its chain in order, as written: the delta's deletions
-// (deleted true, value nil), then its inserted or changed entries (deleted
-// false). Applying them in the order they arrive — an entry replaces one
-// of the same state and key, a deletion removes it and is a no-op when
-// there is none — gives the key group's state at the checkpoint. Every
+// it streams its base image — every entry, with op OpPut — and then each
+// delta of its chain in order, as written: the delta's deletions (OpDelete,
+// value nil), then its inserted or changed entries (OpPut) and the
+// elements appended to list entries (OpAppend). Applying them in the order
+// they arrive — OpPut replaces the entry of the same state and key,
+// OpDelete removes it and is a no-op when there is none, OpAppend appends
+// to it — gives the key group's state at the checkpoint. Every
 // block is checksum-verified and decompressed first. key and value are
 // only valid during the call to fn; an error from fn stops the walk and is
 // returned as it is.
@@ -27,7 +28,7 @@ import (
 // match the handle give an error for which IsCorruption is true, naming
 // the job, checkpoint, scope, key group, the delta (its position in the
 // chain and its writer) and block. A nil h has no entries.
-func (s *Store) ReadKeyed(job string, h *KeyedHandle, start, end int, fn func(kg int, state string, key, value []byte, deleted bool) error) error {
+func (s *Store) ReadKeyed(job string, h *KeyedHandle, start, end int, fn func(kg int, state string, key, value []byte, op uint8) error) error {
 	if err := s.enter(); err != nil {
 		return err
 	}
@@ -225,7 +226,7 @@ func (s *Store) putReader(r *reader) {
 // the entries to fn (if not nil). ckpt is the checkpoint that references
 // ref (0 if unknown), for the errors, which carry every context.
 func (r *reader) readRef(job string, ckpt uint64, scope string, ref *KeyGroupRef,
-	fn func(kg int, state string, key, value []byte, deleted bool) error) error {
+	fn func(kg int, state string, key, value []byte, op uint8) error) error {
 	base := part{writer: ref.Writer, blocks: ref.Blocks, raw: ref.RawBytes, stored: ref.StoredBytes, entries: ref.Entries}
 	if seq, err := r.readPart(job, scope, ref.KeyGroup, &base, fn); err != nil {
 		return r.refError(err, job, ckpt, scope, ref, 0, seq)
@@ -253,7 +254,7 @@ type part struct {
 // returns the block number (-1 when the failure is not about one block)
 // with an error that lacks the rest of the context.
 func (r *reader) readPart(job, scope string, kg int, p *part,
-	fn func(kg int, state string, key, value []byte, deleted bool) error) (int, error) {
+	fn func(kg int, state string, key, value []byte, op uint8) error) (int, error) {
 	if p.blocks == 0 {
 		return -1, nil
 	}
@@ -296,11 +297,11 @@ func (r *reader) readPart(job, scope string, kg int, p *part,
 				return seq, err
 			}
 			off += k
-			if e.Deleted {
+			if e.Op == OpDelete {
 				deletes++
 			}
 			if fn != nil {
-				if err := fn(kg, r.names[e.State], e.Key, e.Value, e.Deleted); err != nil {
+				if err := fn(kg, r.names[e.State], e.Key, e.Value, e.Op); err != nil {
 					return seq, callerError{err}
 				}
 			}

@@ -49,15 +49,17 @@ type DeltaView interface {
 	ChangedEntries(kg int, since uint64) (n int, ok bool)
 	// Changes reports how key group kg differs from its state at version
 	// since (a KeyGroupVersion the same view's backend returned earlier):
-	// first deleted entries (fn with deleted=true and a nil value), then
-	// inserted or changed entries (deleted=false). It may report an entry
-	// that did not change, or the deletion of an entry the old version did
-	// not have; applying the deletions, then the upserts, to the entries
-	// of version since gives exactly the entries ForEach yields now. It
+	// first deleted entries (fn with OpDelete and a nil value), then
+	// inserted or changed entries (OpPut, the new value) and entries whose
+	// value grew by value (OpAppend: a list state's new elements; the
+	// entry existed at version since). It may report an entry that did not
+	// change, or the deletion of an entry the old version did not have;
+	// applying the deletions, then the rest, to the entries of version
+	// since gives exactly the entries ForEach yields now. It
 	// returns ok=false without calling fn when it cannot tell; the caller
 	// then writes the key group in full. key and value are valid during
 	// the call only; an error from fn is returned as it is.
-	Changes(kg int, since uint64, fn func(state int, key, value []byte, deleted bool) error) (ok bool, err error)
+	Changes(kg int, since uint64, fn func(state int, key, value []byte, op uint8) error) (ok bool, err error)
 }
 
 // lockFileName is the file in the data dir that Open locks with flock.

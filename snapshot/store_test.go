@@ -127,7 +127,7 @@ func TestReadKeyedCallbackError(t *testing.T) {
 	h := mustWrite(t, s, "j", 1, "sc", 0, 2, v, nil)
 	stop := errors.New("stop here")
 	n := 0
-	err := s.ReadKeyed("j", h, 0, 2, func(int, string, []byte, []byte, bool) error {
+	err := s.ReadKeyed("j", h, 0, 2, func(int, string, []byte, []byte, uint8) error {
 		n++
 		if n == 3 {
 			return stop
@@ -728,7 +728,7 @@ func TestCloseDuringCalls(t *testing.T) {
 				}
 				if m != nil {
 					for _, tm := range m.Tasks {
-						err := s.ReadKeyed("job", tm.Keyed, 0, 128, func(int, string, []byte, []byte, bool) error { return nil })
+						err := s.ReadKeyed("job", tm.Keyed, 0, 128, func(int, string, []byte, []byte, uint8) error { return nil })
 						if fail("ReadKeyed", err) {
 							return
 						}

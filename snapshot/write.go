@@ -296,7 +296,7 @@ type writer struct {
 	blockSize        int
 	batch            *pebble.Batch
 	addFn            func(state int, key, value []byte) error               // w.add, bound once
-	changeFn         func(state int, key, value []byte, deleted bool) error // w.addChange, bound once
+	changeFn         func(state int, key, value []byte, op uint8) error // w.addChange, bound once
 
 	// Per call.
 	job    string
@@ -468,7 +468,7 @@ func (w *writer) add(state int, key, value []byte) error {
 }
 
 // addChange is the DeltaView.Changes callback.
-func (w *writer) addChange(state int, key, value []byte, deleted bool) error {
+func (w *writer) addChange(state int, key, value []byte, op uint8) error {
 	if w.err != nil {
 		return w.err
 	}
@@ -476,6 +476,10 @@ func (w *writer) addChange(state int, key, value []byte, deleted bool) error {
 		panic(fmt.Sprintf("snapshot: invariant violated: DeltaView.Changes passed state id %d, View.States() has %d states",
 			state, len(w.states)))
 	}
+	if op >= numOps {
+		panic(fmt.Sprintf("snapshot: invariant violated: DeltaView.Changes passed operation %d", op))
+	}
+	deleted := op == OpDelete
 	if deleted {
 		if w.sawUpsert {
 			panic(fmt.Sprintf("snapshot: invariant violated: DeltaView.Changes of key group %d reported a deletion after an upsert", w.kg))
@@ -484,10 +488,10 @@ func (w *writer) addChange(state int, key, value []byte, deleted bool) error {
 	} else {
 		w.sawUpsert = true
 	}
-	if !w.room(state, deltaEntrySizeBound(len(w.states), len(key), len(value), deleted)) {
+	if !w.room(state, deltaEntrySizeBound(len(w.states), len(key), len(value), op)) {
 		return w.err
 	}
-	w.raw = AppendDeltaEntry(w.raw, int(w.localID(state)), key, value, deleted)
+	w.raw = AppendDeltaEntry(w.raw, int(w.localID(state)), key, value, op)
 	w.count++
 	if deleted {
 		w.deletes++

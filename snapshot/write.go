@@ -295,7 +295,7 @@ type writer struct {
 	deltaCompression Compression // of delta blocks
 	blockSize        int
 	batch            *pebble.Batch
-	addFn            func(state int, key, value []byte) error               // w.add, bound once
+	addFn            func(state int, key, value []byte) error           // w.add, bound once
 	changeFn         func(state int, key, value []byte, op uint8) error // w.addChange, bound once
 
 	// Per call.

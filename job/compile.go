@@ -276,7 +276,7 @@ func (c *compiler) sourceSchema(src *SourceSpec) *Schema {
 	switch src.Type {
 	case SourceSequence:
 		return SequenceSchema()
-	case SourceFile, SourceKafka, SourceNATS:
+	case SourceFile, SourceKafka, SourceNATS, SourcePostgres:
 		s, err := NewSchema(src.Fields)
 		if err != nil {
 			return nil

@@ -22,8 +22,9 @@ import (
 // the others, a *XSourceSpec / *XSinkSpec pointer on SourceSpec /
 // SinkSpec, its keys in connSourceKeys / connSinkKeys, a case in
 // decoder.connSource / connSink and validator.connSource / connSink, and
-// its construction in jobrun's newSource / buildSink. The postgres sink's
-// own part (its options, the URL check, the columns) is in postgres.go.
+// its construction in jobrun's newSource / buildSink. The postgres source's
+// and sink's own parts (their options, the URL check, the columns) are in
+// postgres.go.
 
 // Connector source and sink types. SourceFile's `fields:` schema is theirs
 // too: each message's value is one JSON object decoded as a file source's
@@ -31,8 +32,10 @@ import (
 const (
 	SourceKafka = "kafka"
 	SourceNATS  = "nats"
-	SinkKafka   = "kafka"
-	SinkNATS    = "nats"
+	// SourcePostgres reads a table by an increasing column (postgres.go).
+	SourcePostgres = "postgres"
+	SinkKafka      = "kafka"
+	SinkNATS       = "nats"
 	// SinkPostgres writes rows into a PostgreSQL table (postgres.go).
 	SinkPostgres = "postgres"
 )
@@ -174,8 +177,11 @@ func MetaFields(sourceType string) map[string]Type {
 }
 
 // isConnectorSource reports whether a source type reads a real system
-// whose values are JSON decoded against `fields:`.
-func isConnectorSource(t string) bool { return t == SourceKafka || t == SourceNATS }
+// whose records have the schema of `fields:`: JSON values decoded against
+// it (kafka, nats), or a table's columns of the fields' names (postgres).
+func isConnectorSource(t string) bool {
+	return t == SourceKafka || t == SourceNATS || t == SourcePostgres
+}
 
 // hasFields reports whether a source type declares its schema in `fields:`.
 func hasFields(t string) bool { return t == SourceFile || isConnectorSource(t) }
@@ -283,6 +289,8 @@ var (
 	connSourceKeys = map[string][]string{
 		SourceKafka: {"brokers", "topics", "start_from", "start_timestamp", "group", "commit_to_group", "bounded", "discovery_interval", "user_env", "password_env"},
 		SourceNATS:  {"url", "stream", "subjects", "bounded", "start_seq", "user_env", "password_env", "token_env"},
+		// columns is not an option: it is there to say so (postgresSource).
+		SourcePostgres: {"url", "password_env", "table", "column", "columns", "bounded", "poll_interval", "batch_rows", "timeout"},
 	}
 	connSinkKeys = map[string][]string{
 		SinkKafka: {"brokers", "topic", "id", "transaction_timeout", "user_env", "password_env", "key"},
@@ -336,8 +344,8 @@ func isConnKey(key string, sink bool) (types []string) {
 	return types
 }
 
-// connSource decodes one option of a kafka or nats source; typ is the
-// source's type. It reports false when x is not such an option.
+// connSource decodes one option of a kafka, nats or postgres source; typ
+// is the source's type. It reports false when x is not such an option.
 func (d *decoder) connSource(x entry, src *SourceSpec, typ string) bool {
 	types := isConnKey(x.key, false)
 	if len(types) == 0 {
@@ -396,6 +404,8 @@ func (d *decoder) connSource(x entry, src *SourceSpec, typ string) bool {
 		case "token_env":
 			n.TokenEnv, _ = d.str(x)
 		}
+	case SourcePostgres:
+		d.postgresSource(x, src.Postgres)
 	}
 	return true
 }
@@ -410,6 +420,10 @@ func newConnSource(src *SourceSpec) []string {
 	case SourceNATS:
 		src.NATS = &NATSSourceSpec{}
 		return []string{"stream", "fields"}
+	case SourcePostgres:
+		src.Postgres = &PostgresSourceSpec{BatchRows: DefaultPostgresSourceBatchRows, PollInterval: DefaultPostgresPollInterval,
+			Timeout: DefaultPostgresTimeout}
+		return []string{"url", "table", "column", "fields"}
 	}
 	return nil
 }
@@ -550,7 +564,8 @@ func (d *decoder) timestampMs(e entry) (int64, bool) {
 	return 0, false
 }
 
-// connSource checks the options of a kafka or nats source at path.
+// connSource checks the options of a kafka, nats or postgres source at
+// path.
 func (v *validator) connSource(path string, src *SourceSpec) {
 	at := func(field string, bad bool, format string, args ...any) {
 		p := path + "." + field
@@ -596,6 +611,8 @@ func (v *validator) connSource(path string, src *SourceSpec) {
 		v.envPair(path, n.UserEnv, n.PasswordEnv, src.Line, src.Column)
 		v.envName(path+".token_env", n.TokenEnv, src.Line, src.Column)
 		v.natsURL(path+".url", n.URL, src.Line, src.Column)
+	case SourcePostgres:
+		v.postgresSource(path, src)
 	}
 }
 

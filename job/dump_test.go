@@ -36,6 +36,8 @@ func dumpSource(b *strings.Builder, src *SourceSpec, par int, schema *Schema) {
 		fmt.Fprintf(b, " %+v", *src.Kafka)
 	case SourceNATS:
 		fmt.Fprintf(b, " %+v", *src.NATS)
+	case SourcePostgres:
+		fmt.Fprintf(b, " %+v", *src.Postgres)
 	}
 	if et := src.EventTime; et != nil {
 		fmt.Fprintf(b, " event_time(%s out_of_orderness=%v idleness=%v interval=%v)", et.Field, et.OutOfOrderness, et.Idleness, et.WatermarkInterval)

@@ -284,7 +284,7 @@ func (d *decoder) source(e entry, src *SourceSpec, item string) {
 		return false
 	}
 	for _, x := range ents {
-		if d.credential(x, typ == SourceNATS) || d.connSource(x, src, typ) {
+		if d.postgresUser(x, typ) || d.credential(x, typ == SourceNATS) || d.connSource(x, src, typ) {
 			continue
 		}
 		if isConnectorSource(typ) && slices.Contains(nonConnSourceKeys, x.key) {

@@ -9,12 +9,33 @@ import (
 	"time"
 )
 
-// This file holds the postgres sink's part of the spec (connectors.go has
-// the parts every connector shares): its options, the check that no
-// password is written in its URL, the columns it writes, and the encoding
-// of a row into the column values connectors/postgres sends.
+// This file holds the postgres sink's and source's parts of the spec
+// (connectors.go has the parts every connector shares): their options, the
+// check that no password is written in a URL, the columns a sink writes,
+// and the encoding of a row into the column values connectors/postgres
+// sends.
 //
-// Columns are named after fields: a column list is a list of field names
+// A postgres source (`source: {type: postgres, url, table, column,
+// fields, …}`) reads a table in the order of an increasing integer column
+// (connectors/postgres, "Source"). Its `fields:` are the columns it reads,
+// each field from the column of its name, with the field's type: the
+// schema has to be known without the server (`streamd validate`), so the
+// spec declares it, as for a kafka or nats source, and the connector
+// checks at start that each column can be read as its field's type: int
+// from smallint, integer, bigint, and from timestamp, timestamptz or date
+// as ms since the epoch (so that `event_time:` can name it); float from
+// real, double precision, numeric or an integer; bool from boolean;
+// string from any type, as PostgreSQL writes it. A NULL becomes the
+// field's zero value (a Row has no nulls). There is no `columns:` option
+// (the connector's Columns, default every column, is filled from the
+// fields): the fields are the columns, and "every column" could not be
+// typed without the server. A `columns:` key is an error that says so.
+// The increasing column is read whether or not it is a field. `bounded:
+// true` fixes the end at the first start; `poll_interval` is how often the
+// source looks for new rows and for the end of the transactions it waits
+// for; `batch_rows` the rows per query; `timeout` every round trip.
+//
+// A sink's columns are named after fields: a column list is a list of field names
 // of the records that reach the sink, and the table must have columns of
 // those names (PostgreSQL folds nothing: the names are quoted, so a field
 // "userId" needs a column "userId"). Without `columns:` the sink writes
@@ -46,6 +67,12 @@ const (
 	DefaultPostgresMaxBufferedRows = 1 << 20
 	// DefaultPostgresTimeout is postgres.DefaultTimeout.
 	DefaultPostgresTimeout = 60 * time.Second
+	// DefaultPostgresSourceBatchRows is postgres.DefaultSourceBatchRows.
+	DefaultPostgresSourceBatchRows = 4096
+	// DefaultPostgresPollInterval is postgres.DefaultPollInterval.
+	DefaultPostgresPollInterval = time.Second
+	// MaxPostgresSourceBatchRows is postgres.MaxSourceBatchRows.
+	MaxPostgresSourceBatchRows = 1 << 20
 	// PostgresMaxColumns is the most columns a postgres sink writes: an
 	// upsert statement binds one parameter per column of each row, and
 	// PostgreSQL takes at most 65535.
@@ -83,11 +110,25 @@ type PostgresSinkSpec struct {
 	Timeout         time.Duration // every round trip; default DefaultPostgresTimeout
 }
 
+// PostgresSourceSpec is a postgres source's options
+// (connectors/postgres.SourceOptions). Its columns are its fields.
+type PostgresSourceSpec struct {
+	URL          string        // as a postgres sink's: without a password
+	PasswordEnv  string        // the environment variable that holds the password, if any
+	Table        string        // "table" or "schema.table"
+	Column       string        // the increasing integer column
+	Bounded      bool          // end at the column's largest value at the first start
+	PollInterval time.Duration // default DefaultPostgresPollInterval
+	BatchRows    int           // rows per query; default DefaultPostgresSourceBatchRows
+	Timeout      time.Duration // every round trip; default DefaultPostgresTimeout
+}
+
 // postgresUser refuses the keys that would put a user or a password into a
-// postgres sink's spec other than through the URL and password_env; it
-// reports true for such a key. Other connectors name their user with
-// user_env, which a postgres sink does not have: its user is part of the
-// URL, like its host.
+// postgres sink's or source's spec other than through the URL and
+// password_env; it reports true for such a key. Other connectors name
+// their user with user_env, which postgres does not have: its user is
+// part of the URL, like its host. (typ is a sink's or a source's type:
+// both are "postgres".)
 func (d *decoder) postgresUser(x entry, typ string) bool {
 	if typ != SinkPostgres {
 		return false
@@ -375,4 +416,62 @@ func AppendColumnValues(dst []any, r *Row, fields []Field) []any {
 		}
 	}
 	return dst
+}
+
+// postgresSource decodes one option of a postgres source.
+func (d *decoder) postgresSource(x entry, p *PostgresSourceSpec) {
+	switch x.key {
+	case "url":
+		p.URL, _ = d.str(x)
+	case "password_env":
+		p.PasswordEnv, _ = d.str(x)
+	case "table":
+		p.Table, _ = d.str(x)
+	case "column":
+		p.Column, _ = d.str(x)
+	case "columns":
+		d.fail(x.kpos, x.path, "a postgres source reads the columns its fields: name, each field from the column of its name, "+
+			"as the field's type (fields: {id: int, user: string})")
+	case "bounded":
+		p.Bounded, _ = d.bool(x)
+	case "poll_interval":
+		if v, ok := d.duration(x); ok {
+			p.PollInterval = v
+		}
+	case "batch_rows":
+		if v, ok := d.int(x); ok {
+			p.BatchRows = int(min(max(v, -1<<31), MaxPostgresSourceBatchRows+1))
+		}
+	case "timeout":
+		if v, ok := d.duration(x); ok {
+			p.Timeout = v
+		}
+	}
+}
+
+// postgresSource checks the options of a postgres source at path; its
+// fields are checked as every connector source's.
+func (v *validator) postgresSource(path string, src *SourceSpec) {
+	p := src.Postgres
+	if p == nil {
+		return
+	}
+	at := func(field string, bad bool, format string, args ...any) {
+		fp := path + "." + field
+		if bad && !v.skip(fp) {
+			v.errAt(fp, src.Line, src.Column, format, args...)
+		}
+	}
+	if msg := postgresURLProblem(p.URL); msg != "" {
+		at("url", true, "%s", msg)
+	}
+	v.envName(path+".password_env", p.PasswordEnv, src.Line, src.Column)
+	if msg := postgresTableProblem(p.Table); msg != "" {
+		at("table", true, "%s", msg)
+	}
+	at("column", p.Column == "" || len(p.Column) > MaxPostgresIdentifierBytes || strings.ContainsAny(p.Column, "\x00\""),
+		"invalid column name %s: non-empty, at most %d bytes, without '\"'", quoteShort(p.Column), MaxPostgresIdentifierBytes)
+	at("poll_interval", p.PollInterval <= 0, "must be > 0, got %v", p.PollInterval)
+	at("batch_rows", p.BatchRows < 1 || p.BatchRows > MaxPostgresSourceBatchRows, "must be between 1 and %d, got %d", MaxPostgresSourceBatchRows, p.BatchRows)
+	at("timeout", p.Timeout <= 0, "must be > 0, got %v", p.Timeout)
 }

@@ -87,16 +87,19 @@ type SourceSpec struct {
 	// steps its records go through before the join. Empty for `source:`.
 	Name        string
 	Pipeline    []StepSpec
-	Type        string           // SourceSequence, SourceFile, SourceNexmark, SourceKafka or SourceNATS
+	Type        string           // SourceSequence, SourceFile, SourceNexmark, SourceKafka, SourceNATS or SourcePostgres
 	Count       int64            // sequence: records to emit; -1 = unbounded
 	Events      int64            // nexmark: events to generate (0 … Events-1); -1 = unbounded
 	Keys        int64            // sequence: distinct keys, >= 1
 	RatePerSec  float64          // sequence, nexmark: records per second for the whole source; 0 = unthrottled
 	Path        string           // file: a file, a directory of *.jsonl, or a glob
-	Fields      []FieldSpec      // file, kafka, nats: the schema, in the order written
+	Fields      []FieldSpec      // file, kafka, nats, postgres: the schema, in the order written
 	Kafka       *KafkaSourceSpec // kafka: its options (connectors.go); nil for other types
 	NATS        *NATSSourceSpec  // nats: its options; nil for other types
 	Parallelism int              // 0 = the job's parallelism
+	// Postgres is a postgres source's options (postgres.go); nil for
+	// other types.
+	Postgres *PostgresSourceSpec
 	// EventTime, if set, gives the source's records timestamps and
 	// watermarks (engine.WithWatermarks); nil = no event time, and then no
 	// window step.

@@ -90,7 +90,7 @@ func (v *validator) source(path string, src *SourceSpec) {
 			v.errAt(path+".keys", src.Line, src.Column, "must be >= 1, got %d", src.Keys)
 		}
 		v.rate(path, src)
-	case SourceFile, SourceKafka, SourceNATS:
+	case SourceFile, SourceKafka, SourceNATS, SourcePostgres:
 		if src.Type == SourceFile && !v.skip(path+".path") && src.Path == "" {
 			v.errAt(path+".path", src.Line, src.Column, "must not be empty")
 		}
@@ -105,7 +105,7 @@ func (v *validator) source(path string, src *SourceSpec) {
 		v.rate(path, src)
 	default:
 		if !v.skip(path + ".type") {
-			v.errAt(path+".type", src.Line, src.Column, "unknown source type %s: want sequence, file, nexmark, kafka or nats", quoteShort(src.Type))
+			v.errAt(path+".type", src.Line, src.Column, "unknown source type %s: want sequence, file, nexmark, kafka, nats or postgres", quoteShort(src.Type))
 		}
 	}
 	v.eventTime(path, src)

@@ -31,6 +31,12 @@ const (
 	_ = uint(postgres.DefaultMaxBufferedRows - job.DefaultPostgresMaxBufferedRows)
 	_ = uint(job.DefaultPostgresTimeout - postgres.DefaultTimeout)
 	_ = uint(postgres.DefaultTimeout - job.DefaultPostgresTimeout)
+	_ = uint(job.DefaultPostgresSourceBatchRows - postgres.DefaultSourceBatchRows)
+	_ = uint(postgres.DefaultSourceBatchRows - job.DefaultPostgresSourceBatchRows)
+	_ = uint(job.MaxPostgresSourceBatchRows - postgres.MaxSourceBatchRows)
+	_ = uint(postgres.MaxSourceBatchRows - job.MaxPostgresSourceBatchRows)
+	_ = uint(job.DefaultPostgresPollInterval - postgres.DefaultPollInterval)
+	_ = uint(postgres.DefaultPollInterval - job.DefaultPostgresPollInterval)
 )
 
 // startCheckTimeout bounds the checks Run makes of a connector before the
@@ -240,4 +246,78 @@ func postgresEnvCheck(plan *job.Plan) func(context.Context) error {
 		}
 		return nil
 	}
+}
+
+// postgresKinds says how a postgres source reads the column of each field
+// type (the connector checks at start that the column's type allows it).
+var postgresKinds = map[job.Type]postgres.Kind{
+	job.TypeInt:    postgres.KindInt,
+	job.TypeFloat:  postgres.KindFloat,
+	job.TypeBool:   postgres.KindBool,
+	job.TypeString: postgres.KindText,
+}
+
+// postgresSource adds a PostgreSQL source: the table read in the order of
+// its increasing column, each field of the schema from the column of its
+// name (a NULL as the field's zero value).
+func postgresSource(j *engine.Job, name string, src *job.SourceSpec, schema *job.Schema, opt []engine.OpOption) (engine.Stream[job.Row], error) {
+	p := src.Postgres
+	fields := schema.Fields
+	columns := make([]string, len(fields))
+	kinds := make([]postgres.Kind, len(fields))
+	for i, f := range fields {
+		k, ok := postgresKinds[f.Type]
+		if !ok {
+			panic(fmt.Sprintf("jobrun: field %s of postgres source %q has type %v, and Compile accepted it", f.Name, name, f.Type))
+		}
+		columns[i], kinds[i] = f.Name, k
+	}
+	decode := func(pr *postgres.Row, r *job.Row) error {
+		for i, f := range fields {
+			switch f.Type {
+			case job.TypeInt:
+				v, err := pr.Int(i)
+				if err != nil {
+					return err
+				}
+				r.SetInt(f.Slot, v)
+			case job.TypeFloat:
+				v, err := pr.Float(i)
+				if err != nil {
+					return err
+				}
+				r.SetFloat(f.Slot, v)
+			case job.TypeBool:
+				v, err := pr.Bool(i)
+				if err != nil {
+					return err
+				}
+				r.SetBool(f.Slot, v)
+			case job.TypeString:
+				v, err := pr.Text(i)
+				if err != nil {
+					return err
+				}
+				r.Str[f.Slot] = v
+			}
+		}
+		return nil
+	}
+	s, err := postgres.NewSource(postgres.SourceOptions[job.Row]{
+		URL:          p.URL,
+		PasswordEnv:  p.PasswordEnv,
+		Table:        p.Table,
+		Column:       p.Column,
+		Columns:      columns,
+		Kinds:        kinds,
+		Decode:       decode,
+		Bounded:      p.Bounded,
+		BatchRows:    p.BatchRows,
+		PollInterval: p.PollInterval,
+		Timeout:      p.Timeout,
+	})
+	if err != nil {
+		return engine.Stream[job.Row]{}, fmt.Errorf("jobrun: source %q: %w", name, err)
+	}
+	return engine.FromSplitSource(j, name, s, s.NewReader, opt...), nil
 }

@@ -348,7 +348,8 @@ func newSource(j *engine.Job, name string, src *job.SourceSpec, schema *job.Sche
 		return kafkaSource(j, name, src, schema, opt)
 	case job.SourceNATS:
 		return natsSource(j, name, src, schema, opt)
-	// job.SourcePostgres, when the job package has it: here.
+	case job.SourcePostgres:
+		return postgresSource(j, name, src, schema, opt)
 	case "file":
 		files := file.NewSplitSource(file.SourceOptions[job.Row]{
 			Path:   src.Path,

@@ -1,4 +1,6 @@
-// Package postgres holds the PostgreSQL exactly-once sink.
+// Package postgres holds the PostgreSQL exactly-once sink, and a source
+// that reads a table in the order of a monotonically increasing column
+// (see "Source" below).
 //
 // # Two-phase commit with prepared transactions
 //
@@ -70,4 +72,114 @@
 //
 // One run of a job writes through a sink at a time: the sink holds a
 // session-level advisory lock on the job and sink while it runs.
+//
+// # Source
+//
+// Source reads a table (or view) in the order of an integer column whose
+// values increase as rows are inserted: a bigserial or identity column,
+// as Kafka Connect JDBC's "incrementing" mode does, but without its loss
+// of rows (below). Its position is the largest column value V such that
+// every row with a value up to V has been read; it is the state of the
+// source's one split, stored in the checkpoint ("after=V", then " end=E"
+// when bounded), and a restore reads the rows above V. A table is one
+// split, read by task 0 in column order (the other tasks of the source end
+// at once); the split moves to task 0 of any other parallelism on a
+// restore. A restore onto another table or column, or with Bounded
+// changed, is refused.
+//
+// A bounded source fixes its end at its first start (Initial): the
+// column's largest value then, stored in the split. It reads every row up
+// to the end, including rows that transactions in flight at the start
+// commit later with smaller values, and then ends; a rerun from any
+// checkpoint reads exactly the same rows. An unbounded source polls every
+// PollInterval once it has read everything it may.
+//
+// # The rule that no row is skipped
+//
+// A sequence value is taken when a row is inserted (or earlier: an ORM
+// calls nextval and inserts at flush), but the row becomes visible when
+// its transaction commits. So value 11 can be visible while 10 is not; a
+// reader that moved its position past 11 would never read 10. Rows must
+// not be read past a value while a transaction that may still commit a
+// smaller one is in progress.
+//
+// The reader takes fences. A fence is one statement: the column's largest
+// value M in the statement's snapshot, and the list L of the
+// transactions in progress, read from pg_locks after that snapshot was
+// taken (each transaction holds a lock on its virtual transaction id from
+// its start to its end, with or without a transaction id), plus the
+// prepared transactions. Once none of L is in progress any more (a later
+// fence's list does not hold it), every row with a value up to M is
+// final: its value was taken before M's row committed, by a transaction
+// that either had ended when L was read (committed, visible to any later
+// snapshot, or rolled back) or was in L and has ended since. Later
+// transactions take values above M. The reader then reads the rows up to
+// M, in a statement whose snapshot comes after that check. A fence whose
+// list is empty passes at once; otherwise it passes at a later poll. The
+// reader keeps up to maxPendingFences of them, oldest first (a later one
+// never passes before an earlier one).
+//
+// Why not a rule on transaction ids (read only rows whose xmin is older
+// than pg_snapshot_xmin)? A transaction gets an id at its first write, not
+// at nextval (a sequence logs, and assigns one, only every 32 values): an
+// ORM's transaction that holds value 10 has no id while 11 commits, so no
+// snapshot shows it as running. TestSourceOutOfOrderCommits has that case.
+// Virtual transaction ids cover every transaction, and comparing them for
+// equality has no wraparound.
+//
+// The rule's limits, each a case where rows could be skipped, and what
+// the source does about them:
+//   - Values must be taken in the transaction that inserts the row. An
+//     application that reserves a block of values in one transaction and
+//     inserts them from others (Hibernate's pooled optimizer with an
+//     allocation size above 1) defeats any rule; so does a sequence with a
+//     CACHE above 1 (each session hands out its own block), which the
+//     source refuses at start for the column's own sequence (serial or
+//     identity), as it refuses one that decreases or cycles. Values written
+//     by the application must also increase in commit-visible order in the
+//     same sense: assigned inside the inserting transaction, above every
+//     value already committed.
+//   - It must run against the primary: a standby's pg_locks does not show
+//     the primary's transactions, so the source refuses a server in
+//     recovery.
+//   - Any transaction of the database, even a read-only one or one idle in
+//     transaction, holds the reader back until it ends: the reader cannot
+//     know it took no value. After stallWarning (a minute) the reader logs
+//     one warning with the pids it waits for, and a line when it resumes.
+//     Transactions of other databases do not count, nor those of
+//     autovacuum workers, WAL senders and parallel workers (whose leader
+//     counts), which never insert rows. A postgres sink of a
+//     job into the same database holds it back for up to a checkpoint
+//     interval (its prepared transactions commit when the checkpoint
+//     completes).
+//   - Rows are read once, as inserted: updates and deletes are not seen,
+//     and a row whose column is NULL is never read (logged at start).
+//
+// # Reading the rows
+//
+// Each query reads up to BatchRows rows above the position, in column
+// order (an index led by the column keeps it cheap: its absence is logged
+// at start). Decode sees a Row: the values of Columns (default every
+// column), with typed accessors that decode the wire format without
+// allocating (Int, Float, Bool; Text allocates its string) and Value,
+// which decodes as pgx does. Kinds says per column how Decode will read
+// it: the source checks at start that every column's type can be read so
+// (an error names the column and type), and asks for binary or text
+// format to match. Timestamps, timestamptz and dates read as Int are ms
+// since the epoch (UTC), for event time; DecodeRecord and RecordTime do
+// it for the generic Record. A NULL reads as the accessor's zero value
+// (IsNull tells it apart). Values read as text are in UTC with ISO dates:
+// the source sets the session's TimeZone and DateStyle.
+//
+// # Errors
+//
+// A wrong address, role or password, a missing table or column, a column
+// of the wrong type, a missing SELECT privilege, an unset PasswordEnv
+// variable, a standby, or a cached sequence are errors of Initial (or of
+// NewReader, on a restore), before anything is read. A connection that
+// fails mid-job fails the job with an error naming the source's table and
+// what it could not do; every round trip is bounded by Timeout, so a
+// server that stops answering fails the job too. The source's errors never
+// match io.EOF (only io.EOF itself ends a source) and never contain the
+// password.
 package postgres

@@ -66,6 +66,10 @@ const (
 	// NATSMaxPendingBytesLimit nats.MaxPendingBytesLimit.
 	DefaultNATSMaxPendingBytes = 16 << 20
 	NATSMaxPendingBytesLimit   = 1 << 30
+	// DefaultNATSReconnectTimeout is nats.DefaultReconnectTimeout: how
+	// long a nats source or sink waits for a lost connection to come back
+	// before it fails the job.
+	DefaultNATSReconnectTimeout = 30 * time.Second
 	// MinNATSMaxPendingBytes is the smallest max_pending_bytes the nats
 	// sink accepts.
 	MinNATSMaxPendingBytes = 1024
@@ -95,6 +99,9 @@ type NATSSourceSpec struct {
 	UserEnv     string
 	PasswordEnv string
 	TokenEnv    string
+	// ReconnectTimeout: a lost connection not back by then fails the job
+	// (default DefaultNATSReconnectTimeout).
+	ReconnectTimeout time.Duration
 }
 
 // KafkaSinkSpec is a kafka sink's options (connectors/kafka.SinkOptions).
@@ -121,6 +128,9 @@ type NATSSinkSpec struct {
 	PasswordEnv     string
 	TokenEnv        string
 	MaxPendingBytes int // default DefaultNATSMaxPendingBytes
+	// ReconnectTimeout: a lost connection not back by then fails the job
+	// (default DefaultNATSReconnectTimeout).
+	ReconnectTimeout time.Duration
 }
 
 // Meta is where a connector source's message came from: the values of
@@ -288,13 +298,13 @@ func (s *Schema) AppendKeyText(dst []byte, r *Row, f Field) []byte {
 var (
 	connSourceKeys = map[string][]string{
 		SourceKafka: {"brokers", "topics", "start_from", "start_timestamp", "group", "commit_to_group", "bounded", "discovery_interval", "user_env", "password_env"},
-		SourceNATS:  {"url", "stream", "subjects", "bounded", "start_seq", "user_env", "password_env", "token_env"},
+		SourceNATS:  {"url", "stream", "subjects", "bounded", "start_seq", "user_env", "password_env", "token_env", "reconnect_timeout"},
 		// columns is not an option: it is there to say so (postgresSource).
 		SourcePostgres: {"url", "password_env", "table", "column", "columns", "bounded", "poll_interval", "batch_rows", "timeout"},
 	}
 	connSinkKeys = map[string][]string{
 		SinkKafka: {"brokers", "topic", "id", "transaction_timeout", "user_env", "password_env", "key"},
-		SinkNATS:  {"url", "stream", "subject", "name", "user_env", "password_env", "token_env", "max_pending_bytes"},
+		SinkNATS:  {"url", "stream", "subject", "name", "user_env", "password_env", "token_env", "max_pending_bytes", "reconnect_timeout"},
 		SinkPostgres: {"url", "password_env", "table", "columns", "key", "mode", "name", "batch_rows", "max_buffered_rows",
 			"timeout", "progress_table"},
 	}
@@ -403,6 +413,10 @@ func (d *decoder) connSource(x entry, src *SourceSpec, typ string) bool {
 			n.PasswordEnv, _ = d.str(x)
 		case "token_env":
 			n.TokenEnv, _ = d.str(x)
+		case "reconnect_timeout":
+			if v, ok := d.duration(x); ok {
+				n.ReconnectTimeout = v
+			}
 		}
 	case SourcePostgres:
 		d.postgresSource(x, src.Postgres)
@@ -418,7 +432,7 @@ func newConnSource(src *SourceSpec) []string {
 		src.Kafka = &KafkaSourceSpec{StartFrom: KafkaStartEarliest, DiscoveryInterval: DefaultKafkaDiscoveryInterval}
 		return []string{"brokers", "topics", "fields"}
 	case SourceNATS:
-		src.NATS = &NATSSourceSpec{}
+		src.NATS = &NATSSourceSpec{ReconnectTimeout: DefaultNATSReconnectTimeout}
 		return []string{"stream", "fields"}
 	case SourcePostgres:
 		src.Postgres = &PostgresSourceSpec{BatchRows: DefaultPostgresSourceBatchRows, PollInterval: DefaultPostgresPollInterval,
@@ -436,7 +450,7 @@ func newConnSink(sk *SinkSpec) []string {
 		sk.Kafka = &KafkaSinkSpec{ID: DefaultKafkaSinkID, TransactionTimeout: DefaultKafkaTransactionTimeout}
 		return []string{"brokers", "topic"}
 	case SinkNATS:
-		sk.NATS = &NATSSinkSpec{Name: DefaultNATSSinkName, MaxPendingBytes: DefaultNATSMaxPendingBytes}
+		sk.NATS = &NATSSinkSpec{Name: DefaultNATSSinkName, MaxPendingBytes: DefaultNATSMaxPendingBytes, ReconnectTimeout: DefaultNATSReconnectTimeout}
 		return []string{"subject"}
 	case SinkPostgres:
 		sk.Postgres = &PostgresSinkSpec{Mode: PostgresAppend, BatchRows: DefaultPostgresBatchRows,
@@ -503,6 +517,10 @@ func (d *decoder) connSink(x entry, sk *SinkSpec) bool {
 		case "max_pending_bytes":
 			if v, ok := d.int(x); ok {
 				n.MaxPendingBytes = int(min(max(v, -1), NATSMaxPendingBytesLimit+1))
+			}
+		case "reconnect_timeout":
+			if v, ok := d.duration(x); ok {
+				n.ReconnectTimeout = v
 			}
 		}
 	case SinkPostgres:
@@ -608,6 +626,7 @@ func (v *validator) connSource(path string, src *SourceSpec) {
 			v.strList(path+".subjects", n.Subjects, src, "subject filter", func(s string) bool { return s != "" && !strings.ContainsAny(s, " \t\r\n") })
 		}
 		at("start_seq", n.StartSeq < 0, "must be >= 0 (0 = from the beginning), got %d", n.StartSeq)
+		at("reconnect_timeout", n.ReconnectTimeout <= 0, "must be > 0, got %v", n.ReconnectTimeout)
 		v.envPair(path, n.UserEnv, n.PasswordEnv, src.Line, src.Column)
 		v.envName(path+".token_env", n.TokenEnv, src.Line, src.Column)
 		v.natsURL(path+".url", n.URL, src.Line, src.Column)
@@ -681,6 +700,7 @@ func (v *validator) connSink(sk *SinkSpec) {
 		}
 		at("max_pending_bytes", n.MaxPendingBytes < MinNATSMaxPendingBytes || n.MaxPendingBytes > NATSMaxPendingBytesLimit,
 			"must be between %d and %d, got %d", MinNATSMaxPendingBytes, NATSMaxPendingBytesLimit, n.MaxPendingBytes)
+		at("reconnect_timeout", n.ReconnectTimeout <= 0, "must be > 0, got %v", n.ReconnectTimeout)
 		v.envPair("sink", n.UserEnv, n.PasswordEnv, sk.Line, sk.Column)
 		v.envName("sink.token_env", n.TokenEnv, sk.Line, sk.Column)
 		v.natsURL("sink.url", n.URL, sk.Line, sk.Column)

@@ -25,6 +25,8 @@ const (
 	_ = uint(nats.DefaultMaxPendingBytes - job.DefaultNATSMaxPendingBytes)
 	_ = uint(job.NATSMaxPendingBytesLimit - nats.MaxPendingBytesLimit)
 	_ = uint(nats.MaxPendingBytesLimit - job.NATSMaxPendingBytesLimit)
+	_ = uint(job.DefaultNATSReconnectTimeout - nats.DefaultReconnectTimeout)
+	_ = uint(nats.DefaultReconnectTimeout - job.DefaultNATSReconnectTimeout)
 	_ = uint(job.DefaultPostgresBatchRows - postgres.DefaultBatchRows)
 	_ = uint(postgres.DefaultBatchRows - job.DefaultPostgresBatchRows)
 	_ = uint(job.DefaultPostgresMaxBufferedRows - postgres.DefaultMaxBufferedRows)
@@ -95,7 +97,8 @@ func natsSource(j *engine.Job, name string, src *job.SourceSpec, schema *job.Sch
 	n := src.NATS
 	dec := job.NewMessageDecoder(job.SourceNATS, schema)
 	opts := nats.SourceOptions[job.Row]{
-		Conn:     nats.ConnOptions{URL: n.URL, UserEnv: n.UserEnv, PasswordEnv: n.PasswordEnv, TokenEnv: n.TokenEnv},
+		Conn: nats.ConnOptions{URL: n.URL, UserEnv: n.UserEnv, PasswordEnv: n.PasswordEnv, TokenEnv: n.TokenEnv,
+			ReconnectTimeout: n.ReconnectTimeout},
 		Stream:   n.Stream,
 		Subjects: n.Subjects,
 		Bounded:  n.Bounded,
@@ -152,7 +155,8 @@ func natsOptions(plan *job.Plan) nats.SinkOptions[job.Row] {
 	n := plan.Spec.Sink.NATS
 	schema := plan.SinkSchema
 	return nats.SinkOptions[job.Row]{
-		Conn:            nats.ConnOptions{URL: n.URL, UserEnv: n.UserEnv, PasswordEnv: n.PasswordEnv, TokenEnv: n.TokenEnv},
+		Conn: nats.ConnOptions{URL: n.URL, UserEnv: n.UserEnv, PasswordEnv: n.PasswordEnv, TokenEnv: n.TokenEnv,
+			ReconnectTimeout: n.ReconnectTimeout},
 		Subject:         n.Subject,
 		Stream:          n.Stream,
 		Name:            n.Name,

@@ -3,9 +3,11 @@ package nats
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net/url"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	natsgo "github.com/nats-io/nats.go"
@@ -16,6 +18,14 @@ const DefaultURL = "nats://127.0.0.1:4222"
 
 // DefaultConnectTimeout is ConnOptions.ConnectTimeout's default.
 const DefaultConnectTimeout = 5 * time.Second
+
+// DefaultReconnectTimeout is ConnOptions.ReconnectTimeout's default.
+const DefaultReconnectTimeout = 30 * time.Second
+
+// reconnectWait is the pause between two reconnect attempts to one
+// server: short, because a server that restarts is usually back within a
+// second or two, and an attempt on a refused port costs nothing.
+const reconnectWait = 250 * time.Millisecond
 
 // ConnOptions says how to reach the NATS server. Credentials are never
 // written in options: they name environment variables.
@@ -33,6 +43,17 @@ type ConnOptions struct {
 	// commit (stream look-ups, acknowledgements). Default
 	// DefaultConnectTimeout.
 	ConnectTimeout time.Duration
+	// ReconnectTimeout is how long a running job waits for a server it
+	// lost (a server that stopped, restarted, or became unreachable).
+	// Meanwhile the client reconnects by itself, and a job whose server
+	// is back in time goes on as if nothing happened: its sources resume
+	// where they were and a commit caught by the loss is published again
+	// (the duplicate window drops what arrived twice). A source reader
+	// without a connection for longer, or a sink commit that could not
+	// complete within ReconnectTimeout of its first failure, fails the
+	// job with an error that says so; a rerun resumes from the last
+	// completed checkpoint. Default DefaultReconnectTimeout.
+	ReconnectTimeout time.Duration
 }
 
 func (o *ConnOptions) ensureDefaults() {
@@ -41,6 +62,9 @@ func (o *ConnOptions) ensureDefaults() {
 	}
 	if o.ConnectTimeout <= 0 {
 		o.ConnectTimeout = DefaultConnectTimeout
+	}
+	if o.ReconnectTimeout <= 0 {
+		o.ReconnectTimeout = DefaultReconnectTimeout
 	}
 }
 
@@ -95,19 +119,22 @@ func redactURLs(s string) string {
 }
 
 // connect opens a connection for what (it names the connection on the
-// server and in errors). The client reconnects by itself while the job
-// runs; a request that cannot complete within ConnectTimeout is an error.
-func connect(o ConnOptions, what string) (*natsgo.Conn, error) {
+// server and in errors), and returns it with the record of its losses.
+// The client reconnects by itself, without limit: ReconnectTimeout is
+// enforced by the connection's users (connHealth), which know what they
+// were doing when it was lost.
+func connect(o ConnOptions, what string) (*natsgo.Conn, *connHealth, error) {
+	h := &connHealth{server: redactURLs(o.URL), timeout: o.ReconnectTimeout}
 	opts := []natsgo.Option{
 		natsgo.Name("streamd " + what),
 		natsgo.Timeout(o.ConnectTimeout),
 		// Without it, a server that is down at start fails at once,
 		// which is what we want: "unreachable at start" is an error.
 		natsgo.RetryOnFailedConnect(false),
-		// A job that lost its server reconnects for up to 2 minutes,
-		// then its requests fail and the job fails.
-		natsgo.MaxReconnects(60),
-		natsgo.ReconnectWait(2 * time.Second),
+		natsgo.MaxReconnects(-1),
+		natsgo.ReconnectWait(reconnectWait),
+		natsgo.DisconnectErrHandler(func(_ *natsgo.Conn, err error) { h.lost(describeLoss(err, o)) }),
+		natsgo.ReconnectHandler(func(*natsgo.Conn) { h.back() }),
 	}
 	if o.UserEnv != "" {
 		opts = append(opts, natsgo.UserInfo(os.Getenv(o.UserEnv), os.Getenv(o.PasswordEnv)))
@@ -117,9 +144,112 @@ func connect(o ConnOptions, what string) (*natsgo.Conn, error) {
 	}
 	nc, err := natsgo.Connect(o.URL, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("nats: %s: cannot connect to %s: %s", what, redactURLs(o.URL), scrub(err.Error(), o))
+		return nil, nil, fmt.Errorf("nats: %s: cannot connect to %s: %s", what, redactURLs(o.URL), scrub(err.Error(), o))
 	}
-	return nc, nil
+	return nc, h, nil
+}
+
+// describeLoss says why a connection was lost, as text: never the error
+// itself, so that no error of this package wraps the io.EOF of a closed
+// connection (a source's Read must return io.EOF only at its end), and
+// scrubbed of credentials.
+func describeLoss(err error, o ConnOptions) string {
+	switch {
+	case err == nil:
+		return ""
+	case errors.Is(err, io.EOF):
+		return "the server closed the connection"
+	default:
+		return scrub(err.Error(), o)
+	}
+}
+
+// connHealth records when a connection was lost and why. The client's
+// callbacks write it; readers and sinks ask it whether the loss has lasted
+// longer than ReconnectTimeout.
+type connHealth struct {
+	server  string        // the redacted URLs, for errors
+	timeout time.Duration // ReconnectTimeout
+
+	mu struct {
+		sync.Mutex
+		// downSince is when the connection was lost, zero while it is up.
+		downSince time.Time
+		// cause says why it was lost ("" if the client did not say).
+		cause string
+	}
+}
+
+func (h *connHealth) lost(cause string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.mu.downSince.IsZero() {
+		h.mu.downSince = time.Now()
+	}
+	if cause != "" {
+		h.mu.cause = cause
+	}
+}
+
+func (h *connHealth) back() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.mu.downSince, h.mu.cause = time.Time{}, ""
+}
+
+// downSince returns when the connection was lost, zero if it is up.
+func (h *connHealth) downSince() time.Time {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.mu.downSince
+}
+
+// check returns an error when the connection has been lost for longer than
+// ReconnectTimeout, nil otherwise. The error does not wrap the cause.
+func (h *connHealth) check() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.mu.downSince.IsZero() {
+		return nil
+	}
+	if d := time.Since(h.mu.downSince); d > h.timeout {
+		return h.errorLocked(d)
+	}
+	return nil
+}
+
+// giveUp returns the error of a connection that is not back within
+// ReconnectTimeout, or, if it is up, of a server that did not answer
+// within it.
+func (h *connHealth) giveUp(since time.Time) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !h.mu.downSince.IsZero() {
+		return h.errorLocked(time.Since(h.mu.downSince))
+	}
+	return fmt.Errorf("the server at %s did not answer for %v (ReconnectTimeout %v)",
+		h.server, time.Since(since).Round(time.Millisecond), h.timeout)
+}
+
+func (h *connHealth) errorLocked(d time.Duration) error {
+	cause := ""
+	if h.mu.cause != "" {
+		cause = " (" + h.mu.cause + ")"
+	}
+	return fmt.Errorf("the connection to %s was lost %v ago%s and did not come back within ReconnectTimeout (%v)",
+		h.server, d.Round(time.Millisecond), cause, h.timeout)
+}
+
+// waitUp waits until nc is connected or deadline has passed, and reports
+// whether it is connected.
+func waitUp(nc *natsgo.Conn, deadline time.Time) bool {
+	for !nc.IsConnected() {
+		if nc.IsClosed() || !time.Now().Before(deadline) {
+			return false
+		}
+		time.Sleep(min(50*time.Millisecond, time.Until(deadline)+time.Millisecond))
+	}
+	return true
 }
 
 // scrub removes the values of the credential variables from an error

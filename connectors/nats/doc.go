@@ -50,6 +50,24 @@
 // CheckDuplicateWindow warns when the checkpoint interval plus the expected
 // recovery time exceeds it.
 //
+// # A server that fails mid-job
+//
+// The client reconnects by itself, without limit, while the job runs; a
+// job bounds the wait with ConnOptions.ReconnectTimeout (default
+// DefaultReconnectTimeout, 30 s). A server back within it costs nothing:
+// each ordered consumer resumes after the last message it handed over, and
+// a commit caught by the loss is done again, whole, once the server
+// answers (the same message ids, so the duplicate window drops what was
+// stored already; CheckDuplicateWindow counts ReconnectTimeout in). A
+// server away for longer fails the job: a source reader without a
+// connection for ReconnectTimeout, or a commit that has not succeeded
+// within ReconnectTimeout of its first failure, returns an error that
+// names the stream or subject, the server (without credentials), how long
+// it was gone and why. A rerun resumes from the last completed
+// checkpoint, whose pending commits Recover publishes, so nothing is lost
+// or counted twice. The source never hands the engine an error wrapping
+// io.EOF (a closed connection's): only io.EOF itself ends it.
+//
 // # What the sink committed
 //
 // LastCommitted (engine.CommitReporter) is the highest checkpoint recorded

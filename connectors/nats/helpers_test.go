@@ -3,6 +3,7 @@ package nats
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -123,8 +124,15 @@ func readAll(t testing.TB, st jetstream.Stream) []jetstream.Msg {
 	}
 	defer it.Stop()
 	var out []jetstream.Msg
+	// A loaded machine (-race, a shared server) can stall the ordered
+	// consumer for a while (it then recreates itself, with backoff): wait
+	// through stalls, within a bound for the whole read.
+	deadline := time.Now().Add(30 * time.Second)
 	for uint64(len(out)) < want {
 		m, err := it.Next(jetstream.NextMaxWait(5 * time.Second))
+		if errors.Is(err, natsgo.ErrTimeout) && time.Now().Before(deadline) {
+			continue
+		}
 		if err != nil {
 			t.Fatalf("read %d of %d messages: %v", len(out), want, err)
 		}
@@ -224,10 +232,24 @@ type jobSpec struct {
 	OutSubject    string
 	Parallelism   int
 	Interval      time.Duration
+	// Conn is how the job reaches the server; an empty URL is testURL.
+	Conn ConnOptions
+}
+
+// conn returns spec.Conn, with testURL when it names no server.
+func (spec jobSpec) conn() ConnOptions {
+	c := spec.Conn
+	if c.URL == "" {
+		c.URL = testURL()
+	}
+	return c
 }
 
 // runJob runs the job of spec to its end (or its error).
-func runJob(spec jobSpec) error {
+func runJob(spec jobSpec) error { return runJobCtx(context.Background(), spec) }
+
+// runJobCtx is runJob under ctx.
+func runJobCtx(ctx context.Context, spec jobSpec) error {
 	store, err := snapshot.Open(spec.DataDir, snapshot.Options{})
 	if err != nil {
 		return err
@@ -241,7 +263,7 @@ func runJob(spec jobSpec) error {
 	var clicks engine.Stream[Click]
 	if spec.InStream != "" {
 		src, err := NewSource(SourceOptions[Click]{
-			Conn: ConnOptions{URL: testURL()}, Stream: spec.InStream, Bounded: true,
+			Conn: spec.conn(), Stream: spec.InStream, Bounded: true,
 			Decode: func(m *Message, c *Click) error { return json.Unmarshal(m.Data, c) },
 		})
 		if err != nil {
@@ -268,13 +290,13 @@ func runJob(spec jobSpec) error {
 		})
 	}
 	sink, err := NewSink(spec.Job, SinkOptions[Click]{
-		Conn: ConnOptions{URL: testURL()}, Subject: spec.OutSubject, Encode: encodeClick,
+		Conn: spec.conn(), Subject: spec.OutSubject, Encode: encodeClick,
 	})
 	if err != nil {
 		return err
 	}
 	engine.ToSink(countClicks(clicks), "out", sink)
-	return job.Run(context.Background())
+	return job.Run(ctx)
 }
 
 // publishClicks fills subjects of a stream with count JSON clicks, round
@@ -284,7 +306,10 @@ func publishClicks(t testing.TB, js jetstream.JetStream, count, users int64, sub
 	for i := range count {
 		c := Click{Seq: i, User: i % users}
 		b, _ := encodeClick(nil, &c)
-		if _, err := js.PublishAsync(subjects[int(i)%len(subjects)], b); err != nil {
+		// A loaded machine (-race, parallel packages) may take longer than
+		// the client's default 200 ms to make room among the publishes in
+		// flight.
+		if _, err := js.PublishAsync(subjects[int(i)%len(subjects)], b, jetstream.WithStallWait(10*time.Second)); err != nil {
 			t.Fatal(err)
 		}
 	}

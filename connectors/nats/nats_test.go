@@ -265,14 +265,14 @@ func TestCheckDuplicateWindow(t *testing.T) {
 	_, js := needServer(t)
 	name := uniqueName("DUP")
 	makeStream(t, js, name, 30*time.Second, name+".out")
-	opts := SinkOptions[Click]{Conn: ConnOptions{URL: testURL()}, Subject: name + ".out", ExpectedRecovery: 10 * time.Second}
+	opts := SinkOptions[Click]{Conn: ConnOptions{URL: testURL(), ReconnectTimeout: 5 * time.Second}, Subject: name + ".out", ExpectedRecovery: 10 * time.Second}
 	ctx := context.Background()
 	w, err := CheckDuplicateWindow(ctx, opts, 5*time.Second)
 	if err != nil || w != "" {
-		t.Fatalf("5 s + 10 s within 30 s: warning %q, error %v", w, err)
+		t.Fatalf("5 s + 5 s + 10 s within 30 s: warning %q, error %v", w, err)
 	}
-	w, err = CheckDuplicateWindow(ctx, opts, 25*time.Second)
-	if err != nil || !strings.Contains(w, "duplicate window") || !strings.Contains(w, name) {
-		t.Fatalf("25 s + 10 s beyond 30 s: warning %q, error %v", w, err)
+	w, err = CheckDuplicateWindow(ctx, opts, 20*time.Second)
+	if err != nil || !strings.Contains(w, "duplicate window") || !strings.Contains(w, name) || !strings.Contains(w, "reconnect timeout (5s)") {
+		t.Fatalf("20 s + 5 s + 10 s beyond 30 s: warning %q, error %v", w, err)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"strings"
 	"sync"
@@ -159,8 +160,9 @@ type Sink[T any] struct {
 
 	mu struct {
 		sync.Mutex
-		nc *natsgo.Conn       // nil until first needed, and after Close
-		kv jetstream.KeyValue // the commit bucket
+		nc     *natsgo.Conn       // nil until first needed, and after Close
+		health *connHealth        // nc's losses
+		kv     jetstream.KeyValue // the commit bucket
 	}
 }
 
@@ -187,7 +189,7 @@ func (s *Sink[T]) conn() (*natsgo.Conn, jetstream.KeyValue, error) {
 	if s.mu.nc != nil {
 		return s.mu.nc, s.mu.kv, nil
 	}
-	nc, err := connect(s.opts.Conn, "sink of job "+s.job)
+	nc, health, err := connect(s.opts.Conn, "sink of job "+s.job)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -216,7 +218,7 @@ func (s *Sink[T]) conn() (*natsgo.Conn, jetstream.KeyValue, error) {
 		nc.Close()
 		return nil, nil, err
 	}
-	s.mu.nc, s.mu.kv = nc, kv
+	s.mu.nc, s.mu.health, s.mu.kv = nc, health, kv
 	return nc, kv, nil
 }
 
@@ -246,7 +248,7 @@ func (s *Sink[T]) Close() error {
 	defer s.mu.Unlock()
 	if s.mu.nc != nil {
 		s.mu.nc.Close()
-		s.mu.nc, s.mu.kv = nil, nil
+		s.mu.nc, s.mu.health, s.mu.kv = nil, nil, nil
 	}
 	return nil
 }
@@ -342,18 +344,28 @@ func (s *Sink[T]) Recover(states [][]byte) error {
 // publisher publishes transactions and records their commits; one per
 // writer (its JetStream context's pending publishes are its own).
 type publisher[T any] struct {
-	s   *Sink[T]
-	js  jetstream.JetStream
-	kv  jetstream.KeyValue
-	msg natsgo.Msg
-	id  []byte
+	s      *Sink[T]
+	nc     *natsgo.Conn
+	health *connHealth
+	js     jetstream.JetStream
+	kv     jetstream.KeyValue
+	// stall makes a publish wait for room among MaxInFlight as long as
+	// for an acknowledgement (ConnectTimeout), not the client's 200 ms.
+	stall jetstream.PublishOpt
+	id    []byte
 
 	errMu    sync.Mutex
 	firstErr error // the first failed publish of the current commit
 }
 
 func (s *Sink[T]) newPublisher(nc *natsgo.Conn, kv jetstream.KeyValue) (*publisher[T], error) {
-	p := &publisher[T]{s: s, kv: kv}
+	s.mu.Lock()
+	health := s.mu.health
+	s.mu.Unlock()
+	if health == nil {
+		panic("nats: a publisher of a sink without a connection")
+	}
+	p := &publisher[T]{s: s, nc: nc, health: health, kv: kv, stall: jetstream.WithStallWait(s.opts.Conn.ConnectTimeout)}
 	js, err := jetstream.New(nc,
 		jetstream.WithPublishAsyncMaxPending(s.opts.MaxInFlight),
 		jetstream.WithPublishAsyncTimeout(s.opts.Conn.ConnectTimeout),
@@ -374,7 +386,87 @@ func (s *Sink[T]) newPublisher(nc *natsgo.Conn, kv jetstream.KeyValue) (*publish
 // commit publishes t's messages, with ids when withIDs, waits for every
 // acknowledgement, and then, for a transactional commit, records t's
 // checkpoint as committed by its task.
+//
+// A transactional commit that fails because the connection was lost or
+// the server did not answer (retryable) is done again, whole, once the
+// connection is back: the message ids make the stream drop what it
+// already stored. It gives up, and the job fails, when the commit has not
+// succeeded within ReconnectTimeout of its first failure (or of the loss
+// of the connection, if that came first). A commit without ids (Finish,
+// no checkpoints) is never repeated: it would duplicate output.
 func (p *publisher[T]) commit(t txn, withIDs bool) error {
+	s := p.s
+	var firstFail time.Time
+	for attempt := 1; ; attempt++ {
+		err := p.health.check()
+		if err == nil {
+			err = p.try(t, withIDs)
+		}
+		if err == nil {
+			if attempt > 1 {
+				slog.Info("nats sink: commit done after the server came back", "job", s.job, "sink", s.opts.Name,
+					"task", t.task, "checkpoint", t.checkpoint, "attempts", attempt)
+			}
+			return nil
+		}
+		if !withIDs {
+			return fmt.Errorf("nats: sink: cannot publish the output of task %d to %s: %w", t.task, s.target(), err)
+		}
+		fail := func(err error) error {
+			return fmt.Errorf("nats: sink: cannot commit checkpoint %d of task %d to %s: %w", t.checkpoint, t.task, s.target(), err)
+		}
+		if !retryable(err) {
+			return fail(err)
+		}
+		if firstFail.IsZero() {
+			firstFail = time.Now()
+			if d := p.health.downSince(); !d.IsZero() && d.Before(firstFail) {
+				firstFail = d
+			}
+			slog.Warn("nats sink: commit interrupted; trying again once the server answers", "job", s.job, "sink", s.opts.Name,
+				"task", t.task, "checkpoint", t.checkpoint, "error", err.Error(), "reconnect_timeout", s.opts.Conn.ReconnectTimeout)
+		}
+		deadline := firstFail.Add(s.opts.Conn.ReconnectTimeout)
+		if !waitUp(p.nc, deadline) || !time.Now().Before(deadline) {
+			return fail(fmt.Errorf("%w; %w", err, p.health.giveUp(firstFail)))
+		}
+		// The connection is up, or back: a pause, in case the server
+		// answers but fails at once (JetStream still starting).
+		time.Sleep(min(reconnectWait, time.Until(deadline)))
+	}
+}
+
+// target names where the sink writes, for errors.
+func (s *Sink[T]) target() string {
+	subject := "the subjects SubjectOf gives"
+	if s.opts.Subject != "" {
+		subject = strconv.Quote(s.opts.Subject)
+	}
+	if s.opts.Stream != "" {
+		return fmt.Sprintf("stream %q (subject %s)", s.opts.Stream, subject)
+	}
+	return "subject " + subject
+}
+
+// retryable reports whether a commit that failed with err may succeed when
+// done again: the connection was lost, or the server (or JetStream) did
+// not answer in time.
+func retryable(err error) bool {
+	for _, target := range []error{
+		natsgo.ErrDisconnected, natsgo.ErrConnectionReconnecting, natsgo.ErrReconnectBufExceeded,
+		natsgo.ErrTimeout, natsgo.ErrNoResponders, context.DeadlineExceeded,
+		jetstream.ErrAsyncPublishTimeout, jetstream.ErrNoStreamResponse, jetstream.ErrTooManyStalledMsgs,
+		errNotAcknowledged,
+	} {
+		if errors.Is(err, target) {
+			return true
+		}
+	}
+	return false
+}
+
+// try is one attempt at commit.
+func (p *publisher[T]) try(t txn, withIDs bool) error {
 	s := p.s
 	p.errMu.Lock()
 	p.firstErr = nil
@@ -384,7 +476,7 @@ func (p *publisher[T]) commit(t txn, withIDs bool) error {
 		// Each message needs its own header map: the client keeps the
 		// message until its acknowledgement arrives.
 		m := &natsgo.Msg{Subject: string(subject), Data: data}
-		var opts []jetstream.PublishOpt
+		opts := []jetstream.PublishOpt{p.stall}
 		if withIDs {
 			p.id = append(p.id[:0], s.idPrefix...)
 			p.id = strconv.AppendInt(p.id, int64(t.task), 10)
@@ -400,23 +492,25 @@ func (p *publisher[T]) commit(t txn, withIDs bool) error {
 		}
 		return nil
 	})
-	if err == nil {
-		err = p.wait()
+	// Wait for what is in flight even after a failed publish: the next
+	// attempt starts with nothing pending.
+	if werr := p.wait(); err == nil {
+		err = werr
 	}
-	if err != nil {
-		return fmt.Errorf("nats: sink: cannot commit checkpoint %d of task %d: %w", t.checkpoint, t.task, err)
-	}
-	if !withIDs {
-		return nil
+	if err != nil || !withIDs {
+		return err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.opts.Conn.ConnectTimeout)
 	defer cancel()
 	key := s.prefix + "t" + strconv.Itoa(t.task)
 	if _, err := p.kv.Put(ctx, key, strconv.AppendUint(nil, t.checkpoint, 10)); err != nil {
-		return fmt.Errorf("nats: sink: checkpoint %d of task %d is published, but recording it in the commit bucket %q failed: %w", t.checkpoint, t.task, s.opts.CommitBucket, err)
+		return fmt.Errorf("the messages are published, but recording the commit in the commit bucket %q failed: %w", s.opts.CommitBucket, err)
 	}
 	return nil
 }
+
+// errNotAcknowledged is wait's error when the client never completes.
+var errNotAcknowledged = errors.New("publishes not acknowledged")
 
 // wait waits for the acknowledgements of every publish in flight.
 func (p *publisher[T]) wait() error {
@@ -427,7 +521,7 @@ func (p *publisher[T]) wait() error {
 	select {
 	case <-p.js.PublishAsyncComplete():
 	case <-deadline.C:
-		return fmt.Errorf("%d publishes not acknowledged", p.js.PublishAsyncPending())
+		return fmt.Errorf("%w: %d", errNotAcknowledged, p.js.PublishAsyncPending())
 	}
 	p.errMu.Lock()
 	defer p.errMu.Unlock()
@@ -560,8 +654,10 @@ func (w *writer[T]) Finish() error {
 func (w *writer[T]) Close() error { return nil }
 
 // CheckDuplicateWindow compares the output stream's duplicate window with
-// the time within which a crashed commit may be replayed: the checkpoint
-// interval plus ExpectedRecovery. It returns a warning when the window is
+// the time within which a commit may be replayed: the checkpoint interval,
+// plus ReconnectTimeout (a commit caught by a lost connection is done again
+// until then), plus ExpectedRecovery (a crashed one is done again at
+// recovery). It returns a warning when the window is
 // shorter (a replay after the window duplicates output), "" when it is
 // not, and an error when it cannot tell (server unreachable, no stream).
 func CheckDuplicateWindow[T any](ctx context.Context, opts SinkOptions[T], interval time.Duration) (string, error) {
@@ -569,7 +665,7 @@ func CheckDuplicateWindow[T any](ctx context.Context, opts SinkOptions[T], inter
 	if err != nil {
 		return "", err
 	}
-	nc, err := connect(s.opts.Conn, "duplicate-window check")
+	nc, _, err := connect(s.opts.Conn, "duplicate-window check")
 	if err != nil {
 		return "", err
 	}
@@ -587,11 +683,11 @@ func CheckDuplicateWindow[T any](ctx context.Context, opts SinkOptions[T], inter
 		return "", fmt.Errorf("nats: cannot read the configuration of stream %q: %w", name, err)
 	}
 	window := st.CachedInfo().Config.Duplicates
-	need := interval + s.opts.ExpectedRecovery
+	need := interval + s.opts.Conn.ReconnectTimeout + s.opts.ExpectedRecovery
 	if window < need {
-		return fmt.Sprintf("nats sink: the duplicate window of stream %q is %v, shorter than the checkpoint interval (%v) plus the expected recovery time (%v): "+
-			"a commit replayed after a crash later than %v after it first ran duplicates output; raise the stream's duplicate window (Duplicates) to at least %v",
-			name, window, interval, s.opts.ExpectedRecovery, window, need), nil
+		return fmt.Sprintf("nats sink: the duplicate window of stream %q is %v, shorter than the checkpoint interval (%v) plus the reconnect timeout (%v) plus the expected recovery time (%v): "+
+			"a commit replayed later than %v after it first ran duplicates output; raise the stream's duplicate window (Duplicates) to at least %v",
+			name, window, interval, s.opts.Conn.ReconnectTimeout, s.opts.ExpectedRecovery, window, need), nil
 	}
 	return "", nil
 }

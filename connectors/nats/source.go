@@ -216,8 +216,8 @@ func filtersOverlap(a, b string) bool {
 }
 
 // stream opens the source's stream on a new connection.
-func (src *Source[T]) stream(what string) (*natsgo.Conn, jetstream.JetStream, jetstream.Stream, error) {
-	nc, err := connect(src.opts.Conn, what)
+func (src *Source[T]) stream(what string) (*natsgo.Conn, *connHealth, jetstream.Stream, error) {
+	nc, health, err := connect(src.opts.Conn, what)
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -233,7 +233,7 @@ func (src *Source[T]) stream(what string) (*natsgo.Conn, jetstream.JetStream, je
 		nc.Close()
 		return nil, nil, nil, fmt.Errorf("nats: source: cannot open stream %q: %w", src.opts.Stream, err)
 	}
-	return nc, js, st, nil
+	return nc, health, st, nil
 }
 
 // Initial makes one split per subject filter (SourceOptions.Subjects, or
@@ -334,11 +334,11 @@ func (src *Source[T]) NewReader(sc engine.SourceContext, splits []engine.Split) 
 	if !slices.ContainsFunc(r.splits, func(s *readSplit) bool { return !s.finished() }) {
 		return r, nil
 	}
-	nc, _, st, err := src.stream(fmt.Sprintf("source %s of job %s, task %d", sc.Operator, sc.Job, sc.Index))
+	nc, health, st, err := src.stream(fmt.Sprintf("source %s of job %s, task %d", sc.Operator, sc.Job, sc.Index))
 	if err != nil {
 		return nil, err
 	}
-	r.nc, r.done = nc, make(chan struct{})
+	r.nc, r.health, r.done = nc, health, make(chan struct{})
 	for _, s := range r.splits {
 		if s.finished() {
 			continue
@@ -362,6 +362,7 @@ type readSplit struct {
 type reader[T any] struct {
 	opts   SourceOptions[T]
 	nc     *natsgo.Conn
+	health *connHealth // nc's losses; nil when every split was finished at start
 	splits []*readSplit
 	done   chan struct{} // closed by Close: handlers stop waiting
 	rr     int           // the split the next Read looks at first
@@ -400,7 +401,7 @@ func (r *reader[T]) open(st jetstream.Stream, s *readSplit) error {
 			if errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, natsgo.ErrConnectionClosed) {
 				r.errMu.Lock()
 				if r.err == nil {
-					r.err = fmt.Errorf("nats: source: reading %q of stream %q: %w", s.filter, r.opts.Stream, err)
+					r.err = fmt.Errorf("nats: source: cannot read %q of stream %q: %w", s.filter, r.opts.Stream, err)
 				}
 				r.errMu.Unlock()
 			}
@@ -418,13 +419,35 @@ func (r *reader[T]) LastSplit() int { return r.last }
 // SplitFinished implements engine.SplitWatermarks.
 func (r *reader[T]) SplitFinished(i int) bool { return r.splits[i].finished() }
 
+// Read hands over the messages the splits' consumers received. While
+// the connection is lost the consumers wait and the client reconnects
+// (then each ordered consumer resumes after the last message it handed
+// over); Read goes on returning what was received before, and fails once
+// the connection has been lost for longer than ReconnectTimeout.
+// The only error wrapping io.EOF it may return is io.EOF itself, at the
+// end of a bounded source: anything else fails the job.
 func (r *reader[T]) Read(buf []T) (int, error) {
+	n, err := r.read(buf)
+	if err != nil && err != io.EOF && errors.Is(err, io.EOF) {
+		// A Decode or a library error that wraps io.EOF is a failure, not
+		// the end: keep its text, drop the chain.
+		err = errors.New(err.Error())
+	}
+	return n, err
+}
+
+func (r *reader[T]) read(buf []T) (int, error) {
 	r.last = -1
 	r.errMu.Lock()
 	err := r.err
 	r.errMu.Unlock()
 	if err != nil {
 		return 0, err
+	}
+	if r.health != nil && !r.allFinished() {
+		if err := r.health.check(); err != nil {
+			return 0, fmt.Errorf("nats: source: cannot read %s of stream %q: %w", r.unfinished(), r.opts.Stream, err)
+		}
 	}
 	n := len(r.splits)
 	for k := range n {
@@ -448,6 +471,21 @@ func (r *reader[T]) Read(buf []T) (int, error) {
 		return 0, io.EOF
 	}
 	return 0, nil
+}
+
+// unfinished lists the filters of the splits not yet finished, quoted, for
+// errors.
+func (r *reader[T]) unfinished() string {
+	var fs []string
+	for _, s := range r.splits {
+		if !s.finished() {
+			fs = append(fs, strconv.Quote(s.filter))
+		}
+	}
+	if len(fs) > 4 {
+		fs = append(fs[:4], fmt.Sprintf("and %d more", len(fs)-4))
+	}
+	return strings.Join(fs, ", ")
 }
 
 // readSplit decodes into buf the messages s has received, up to len(buf).

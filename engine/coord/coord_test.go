@@ -341,3 +341,52 @@ func TestStepAckDoesNotAllocate(t *testing.T) {
 		t.Fatalf("counted %d duplicate and %d late acks", s.IgnoredDuplicateAcks, s.IgnoredLateAcks)
 	}
 }
+
+// TestCadenceUnderEvents: ticks every 2.5 ms, read by the driver a little
+// late, after events it handled with their own (later) times: here each
+// checkpoint's acknowledgement, handled 10–210 µs after the time of the
+// tick that follows it. Checkpoints are still triggered every 10 ms, at the
+// ticks one interval apart: the schedule counts Tick times, not the clock
+// the events moved (with the clock, it slipped one tick per checkpoint:
+// 12.5 ms).
+func TestCadenceUnderEvents(t *testing.T) {
+	const tick, interval = 2500 * time.Microsecond, 10 * time.Millisecond
+	c := New(Options{Interval: interval}, []TaskID{1}, 1, epoch)
+	var triggers []time.Duration
+	var unacked []uint64
+	for i := 1; i <= 400; i++ {
+		now := epoch.Add(time.Duration(i) * tick)
+		// Before each tick the driver handles an event stamped just after
+		// the tick's time (the ack of the newest checkpoint; after the
+		// first, a duplicate that is ignored but moves the clock).
+		late := time.Duration(10+i*37%200) * time.Microsecond // varies: the driver's delay does
+		for _, id := range unacked {
+			if err := c.Step(now.Add(late), Ack{Task: 1, ID: id}); err != nil {
+				t.Fatal(err)
+			}
+			rd := c.Ready()
+			for _, p := range rd.Persist {
+				if err := c.Step(now.Add(late), Persisted{ID: p.ID}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			c.Advance(rd)
+			c.Advance(c.Ready())
+		}
+		c.Tick(now)
+		rd := c.Ready()
+		c.Advance(rd)
+		for _, tr := range rd.Trigger {
+			triggers = append(triggers, tr.At.Sub(epoch))
+			unacked = append(unacked[:0], tr.ID)
+		}
+	}
+	if len(triggers) < 90 {
+		t.Fatalf("%d triggers in 1 s at a 10 ms interval: %v", len(triggers), triggers)
+	}
+	for i := 2; i < len(triggers); i++ {
+		if d := triggers[i] - triggers[i-1]; d < interval-210*time.Microsecond || d > interval+210*time.Microsecond {
+			t.Fatalf("trigger %d came %v after the previous, want %v: %v", i, d, interval, triggers[:i+1])
+		}
+	}
+}

@@ -54,9 +54,9 @@ func newPromMetrics() *promMetrics {
 		Help:    "Per task and completed checkpoint: sync (the pause of the task), async (encode, compress, write), alignment, start_delay.",
 		Buckets: checkpointBuckets}, []string{"job", "phase"})
 	p.lastSize = prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace, Name: "checkpoint_last_state_size_bytes",
-		Help: "State size of the newest completed checkpoint, before compression."}, []string{"job"})
+		Help: "State size of the newest completed checkpoint: the stored bytes it references (full images and delta chains, its own writes included)."}, []string{"job"})
 	p.lastStored = prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace, Name: "checkpoint_last_checkpointed_size_bytes",
-		Help: "Bytes the newest completed checkpoint wrote (compressed; reused key groups not counted)."}, []string{"job"})
+		Help: "Bytes the newest completed checkpoint wrote (compressed; deltas and full images it wrote, not what it references)."}, []string{"job"})
 	p.registry.MustRegister(p.restarts, p.failures, p.checkpoints, p.endToEnd, p.phase, p.lastSize, p.lastStored,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return p
@@ -75,8 +75,8 @@ func (p *promMetrics) observeCheckpoint(job string, s engine.CheckpointStats) {
 		p.phase.WithLabelValues(job, "alignment").Observe(t.Alignment.Seconds())
 		p.phase.WithLabelValues(job, "start_delay").Observe(t.StartDelay.Seconds())
 	}
-	p.lastSize.WithLabelValues(job).Set(float64(s.RawBytes))
-	p.lastStored.WithLabelValues(job).Set(float64(s.StoredBytes))
+	p.lastSize.WithLabelValues(job).Set(float64(s.StateSize))
+	p.lastStored.WithLabelValues(job).Set(float64(s.CheckpointedSize))
 }
 
 // jobCollector reads the jobs' engine counters at scrape time.

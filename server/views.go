@@ -273,18 +273,26 @@ type ckptTaskJSON struct {
 }
 
 type ckptJSON struct {
-	ID                      uint64  `json:"id"`
-	Status                  string  `json:"status"` // COMPLETED, FAILED, IN_PROGRESS
-	IsSavepoint             bool    `json:"is_savepoint"`
-	TriggerTimestamp        int64   `json:"trigger_timestamp"`
-	LatestAckTimestamp      int64   `json:"latest_ack_timestamp"`
-	EndToEndDuration        float64 `json:"end_to_end_duration"`
-	StateSize               int64   `json:"state_size"`
-	CheckpointedSize        int64   `json:"checkpointed_size"`
-	NumSubtasks             int     `json:"num_subtasks"`
-	NumAcknowledgedSubtasks int     `json:"num_acknowledged_subtasks"`
-	FailureMessage          string  `json:"failure_message,omitempty"`
-	ExternalPath            string  `json:"external_path,omitempty"`
+	ID                 uint64  `json:"id"`
+	Status             string  `json:"status"` // COMPLETED, FAILED, IN_PROGRESS
+	IsSavepoint        bool    `json:"is_savepoint"`
+	TriggerTimestamp   int64   `json:"trigger_timestamp"`
+	LatestAckTimestamp int64   `json:"latest_ack_timestamp"`
+	EndToEndDuration   float64 `json:"end_to_end_duration"`
+	StateSize          int64   `json:"state_size"`
+	CheckpointedSize   int64   `json:"checkpointed_size"`
+	// Incremental checkpoints (engine.KeyedCheckpointStats): whether
+	// some key group was written as a delta, and how many key groups
+	// were written as deltas, in full, or reused unchanged.
+	IsIncremental           bool   `json:"is_incremental"`
+	DeltaKeyGroups          int    `json:"delta_key_groups"`
+	FullKeyGroups           int    `json:"full_key_groups"`
+	ReusedKeyGroups         int    `json:"reused_key_groups"`
+	MaxDeltaChain           int    `json:"max_delta_chain"`
+	NumSubtasks             int    `json:"num_subtasks"`
+	NumAcknowledgedSubtasks int    `json:"num_acknowledged_subtasks"`
+	FailureMessage          string `json:"failure_message,omitempty"`
+	ExternalPath            string `json:"external_path,omitempty"`
 	// The highest over the checkpoint's tasks.
 	SyncDuration      float64        `json:"sync_duration"`
 	AsyncDuration     float64        `json:"async_duration"`
@@ -340,7 +348,9 @@ const historyLen = 100
 func ckptFromStats(e ckptEntry) ckptJSON {
 	s := e.stats
 	c := ckptJSON{ID: s.ID, Status: "COMPLETED", IsSavepoint: s.Savepoint, TriggerTimestamp: ms(s.TriggeredAt),
-		EndToEndDuration: durMs(s.Duration), StateSize: s.RawBytes, CheckpointedSize: s.StoredBytes,
+		EndToEndDuration: durMs(s.Duration), StateSize: s.StateSize, CheckpointedSize: s.CheckpointedSize,
+		IsIncremental: s.Incremental, DeltaKeyGroups: s.DeltaKeyGroups, FullKeyGroups: s.FullKeyGroups,
+		ReusedKeyGroups: s.ReusedKeyGroups, MaxDeltaChain: s.MaxDeltaChain,
 		NumSubtasks: len(s.Tasks), NumAcknowledgedSubtasks: len(s.Tasks), ExternalPath: s.SavepointPath,
 		Final: s.Final, Attempt: e.attempt, Tasks: []ckptTaskJSON{}}
 	if s.Status != "completed" {
@@ -352,7 +362,7 @@ func ckptFromStats(e ckptEntry) ckptJSON {
 	}
 	for _, t := range s.Tasks {
 		tj := ckptTaskJSON{Vertex: t.Vertex, Index: t.Index, SyncDuration: durMs(t.SyncPause), AsyncDuration: durMs(t.Async),
-			AlignmentDuration: durMs(t.Alignment), StartDelay: durMs(t.StartDelay), StateSize: t.RawBytes, CheckpointedSize: t.StoredBytes}
+			AlignmentDuration: durMs(t.Alignment), StartDelay: durMs(t.StartDelay), StateSize: t.StateSize, CheckpointedSize: t.CheckpointedSize}
 		c.Tasks = append(c.Tasks, tj)
 		c.SyncDuration = math.Max(c.SyncDuration, tj.SyncDuration)
 		c.AsyncDuration = math.Max(c.AsyncDuration, tj.AsyncDuration)

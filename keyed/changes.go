@@ -83,14 +83,20 @@ func (b *Backend) logEntry(t *table, addr uint32) uint64 {
 // logRel returns the relative epoch of log entry e.
 func logRel(e uint64) uint64 { return e >> 32 & logEpochMask }
 
-// logAddr records a write to the record at addr of t (writable).
+// logAddr records a write to the record at addr of t (writable). It is
+// inlined: while writes are not logged (no checkpoints) it costs a load
+// and a branch.
 func (b *Backend) logAddr(t *table, addr uint32) {
-	if n := len(t.log); n < cap(t.log) && !b.noLog {
-		t.log = t.log[:n+1]
-		t.log[n] = b.logEntry(t, addr)
-		return
+	if !b.noLog {
+		b.logAddrOn(t, addr)
 	}
-	b.logAddrSlow(t, addr)
+}
+
+func (b *Backend) logAddrOn(t *table, addr uint32) {
+	if len(t.log) == cap(t.log) {
+		b.growLog(t)
+	}
+	t.log = append(t.log, b.logEntry(t, addr))
 }
 
 // logAppendTo records an in-place append to the value of the record at
@@ -124,15 +130,6 @@ func (b *Backend) prepareLog(t *table, addr uint32) bool {
 	}
 	l.logp, l.logv, l.logn = &t.log[:n+1][n], b.logEntry(t, addr), n+1
 	return true
-}
-
-//go:noinline
-func (b *Backend) logAddrSlow(t *table, addr uint32) {
-	if b.noLog {
-		return
-	}
-	b.growLog(t)
-	t.log = append(t.log, b.logEntry(t, addr))
 }
 
 // growLog makes room in t's log for at least one more entry: it drops the entries

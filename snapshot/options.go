@@ -80,8 +80,9 @@ const (
 	// MaxStateNameBytes bounds the length of one state name.
 	MaxStateNameBytes = 1 << 12
 	// ingestThresholdBytes is the stored size beyond which one WriteKeyed
-	// call writes an sstable and ingests it instead of committing a batch.
-	ingestThresholdBytes = 4 << 20
+	// call writes an sstable and ingests it instead of committing a batch
+	// (doc.go says why it is small).
+	ingestThresholdBytes = 256 << 10
 	// defaultMemTableSizeBytes is the Pebble memtable size streamd uses
 	// unless PebbleOptions changes it (Pebble's own default, 4 MiB, would
 	// flush after every four 1 MiB blocks).

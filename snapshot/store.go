@@ -130,6 +130,9 @@ type Store struct {
 		// Written by WriteKeyed; read and pruned by Retain,
 		// CommitCheckpoint and DiscardIncomplete, all under mu.
 		pins map[string]map[uint64][]*KeyedHandle
+		// known holds, per job, the key group block runs that exist in
+		// the store and may become garbage (retain.go).
+		known map[string]*knownBlocks
 		// holds counts, per job and completed checkpoint id, the holds
 		// (Hold, ExportSavepoint) that keep the checkpoint from retention.
 		holds map[string]map[uint64]int
@@ -208,6 +211,7 @@ func open(dir string, opts Options, readOnly bool) (*Store, error) {
 	s := &Store{dir: dir, opts: opts, pebbleOpts: po, db: db, lock: lock, health: h,
 		fs: fs, ingestDir: ingestDir, ingestThresholdBytes: ingestThresholdBytes}
 	s.mu.pins = make(map[string]map[uint64][]*KeyedHandle)
+	s.mu.known = make(map[string]*knownBlocks)
 	s.mu.holds = make(map[string]map[uint64]int)
 	return s, nil
 }

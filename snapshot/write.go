@@ -162,7 +162,26 @@ func (s *Store) WriteKeyed(job string, ckpt uint64, scope string, start, end int
 			panic(fmt.Sprintf("snapshot: invariant violated: WriteKeyed produced an inconsistent handle: %v", p))
 		}
 	}
+	s.recordWritten(job, ckpt, h)
 	return h, nil
+}
+
+// recordWritten adds the key groups h's checkpoint ckpt wrote blocks for
+// to the blocks Retain knows exist (retain.go).
+func (s *Store) recordWritten(job string, ckpt uint64, h *KeyedHandle) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	k := s.knownLocked(job)
+	for i := range h.KeyGroups {
+		r := &h.KeyGroups[i]
+		wrote := r.Writer == ckpt && r.Blocks > 0
+		if n := len(r.Deltas); n > 0 && r.Deltas[n-1].Writer == ckpt && r.Deltas[n-1].Blocks > 0 {
+			wrote = true
+		}
+		if wrote {
+			k.prefixes[string(kgPrefix(nil, job, ckpt, h.Scope, r.KeyGroup))] = struct{}{}
+		}
+	}
 }
 
 // totalStoredBytes returns the stored size of every key group h

@@ -1,10 +1,14 @@
 package bench
 
 import (
+	"encoding/binary"
+	"os"
 	"testing"
 	"time"
 
 	"github.com/streamd/streamd/engine"
+	"github.com/streamd/streamd/keyed"
+	"github.com/streamd/streamd/snapshot"
 )
 
 // The "incremental" suite is issue 17's job: a sequence of 4 × K records
@@ -99,4 +103,134 @@ func noteIncremental(mode string, keys int, stats []engine.CheckpointStats) {
 		mode, keys, n, p50.Round(time.Millisecond), p99.Round(time.Millisecond), s99,
 		float64(written)/float64(n)/1e6, float64(referenced)/float64(n)/1e6,
 		float64(deltaKG)/float64(n), float64(fullKG)/float64(n), float64(reusedKG)/float64(n), maxChain)
+}
+
+// The "restore-chain" case (suite restore) restores a checkpoint whose key
+// groups are delta chains: a full checkpoint of the restore suite's state
+// (100 k entries of 100-byte values, ~9.5 M with STREAMD_BENCH_FULL=1),
+// then chainDeltas incremental checkpoints, each after overwriting 5 % of
+// the keys and deleting 0.5 %. With the store's default policy some key
+// groups materialize on the way (as in a running job); the note gives the
+// chains restored and the rate per GiB of live state, deltas included
+// (issue 17's goal: at most 1 s per GiB on this machine).
+const chainDeltas = 8
+
+func init() {
+	Register(Case{Suite: "restore", Name: "restore-chain-" + sizeName(restoreEntries()), Records: restoreEntries(), F: benchRestoreChain})
+}
+
+var chainStore struct {
+	st       *snapshot.Store
+	live     int64 // raw bytes of the live state (a full image's)
+	stored   int64 // stored bytes the newest checkpoint references
+	entries  int
+	maxChain int
+	deltas   int
+}
+
+func benchRestoreChain(b *testing.B) {
+	n := restoreEntries()
+	if chainStore.st == nil {
+		dir, err := os.MkdirTemp("", "streamd-restore-chain-")
+		if err != nil {
+			b.Fatal(err)
+		}
+		st, err := snapshot.Open(dir, snapshot.Options{Compression: snapshot.CompressionS2, Logger: func(string, ...any) {}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		be, err := keyed.NewBackend(keyed.Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		id, err := be.Register("state", keyed.KindValue, keyed.StateOptions{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		var key [8]byte
+		val := make([]byte, 100)
+		put := func(i int, salt uint64) {
+			binary.BigEndian.PutUint64(key[:], uint64(i))
+			binary.LittleEndian.PutUint64(val, uint64(i)^salt)
+			be.SetCurrentKey(key[:])
+			be.Put(id, val)
+		}
+		for i := range n {
+			put(i, 0)
+		}
+		var prev *snapshot.KeyedHandle
+		rng := uint64(0x9e3779b97f4a7c15)
+		live := n
+		for ckpt := uint64(1); ckpt <= 1+chainDeltas; ckpt++ {
+			if ckpt > 1 {
+				for range n / 20 {
+					rng ^= rng << 13
+					rng ^= rng >> 7
+					rng ^= rng << 17
+					put(int(rng%uint64(n)), ckpt)
+				}
+				for range n / 200 {
+					rng ^= rng << 13
+					rng ^= rng >> 7
+					rng ^= rng << 17
+					binary.BigEndian.PutUint64(key[:], rng%uint64(n))
+					be.SetCurrentKey(key[:])
+					be.Delete(id)
+				}
+			}
+			snap := be.Snapshot()
+			h, err := st.WriteKeyed("bench", ckpt, "vertex", 0, keyed.DefaultMaxParallelism, snap, prev)
+			snap.Release()
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := st.CommitCheckpoint(&snapshot.Metadata{Job: "bench", CheckpointID: ckpt, MaxParallelism: keyed.DefaultMaxParallelism,
+				Tasks: []snapshot.TaskMeta{{Vertex: "vertex", Parallelism: 1, KeyGroupEnd: keyed.DefaultMaxParallelism, Keyed: h}}}); err != nil {
+				b.Fatal(err)
+			}
+			be.ForgetChangesThrough(snap.Epoch())
+			prev = h
+		}
+		live = be.Len()
+		chainStore.st, chainStore.entries = st, live
+		chainStore.live = int64(live) * (8 + 1 + 100 + 3) // the raw size of a full image of it
+		chainStore.stored = prev.StoredBytes + prev.ReusedBytes
+		chainStore.maxChain = prev.MaxChain
+		for _, r := range prev.KeyGroups {
+			chainStore.deltas += len(r.Deltas)
+		}
+	}
+	b.SetBytes(chainStore.live / int64(n))
+	b.ReportAllocs()
+	b.ResetTimer()
+	var last time.Duration
+	for range b.N {
+		start := time.Now()
+		be, err := keyed.NewBackend(keyed.Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		m, err := chainStore.st.Recover("bench", func(m *snapshot.Metadata) error {
+			return chainStore.st.ReadKeyed("bench", m.Tasks[0].Keyed, 0, keyed.DefaultMaxParallelism, func(_ int, state string, key, value []byte, op uint8) error {
+				switch op {
+				case snapshot.OpDelete:
+					return be.RestoreDelete(state, key)
+				case snapshot.OpAppend:
+					return be.RestoreAppend(state, key, value)
+				}
+				return be.RestoreEntry(state, key, value)
+			})
+		})
+		if err != nil || m == nil {
+			b.Fatalf("Recover = %v, %v", m, err)
+		}
+		if be.Len() != chainStore.entries {
+			b.Fatalf("restored %d entries, want %d", be.Len(), chainStore.entries)
+		}
+		last = time.Since(start)
+	}
+	gib := float64(chainStore.live) / (1 << 30)
+	Note("restore-chain", "restore of %.0f MiB of live keyed state (%d entries) from a checkpoint with %d deltas in its key groups' chains (longest %d; %.0f MiB stored): %v, %.2f s per GiB of live state",
+		float64(chainStore.live)/(1<<20), chainStore.entries, chainStore.deltas, chainStore.maxChain, float64(chainStore.stored)/(1<<20),
+		last.Round(time.Millisecond), last.Seconds()/gib)
 }

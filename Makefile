@@ -73,6 +73,8 @@ profile:
 	  echo "profiling $$b"; \
 	  $(GO) test -run '^$$' -bench "^Benchmark$$b$$" -benchtime 150000000x -cpuprofile profiles/$$b.cpu.pprof -o $${TMPDIR:-/tmp}/streamd-bench.test ./bench/ || exit 1; \
 	done
+	@echo "profiling Incremental100ms (issue 17's job: 40 M records over 10 M keys, incremental checkpoints every 100 ms)"
+	STREAMD_BENCH_FULL=1 $(GO) test -run '^$$' -bench '^BenchmarkIncremental100ms$$' -benchtime 1x -cpuprofile profiles/Incremental100ms.cpu.pprof -o $${TMPDIR:-/tmp}/streamd-bench.test ./bench/
 	$(GO) build -o bin/streamd ./cmd/streamd
 	@for q in $(PROFILE_QUERIES); do \
 	  echo "profiling Nexmark $$q"; \

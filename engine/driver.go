@@ -58,6 +58,9 @@ func (rt *jobRuntime) drive(ctx context.Context) (failure error) {
 		exhausted = true
 		pending   = make(map[uint64]*pendingCheckpoint)
 		tickC     <-chan time.Time
+		dueTimer  *time.Timer
+		dueC      <-chan time.Time
+		dueAt     time.Time
 		ctxDone   = ctx.Done()
 		stopCh    = rt.stopCh
 	)
@@ -83,6 +86,13 @@ func (rt *jobRuntime) drive(ctx context.Context) (failure error) {
 		ticker := time.NewTicker(tick)
 		defer ticker.Stop()
 		tickC = ticker.C
+		// Besides the periodic Ticks (timeouts, retries), one at the time
+		// the next checkpoint is due: with the ticker alone a trigger came
+		// a whole tick late whenever the tick's time fell a little before
+		// the due time (10 ms checkpoints ran every 12.5 ms).
+		dueTimer = time.NewTimer(time.Until(co.NextDue()))
+		defer dueTimer.Stop()
+		dueC = dueTimer.C
 	}
 	var batch []event
 	handle := func(ev event) {
@@ -141,6 +151,10 @@ func (rt *jobRuntime) drive(ctx context.Context) (failure error) {
 				handle(ev)
 			}
 			clear(batch)
+		case now := <-dueC:
+			if failure == nil && rt.store.Err() == nil {
+				co.Tick(now)
+			}
 		case now := <-tickC:
 			if failure == nil {
 				if err := rt.store.Err(); err != nil {
@@ -172,6 +186,10 @@ func (rt *jobRuntime) drive(ctx context.Context) (failure error) {
 		}
 		if co == nil || failure != nil {
 			continue
+		}
+		if due := co.NextDue(); !due.Equal(dueAt) {
+			dueAt = due
+			dueTimer.Reset(time.Until(due))
 		}
 		for co.HasReady() {
 			rd := co.Ready()

@@ -146,6 +146,21 @@ func (c *Coordinator) Options() Options { return c.opts }
 // NextID returns the id the next triggered checkpoint will have.
 func (c *Coordinator) NextID() uint64 { return c.nextID }
 
+// NextDue returns when the next regular checkpoint is due: Interval after
+// the previous trigger (and MinPause after the previous end). A Tick at
+// that time triggers it unless MaxConcurrent checkpoints are in flight;
+// the caller may Tick then, besides its periodic Ticks, so that
+// checkpoints keep their interval instead of waiting for the Tick after.
+func (c *Coordinator) NextDue() time.Time {
+	due := c.lastTriggerAt.Add(c.opts.Interval)
+	if c.ended {
+		if p := c.lastEndAt.Add(c.opts.MinPause); p.After(due) {
+			due = p
+		}
+	}
+	return due
+}
+
 // Failed returns the error that failed the job, or nil.
 func (c *Coordinator) Failed() error { return c.failed }
 

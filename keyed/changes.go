@@ -39,7 +39,9 @@ import (
 //     logSince = the current epoch);
 //   - it outgrows max(minLogEntries, 2 × the group's entries) entries,
 //     rotated the same way: a group that changed that much is cheaper to
-//     write in full;
+//     write in full, and it is not logged again until the next snapshot
+//     (logOff; its next log starts at the size this one reached, so that a
+//     group rewritten every interval allocates one log per snapshot);
 //   - ForgetChangesThrough said that no Changes call will ask for versions
 //     before an epoch: entries up to it are dropped when the log next
 //     grows (logSince becomes the epoch of the last one dropped).
@@ -93,8 +95,13 @@ func (b *Backend) logAddr(t *table, addr uint32) {
 }
 
 func (b *Backend) logAddrOn(t *table, addr uint32) {
+	if t.logOff == b.epoch {
+		return
+	}
 	if len(t.log) == cap(t.log) {
-		b.growLog(t)
+		if b.growLog(t); t.logOff == b.epoch {
+			return
+		}
 	}
 	t.log = append(t.log, b.logEntry(t, addr))
 }
@@ -102,14 +109,14 @@ func (b *Backend) logAddrOn(t *table, addr uint32) {
 // logAppendTo records an in-place append to the value of the record at
 // addr of t, whose value had oldLen bytes before it.
 func (b *Backend) logAppendTo(t *table, addr uint32, oldLen int) {
-	if b.noLog {
+	if b.noLog || t.logOff == b.epoch {
 		return
 	}
 	if len(t.log)+2 > cap(t.log) {
-		b.growLog(t)
-		if len(t.log)+2 > cap(t.log) {
-			t.log = append(t.log, 0, 0)[:len(t.log)] // room for the pair
+		if b.growLog(t); t.logOff == b.epoch {
+			return
 		}
+		t.log = slices.Grow(t.log, 2) // a new array if it must: never the one snapshots read
 	}
 	e := b.logEntry(t, addr)
 	t.log = append(t.log, e|logAppend, e&^0xFFFFFFFF|logLength|uint64(uint32(oldLen)))
@@ -121,7 +128,7 @@ func (b *Backend) logAppendTo(t *table, addr uint32, oldLen int) {
 func (b *Backend) prepareLog(t *table, addr uint32) bool {
 	l := &b.last
 	n := len(t.log)
-	if b.noLog {
+	if b.noLog || t.logOff == b.epoch {
 		l.logp, l.logn = &b.logSink, n
 		return true
 	}
@@ -161,11 +168,14 @@ func (b *Backend) growLog(t *table) {
 		}
 	}
 	if n >= max(minLogEntries, 2*t.entries) {
+		// A group written this much is written in full at the next
+		// checkpoint anyway: stop logging it until the next snapshot
+		// (which starts a new epoch), and start its next log that large.
 		b.rotateLog(t)
-		t.log = make([]uint64, 0, 64)
+		t.logOff, t.logHint = b.epoch, n
 		return
 	}
-	nl := make([]uint64, n, max(2*n, 16))
+	nl := make([]uint64, n, max(2*n, 16, min(t.logHint, 2*max(minLogEntries, 2*t.entries))))
 	copy(nl, t.log)
 	t.log = nl
 }

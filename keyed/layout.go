@@ -108,6 +108,8 @@ type table struct {
 	log       []uint64
 	logEpoch0 uint64 // the epoch entries count from
 	logSince  uint64 // the oldest version Changes answers for (0: the empty group)
+	logOff    uint64 // the epoch in which the log outgrew the group: no logging until the next
+	logHint   int    // the length the log had then: the capacity of its next one
 }
 
 // dir is the backend's table of key groups, copied on write like a table.

@@ -212,13 +212,7 @@ func benchRestoreChain(b *testing.B) {
 		}
 		m, err := chainStore.st.Recover("bench", func(m *snapshot.Metadata) error {
 			return chainStore.st.ReadKeyed("bench", m.Tasks[0].Keyed, 0, keyed.DefaultMaxParallelism, func(_ int, state string, key, value []byte, op uint8) error {
-				switch op {
-				case snapshot.OpDelete:
-					return be.RestoreDelete(state, key)
-				case snapshot.OpAppend:
-					return be.RestoreAppend(state, key, value)
-				}
-				return be.RestoreEntry(state, key, value)
+				return be.RestoreChange(op, state, key, value)
 			})
 		})
 		if err != nil || m == nil {

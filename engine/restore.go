@@ -354,7 +354,7 @@ func (rt *jobRuntime) readKeyed(m *snapshot.Metadata) (map[*vertex][]*keyed.Back
 				if !mine {
 					return nil // the state of an operator that runs in another chain now
 				}
-				return restoreOp(b, state, key, value, op)
+				return b.RestoreChange(op, state, key, value)
 			})
 			if err != nil {
 				return fmt.Errorf("cannot restore key groups [%d, %d) of %s task %d from checkpoint %d: %w", p.start, p.end, tg.v.name, tg.index, m.CheckpointID, err)
@@ -428,16 +428,4 @@ func (j *Job) stateOwner(v *vertex, state string, oldOps []string) (bool, error)
 		}
 	}
 	return true, nil
-}
-
-// restoreOp applies one entry of a checkpoint's keyed state to b: an entry
-// of a full image, or an operation of a delta (incremental checkpoints).
-func restoreOp(b *keyed.Backend, state string, key, value []byte, op uint8) error {
-	switch op {
-	case snapshot.OpDelete:
-		return b.RestoreDelete(state, key)
-	case snapshot.OpAppend:
-		return b.RestoreAppend(state, key, value)
-	}
-	return b.RestoreEntry(state, key, value)
 }

@@ -390,6 +390,38 @@ func sortUnique(addrs []uint32, tmp *[]uint32) []uint32 {
 	return slices.Compact(addrs)
 }
 
+// RestoreChange applies one operation of an incremental checkpoint, as
+// Snapshot.Changes reported it: ChangePut (RestoreEntry; also every entry
+// of a full image), ChangeDelete (RestoreDelete) or ChangeAppend
+// (RestoreAppend). An unknown operation is an error wrapping ErrCorrupt.
+func (b *Backend) RestoreChange(op uint8, state string, key, value []byte) error {
+	switch op {
+	case ChangePut:
+		return b.RestoreEntry(state, key, value)
+	case ChangeDelete:
+		return b.RestoreDelete(state, key)
+	case ChangeAppend:
+		return b.RestoreAppend(state, key, value)
+	}
+	return fmt.Errorf("%w: cannot restore operation %d of an entry of state %q", ErrCorrupt, op, state)
+}
+
+// restoreKey splits an encoded entry key for a Restore call (what names the
+// operation, for errors) and checks that its key group is this backend's.
+func (b *Backend) restoreKey(what, state string, key []byte) (k keyCtx, userKey []byte, err error) {
+	pk, uk, err := SplitEntryKey(key)
+	if err != nil {
+		return keyCtx{}, nil, fmt.Errorf("cannot restore %s an entry of state %q: %w", what, state, err)
+	}
+	h := HashKey(pk)
+	kg := KeyGroupOf(h, b.opts.MaxParallelism)
+	if !b.opts.Range.Contains(kg) {
+		return keyCtx{}, nil, fmt.Errorf("%w: cannot restore %s an entry of state %q: key group %d is outside this backend's range %v",
+			ErrKeyGroupOutOfRange, what, state, kg, b.opts.Range)
+	}
+	return keyCtx{enc: key[:len(key)-len(uk)], hash: h, idx: kg - b.opts.Range.Start}, uk, nil
+}
+
 // RestoreDelete removes one entry as Snapshot.Changes reported its
 // deletion (state by name, encoded key): the counterpart of RestoreEntry
 // for applying an incremental checkpoint's deletions. An entry (or a
@@ -399,15 +431,9 @@ func sortUnique(addrs []uint32, tmp *[]uint32) []uint32 {
 // malformed key is an error wrapping ErrCorrupt. A failed call changes
 // nothing.
 func (b *Backend) RestoreDelete(state string, key []byte) error {
-	pk, uk, err := SplitEntryKey(key)
+	k, uk, err := b.restoreKey("the deletion of", state, key)
 	if err != nil {
-		return fmt.Errorf("cannot restore the deletion of an entry of state %q: %w", state, err)
-	}
-	h := HashKey(pk)
-	kg := KeyGroupOf(h, b.opts.MaxParallelism)
-	if !b.opts.Range.Contains(kg) {
-		return fmt.Errorf("%w: cannot restore the deletion of an entry of state %q: key group %d is outside this backend's range %v",
-			ErrKeyGroupOutOfRange, state, kg, b.opts.Range)
+		return err
 	}
 	id, ok := b.byName[state]
 	if !ok {
@@ -423,7 +449,6 @@ func (b *Backend) RestoreDelete(state string, key []byte) error {
 	saved := b.noLog
 	b.noLog = true
 	defer func() { b.noLog = saved }()
-	k := keyCtx{enc: key[:len(key)-len(uk)], hash: h, idx: kg - b.opts.Range.Start}
 	var t *table
 	if asMap {
 		t = b.deleteUser(&k, id, uk)
@@ -444,24 +469,17 @@ func (b *Backend) RestoreDelete(state string, key []byte) error {
 // not apply to what was restored). Errors otherwise as RestoreEntry's; a
 // failed call changes nothing.
 func (b *Backend) RestoreAppend(state string, key, suffix []byte) error {
-	pk, uk, err := SplitEntryKey(key)
+	k, uk, err := b.restoreKey("an append to", state, key)
 	if err != nil {
-		return fmt.Errorf("cannot restore an append to an entry of state %q: %w", state, err)
-	}
-	h := HashKey(pk)
-	kg := KeyGroupOf(h, b.opts.MaxParallelism)
-	if !b.opts.Range.Contains(kg) {
-		return fmt.Errorf("%w: cannot restore an append to an entry of state %q: key group %d is outside this backend's range %v",
-			ErrKeyGroupOutOfRange, state, kg, b.opts.Range)
+		return err
 	}
 	id, ok := b.byName[state]
 	var t *table
 	var at int
 	var addr uint32
-	k := keyCtx{enc: key[:len(key)-len(uk)], hash: h, idx: kg - b.opts.Range.Start}
 	if ok && len(uk) == 0 {
 		if t = b.dir.tables[k.idx]; t != nil {
-			at, addr, _ = b.find(t, valueHash(h, id), hwOf(id, 0), k.enc, nil)
+			at, addr, _ = b.find(t, valueHash(k.hash, id), hwOf(id, 0), k.enc, nil)
 		}
 	}
 	if addr == 0 {

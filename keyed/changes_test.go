@@ -396,4 +396,7 @@ func TestChangesListAppend(t *testing.T) {
 	if err := restored.RestoreAppend("l", AppendEntryKey(nil, []byte("no-such-key"), nil), []byte{1}); !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("RestoreAppend to a missing entry = %v, want ErrCorrupt", err)
 	}
+	if err := restored.RestoreChange(3, "l", AppendEntryKey(nil, []byte("k"), nil), nil); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("RestoreChange of operation 3 = %v, want ErrCorrupt", err)
+	}
 }

@@ -471,8 +471,12 @@ func (s *Sink[T]) Recover(states [][]byte) error {
 	return nil
 }
 
-// Close closes the sink's own connection, which releases its advisory
-// lock. The sink can be used again: the next call connects again.
+// Close releases the sink's advisory lock and closes its own connection.
+// The lock is released explicitly first: closing the connection alone
+// releases it only when the server has processed the disconnection, after
+// Close returns, so that a run started right after this one (a restart)
+// could find it still held. The sink can be used again: the next call
+// connects again.
 func (s *Sink[T]) Close() error {
 	s.ctl.Lock()
 	defer s.ctl.Unlock()
@@ -481,6 +485,8 @@ func (s *Sink[T]) Close() error {
 	}
 	ctx, cancel := s.ctx()
 	defer cancel()
+	// An error leaves the release to the disconnection.
+	_, _ = s.ctl.conn.Exec(ctx, "SELECT pg_advisory_unlock($1)", lockKey(s.prefix))
 	err := s.ctl.conn.Close(ctx)
 	s.ctl.conn = nil
 	return err

@@ -229,18 +229,10 @@ func (s *Sink[T]) ctx() (context.Context, context.CancelFunc) {
 
 // scrub removes the password from an error's text: the message of a driver
 // error may quote what it was given.
-func (s *Sink[T]) scrub(err error) error {
-	if err == nil {
-		return nil
-	}
-	pw := ""
-	if s.opts.PasswordEnv != "" {
-		pw = os.Getenv(s.opts.PasswordEnv)
-	}
-	if pw == "" || !strings.Contains(err.Error(), pw) {
-		return err
-	}
-	return scrubbedError{msg: strings.ReplaceAll(err.Error(), pw, "********"), err: err}
+func (s *Sink[T]) scrub(err error) error { return s.conn().scrub(err) }
+
+func (s *Sink[T]) conn() connSettings {
+	return connSettings{url: s.opts.URL, passwordEnv: s.opts.PasswordEnv, timeout: s.opts.Timeout}
 }
 
 // scrubbedError keeps the chain (errors.Is) but not the original text.
@@ -260,29 +252,7 @@ func (s *Sink[T]) errf(format string, args ...any) error {
 // connect opens a connection named after the job (application_name), so an
 // operator can find the sink's backends in pg_stat_activity.
 func (s *Sink[T]) connect(role string) (*pgx.Conn, error) {
-	cfg, err := pgx.ParseConfig(s.opts.URL)
-	if err != nil {
-		return nil, s.errf("the URL does not parse")
-	}
-	if s.opts.PasswordEnv != "" {
-		// An unset variable is a mistake, not an empty password.
-		pw, ok := os.LookupEnv(s.opts.PasswordEnv)
-		if !ok {
-			return nil, s.errf("the environment variable %s (PasswordEnv) is not set", s.opts.PasswordEnv)
-		}
-		cfg.Password = pw
-	}
-	if cfg.ConnectTimeout == 0 || cfg.ConnectTimeout > s.opts.Timeout {
-		cfg.ConnectTimeout = s.opts.Timeout
-	}
-	cfg.RuntimeParams["application_name"] = appName(s.job, role)
-	ctx, cancel := s.ctx()
-	defer cancel()
-	conn, err := pgx.ConnectConfig(ctx, cfg)
-	if err != nil {
-		return nil, s.errf("cannot connect to %s:%d database %q as %q: %w", cfg.Host, cfg.Port, cfg.Database, cfg.User, err)
-	}
-	return conn, nil
+	return s.conn().connect(map[string]string{"application_name": appName(s.job, role)}, s.errf)
 }
 
 // appName is the application_name of the sink's connections: "streamd " and

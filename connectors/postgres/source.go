@@ -181,14 +181,7 @@ func NewSource[T any](opts SourceOptions[T]) (*Source[T], error) {
 // Its text never matches io.EOF (only io.EOF itself ends a source, and a
 // driver error on a closed connection may wrap it).
 func (src *Source[T]) errf(format string, args ...any) error {
-	err := fmt.Errorf("postgres: source of table %s (column %s): "+format, append([]any{src.opts.Table, src.opts.Column}, args...)...)
-	pw := ""
-	if src.opts.PasswordEnv != "" {
-		pw = os.Getenv(src.opts.PasswordEnv)
-	}
-	if pw != "" && strings.Contains(err.Error(), pw) {
-		err = scrubbedError{msg: strings.ReplaceAll(err.Error(), pw, "********"), err: err}
-	}
+	err := src.conn().scrub(fmt.Errorf("postgres: source of table %s (column %s): "+format, append([]any{src.opts.Table, src.opts.Column}, args...)...))
 	if errors.Is(err, io.EOF) {
 		err = errors.New(err.Error())
 	}
@@ -203,32 +196,12 @@ func (src *Source[T]) ctx() (context.Context, context.CancelFunc) {
 // operator finds it in pg_stat_activity), in UTC with ISO dates, so that values read as text
 // do not depend on the server's settings.
 func (src *Source[T]) connect(name string) (*pgx.Conn, error) {
-	cfg, err := pgx.ParseConfig(src.opts.URL)
-	if err != nil {
-		return nil, src.errf("the URL does not parse")
-	}
-	if src.opts.PasswordEnv != "" {
-		pw, ok := os.LookupEnv(src.opts.PasswordEnv)
-		if !ok {
-			return nil, src.errf("the environment variable %s (PasswordEnv) is not set", src.opts.PasswordEnv)
-		}
-		cfg.Password = pw
-	}
-	if cfg.ConnectTimeout == 0 || cfg.ConnectTimeout > src.opts.Timeout {
-		cfg.ConnectTimeout = src.opts.Timeout
-	}
-	cfg.RuntimeParams["application_name"] = name
-	cfg.RuntimeParams["TimeZone"] = "UTC"
-	cfg.RuntimeParams["DateStyle"] = "ISO, MDY"
-	cfg.RuntimeParams["IntervalStyle"] = "iso_8601"
-	cfg.RuntimeParams["extra_float_digits"] = "3"
-	ctx, cancel := src.ctx()
-	defer cancel()
-	conn, err := pgx.ConnectConfig(ctx, cfg)
-	if err != nil {
-		return nil, src.errf("cannot connect to %s:%d database %q as %q: %w", cfg.Host, cfg.Port, cfg.Database, cfg.User, err)
-	}
-	return conn, nil
+	return src.conn().connect(map[string]string{"application_name": name, "TimeZone": "UTC", "DateStyle": "ISO, MDY",
+		"IntervalStyle": "iso_8601", "extra_float_digits": "3"}, src.errf)
+}
+
+func (src *Source[T]) conn() connSettings {
+	return connSettings{url: src.opts.URL, passwordEnv: src.opts.PasswordEnv, timeout: src.opts.Timeout}
 }
 
 // column is a column the source reads, as the catalog describes it.

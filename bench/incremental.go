@@ -2,7 +2,6 @@ package bench
 
 import (
 	"encoding/binary"
-	"os"
 	"testing"
 	"time"
 
@@ -131,14 +130,7 @@ var chainStore struct {
 func benchRestoreChain(b *testing.B) {
 	n := restoreEntries()
 	if chainStore.st == nil {
-		dir, err := os.MkdirTemp("", "streamd-restore-chain-")
-		if err != nil {
-			b.Fatal(err)
-		}
-		st, err := snapshot.Open(dir, snapshot.Options{Compression: snapshot.CompressionS2, Logger: func(string, ...any) {}})
-		if err != nil {
-			b.Fatal(err)
-		}
+		st := openRestoreStore(b, "streamd-restore-chain-")
 		be, err := keyed.NewBackend(keyed.Options{})
 		if err != nil {
 			b.Fatal(err)
@@ -206,18 +198,7 @@ func benchRestoreChain(b *testing.B) {
 	var last time.Duration
 	for range b.N {
 		start := time.Now()
-		be, err := keyed.NewBackend(keyed.Options{})
-		if err != nil {
-			b.Fatal(err)
-		}
-		m, err := chainStore.st.Recover("bench", func(m *snapshot.Metadata) error {
-			return chainStore.st.ReadKeyed("bench", m.Tasks[0].Keyed, 0, keyed.DefaultMaxParallelism, func(_ int, state string, key, value []byte, op uint8) error {
-				return be.RestoreChange(op, state, key, value)
-			})
-		})
-		if err != nil || m == nil {
-			b.Fatalf("Recover = %v, %v", m, err)
-		}
+		be, _, _ := restoreNewest(b, chainStore.st)
 		if be.Len() != chainStore.entries {
 			b.Fatalf("restored %d entries, want %d", be.Len(), chainStore.entries)
 		}

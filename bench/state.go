@@ -143,14 +143,7 @@ var restoreStore struct {
 func benchRestore(b *testing.B) {
 	n := restoreEntries()
 	if restoreStore.st == nil {
-		dir, err := os.MkdirTemp("", "streamd-restore-")
-		if err != nil {
-			b.Fatal(err)
-		}
-		st, err := snapshot.Open(dir, snapshot.Options{Compression: snapshot.CompressionS2, Logger: func(string, ...any) {}})
-		if err != nil {
-			b.Fatal(err)
-		}
+		st := openRestoreStore(b, "streamd-restore-")
 		f := fill(b, n, 100)
 		snap := f.b.Snapshot()
 		h, err := st.WriteKeyed("bench", 1, "vertex", 0, keyed.DefaultMaxParallelism, snap, nil)
@@ -171,26 +164,9 @@ func benchRestore(b *testing.B) {
 	var last time.Duration
 	for range b.N {
 		start := time.Now()
-		be, err := keyed.NewBackend(keyed.Options{})
-		if err != nil {
-			b.Fatal(err)
-		}
-		// As the engine's recovery does: find the checkpoint and read its
-		// key groups straight into the task's backend, each block once,
-		// verifying it as it is read (one goroutine per task); then the
-		// task's operators register their states.
-		got := 0
-		m, err := restoreStore.st.Recover("bench", func(m *snapshot.Metadata) error {
-			return restoreStore.st.ReadKeyed("bench", m.Tasks[0].Keyed, 0, keyed.DefaultMaxParallelism, func(_ int, state string, key, value []byte, op uint8) error {
-				got++
-				if op != snapshot.OpPut {
-					b.Fatalf("a full image holds operation %d", op)
-				}
-				return be.RestoreEntry(state, key, value)
-			})
-		})
-		if err != nil || m == nil {
-			b.Fatalf("Recover = %v, %v", m, err)
+		be, got, others := restoreNewest(b, restoreStore.st)
+		if others != 0 {
+			b.Fatalf("a full image holds %d operations other than puts", others)
 		}
 		if _, err := be.Register("state", keyed.KindValue, keyed.StateOptions{}); err != nil {
 			b.Fatal(err)
@@ -202,4 +178,44 @@ func benchRestore(b *testing.B) {
 	}
 	mib := float64(restoreStore.raw) / (1 << 20)
 	Note("restore", "restore of %.0f MiB of keyed state (%d entries) from Pebble: %v (%.0f MB/s)", mib, n, last.Round(time.Millisecond), float64(restoreStore.raw)/last.Seconds()/1e6)
+}
+
+// openRestoreStore opens a store (S2) in a new temporary directory, which
+// the restore cases keep for the life of the process.
+func openRestoreStore(b *testing.B, prefix string) *snapshot.Store {
+	dir, err := os.MkdirTemp("", prefix)
+	if err != nil {
+		b.Fatal(err)
+	}
+	st, err := snapshot.Open(dir, snapshot.Options{Compression: snapshot.CompressionS2, Logger: func(string, ...any) {}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return st
+}
+
+// restoreNewest restores job "bench"'s newest checkpoint of st into a new
+// backend as the engine's recovery does: find the checkpoint and read its
+// key groups straight into the task's backend, each block once, verifying
+// it as it is read (one goroutine per task), applying deltas' operations.
+// It returns the backend and how many puts and other operations it read.
+func restoreNewest(b *testing.B, st *snapshot.Store) (be *keyed.Backend, puts, others int) {
+	be, err := keyed.NewBackend(keyed.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	m, err := st.Recover("bench", func(m *snapshot.Metadata) error {
+		return st.ReadKeyed("bench", m.Tasks[0].Keyed, 0, keyed.DefaultMaxParallelism, func(_ int, state string, key, value []byte, op uint8) error {
+			if op == snapshot.OpPut {
+				puts++
+			} else {
+				others++
+			}
+			return be.RestoreChange(op, state, key, value)
+		})
+	})
+	if err != nil || m == nil {
+		b.Fatalf("Recover = %v, %v", m, err)
+	}
+	return be, puts, others
 }
